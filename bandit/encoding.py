@@ -1,0 +1,173 @@
+"""Encode JSON context and candidates to Vowpal Wabbit's multi-line text format.
+
+Context objects become namespaces named after their key with the first letter
+upper-cased (``user`` -> ``|User``, so ``-q UA`` crosses user and action
+features); candidate features live in the ``|Action`` namespace together with
+the candidate id. Strings are one-hot (``key=value``), numbers are values
+(``key:1.5``), booleans one-hot (``key=true``), lists of strings one feature per
+element, lists of numbers indexed values, nested objects dotted names. Every
+name and value is escaped so no input can break the line format.
+"""
+from __future__ import annotations
+
+import math
+import re
+from numbers import Real
+
+ACTION_NAMESPACE = "Action"
+LOOSE_NAMESPACE = "Context"
+MAX_DEPTH = 8
+
+_UNSAFE = re.compile(r"[%|:\s]")
+
+
+class FeatureError(ValueError):
+    """A feature value VW cannot take; ``field`` names where it was found."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def escape(text: str) -> str:
+    """Percent-escape ``%``, ``|``, ``:`` and whitespace so text is one VW token.
+
+    >>> escape("a b|c:d%")
+    'a%20b%7Cc%3Ad%25'
+    """
+    if not _UNSAFE.search(text):
+        return text
+    return _UNSAFE.sub(lambda m: "%{:02X}".format(ord(m.group())), text)
+
+
+def _number(value: float, field: str) -> str:
+    if not math.isfinite(value):
+        raise FeatureError(field, "must be a finite number (no NaN or infinity)")
+    return repr(float(value))
+
+
+def _flatten(name: str, value, field: str, out: list, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise FeatureError(field, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, bool):
+        out.append(f"{escape(name)}={'true' if value else 'false'}")
+    elif isinstance(value, str):
+        out.append(f"{escape(name)}={escape(value)}")
+    elif isinstance(value, Real):
+        out.append(f"{escape(name)}:{_number(value, field)}")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{name}.{key}", inner, f"{field}.{key}", out, depth + 1)
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            if isinstance(inner, str):
+                out.append(f"{escape(name)}={escape(inner)}")
+            elif isinstance(inner, Real) and not isinstance(inner, bool):
+                out.append(f"{escape(name)}[{i}]:{_number(inner, f'{field}[{i}]')}")
+            else:
+                _flatten(f"{name}[{i}]", inner, f"{field}[{i}]", out, depth + 1)
+    else:
+        raise FeatureError(
+            field, "must be a string, number, boolean, list or object, not " + type(value).__name__
+        )
+
+
+def features_text(features: dict, field: str = "features") -> str:
+    """Return the space-separated VW features of one flat or nested object.
+
+    >>> features_text({"category": "shoes", "price": 49, "tags": ["new", "red sale"]})
+    'category=shoes price:49.0 tags=new tags=red%20sale'
+    """
+    if not isinstance(features, dict):
+        raise FeatureError(field, "must be an object")
+    out: list[str] = []
+    for key, value in features.items():
+        _flatten(str(key), value, f"{field}.{key}", out)
+    return " ".join(out)
+
+
+def namespace_name(key: str) -> str:
+    """Name a context key's namespace so its first letter is upper case (for ``-q``)."""
+    escaped = escape(str(key)) or "_"
+    return escaped[0].upper() + escaped[1:]
+
+
+def context_text(context: dict, field: str = "context") -> str:
+    """Return the namespaces of a context: objects become namespaces, loose values ``|Context``.
+
+    >>> context_text({"user": {"segment": "new"}, "page": {"type": "home"}, "hour": 9})
+    '|User segment=new |Page type=home |Context hour:9.0'
+    """
+    if not isinstance(context, dict):
+        raise FeatureError(field, "must be an object")
+    parts, loose = [], []
+    for key, value in context.items():
+        if isinstance(value, dict):
+            parts.append(f"|{namespace_name(key)} {features_text(value, f'{field}.{key}')}".rstrip())
+        else:
+            _flatten(str(key), value, f"{field}.{key}", loose)
+    if loose:
+        parts.append(f"|{LOOSE_NAMESPACE} " + " ".join(loose))
+    return " ".join(parts)
+
+
+def action_text(candidate: dict, field: str = "candidate") -> str:
+    """Return one candidate's action features, its id included so items are learnable.
+
+    >>> action_text({"id": "sku 1", "features": {"price": 10}})
+    '|Action id=sku%201 price:10.0'
+    """
+    feats = features_text(candidate.get("features") or {}, f"{field}.features")
+    return f"|{ACTION_NAMESPACE} id={escape(candidate['id'])} {feats}".rstrip()
+
+
+def validate_features(value, field: str) -> None:
+    """Raise ``FeatureError`` naming the field when a features object cannot be encoded."""
+    features_text(value, field)
+
+
+def cb_lines(shared: str, actions: list[str], label: tuple[int, float, float] | None = None) -> list[str]:
+    """Build a ``--cb_explore_adf`` example; ``label`` = (chosen index, cost, probability).
+
+    >>> cb_lines("|User a=1", ["|Action id=x", "|Action id=y"], label=(1, -1.0, 0.5))
+    ['shared |User a=1', '|Action id=x', '0:-1.0:0.5 |Action id=y']
+    """
+    lines = [f"shared {shared}"]
+    for i, action in enumerate(actions):
+        if label is not None and i == label[0]:
+            lines.append(f"0:{label[1]!r}:{label[2]!r} {action}")
+        else:
+            lines.append(action)
+    return lines
+
+
+def ccb_lines(
+    shared: str,
+    actions: list[str],
+    slots: int,
+    labels: list[tuple[int, float, float]] | None = None,
+    forced: list[int] | None = None,
+    include: list[int] | None = None,
+) -> list[str]:
+    """Build a ``--ccb_explore_adf`` example with ``slots`` slot lines.
+
+    ``labels`` gives (chosen index, cost, probability) per slot when learning;
+    ``forced`` pins the first slots to already-chosen actions and ``include``
+    restricts the last slot, which is how a slate is sampled slot by slot.
+
+    >>> ccb_lines("|User a=1", ["|Action id=x", "|Action id=y"], 1, labels=[(1, -1.0, 0.5)])
+    ['ccb shared |User a=1', 'ccb action |Action id=x', 'ccb action |Action id=y', 'ccb slot 1:-1.0:0.5 |']
+    """
+    lines = [f"ccb shared {shared}"] + [f"ccb action {a}" for a in actions]
+    if labels is not None:
+        lines += [f"ccb slot {i}:{cost!r}:{p!r} |" for i, cost, p in labels]
+        return lines
+    forced = forced or []
+    lines += [f"ccb slot {i} |" for i in forced]
+    open_slots = slots - len(forced)
+    if include is not None and open_slots > 0:
+        lines.append(f"ccb slot {','.join(map(str, include))} |")
+        open_slots -= 1
+    lines += ["ccb slot |"] * open_slots
+    return lines

@@ -1,0 +1,163 @@
+"""The VW-backed policy: one choice with ``--cb_explore_adf``, slates with ``--ccb_explore_adf``.
+
+The policy gets already encoded text (see ``bandit.encoding``) and returns, per
+slot, the chosen candidate index and the probability it had; those probabilities
+are what gets logged and later learned with. VW minimises cost, so a reward r is
+learned as cost -r. A workspace is not thread-safe: every call holds the lock.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import vowpalwabbit
+
+from bandit.encoding import cb_lines, ccb_lines
+from bandit.exploration import Epsilon, SettingError
+from bandit.sampling import sample_index, uniform_draws
+
+# Options that read or write files, open sockets or change the example format
+# would let a spec touch the server or break the wire format; they are refused.
+FORBIDDEN_VW_OPTIONS = {
+    "-d", "--data", "-i", "--initial_regressor", "-f", "--final_regressor", "--daemon",
+    "--port", "--pid_file", "--port_file", "-c", "--cache", "--cache_file", "-p",
+    "--predictions", "-r", "--raw_predictions", "--readable_model", "--invert_hash",
+    "--audit_regressor", "--output_feature_regularizer_binary",
+    "--output_feature_regularizer_text", "--save_per_pass", "--json", "--dsjson",
+    "--cb_explore_adf", "--ccb_explore_adf", "--cb_adf", "--cb", "--cb_explore",
+    "--dictionary", "--dictionary_path", "--feature_mask", "--input_feature_regularizer",
+    "--onethread", "--num_children", "--span_server",
+}
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """What a policy needs from an experiment spec to build its VW workspace."""
+
+    slots: int = 1
+    exploration: object = field(default_factory=Epsilon)
+    interactions: tuple = ("UA", "PA")
+    learning_rate: float = 0.5
+    vw_args: str = ""
+
+    @property
+    def is_slate(self) -> bool:
+        return self.slots > 1
+
+    def args(self) -> str:
+        """Return the full VW command line for these settings."""
+        parts = ["--ccb_explore_adf" if self.is_slate else "--cb_explore_adf"]
+        parts.append(self.exploration.vw_args())
+        parts += [f"-q {q}" for q in self.interactions]
+        parts.append(f"-l {self.learning_rate!r}")
+        if self.vw_args:
+            parts.append(self.vw_args)
+        parts.append("--quiet")
+        return " ".join(parts)
+
+
+def check_vw_args(vw_args: str) -> None:
+    """Reject extra VW options that touch files or sockets, before VW sees them."""
+    try:
+        tokens = shlex.split(vw_args)
+    except ValueError as exc:
+        raise SettingError("vw_args", f"cannot be parsed: {exc}") from None
+    for token in tokens:
+        name = token.split("=", 1)[0]
+        if name in FORBIDDEN_VW_OPTIONS:
+            raise SettingError("vw_args", f"option {name} is not allowed here")
+
+
+def validate_settings(settings: PolicySettings) -> None:
+    """Construct a throwaway workspace so VW itself vets the arguments."""
+    check_vw_args(settings.vw_args)
+    try:
+        ws = vowpalwabbit.Workspace(settings.args())
+    except Exception as exc:  # VW raises RuntimeError or its own errors
+        raise SettingError("vw_args", f"rejected by Vowpal Wabbit: {exc}") from None
+    ws.finish()
+
+
+class Policy:
+    """A VW workspace with seeded slate sampling; safe to share between threads."""
+
+    def __init__(self, settings: PolicySettings, model: bytes | None = None):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._ws = self._load(model) if model else vowpalwabbit.Workspace(settings.args())
+
+    @staticmethod
+    def _load(model: bytes):
+        with tempfile.NamedTemporaryFile(suffix=".vw", delete=False) as fh:
+            fh.write(model)
+        try:
+            return vowpalwabbit.Workspace(f"--quiet -i {shlex.quote(fh.name)}")
+        finally:
+            os.unlink(fh.name)
+
+    def save(self) -> bytes:
+        """Return the model as bytes (VW's own format, loadable with ``vw -i``)."""
+        fd, path = tempfile.mkstemp(suffix=".vw")
+        os.close(fd)
+        try:
+            with self._lock:
+                self._ws.save(path)
+            with open(path, "rb") as fh:
+                return fh.read()
+        finally:
+            os.unlink(path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._ws.finish()
+
+    def pmf(self, shared: str, actions: list[str]) -> np.ndarray:
+        """Return the first slot's probability for every action, in action order."""
+        with self._lock:
+            if not self.settings.is_slate:
+                return np.asarray(self._ws.predict(cb_lines(shared, actions)), dtype=float)
+            scores = self._ws.predict(ccb_lines(shared, actions, 1))[0]
+        pmf = np.zeros(len(actions))
+        for index, prob in scores:
+            pmf[index] = prob
+        return pmf
+
+    def choose(self, shared: str, actions: list[str], slots: int, event_id: str) -> list[tuple[int, float]]:
+        """Pick ``slots`` distinct actions; return (index, probability) per slot.
+
+        Slot k's probability is conditional on the earlier slots' choices, which is
+        what ``--ccb_explore_adf`` learns with.
+        """
+        draws = uniform_draws(event_id, slots)
+        if not self.settings.is_slate:
+            if slots != 1:
+                raise ValueError("slots: this policy chooses one action")
+            pmf = self.pmf(shared, actions)
+            index = sample_index(pmf, draws[0])
+            return [(index, float(pmf[index]))]
+        chosen: list[tuple[int, float]] = []
+        remaining = list(range(len(actions)))
+        for k in range(slots):
+            forced = [i for i, _ in chosen]
+            lines = ccb_lines(shared, actions, k + 1, forced=forced, include=remaining if k else None)
+            with self._lock:
+                scores = sorted(self._ws.predict(lines)[k])
+            pick = sample_index([p for _, p in scores], draws[k])
+            index, prob = scores[pick]
+            chosen.append((int(index), float(prob)))
+            remaining.remove(index)
+        return chosen
+
+    def learn(self, shared: str, actions: list[str], chosen: list[tuple[int, float]], rewards: list[float]) -> None:
+        """Learn from one logged decision: per slot (index, logged probability) and reward."""
+        labels = [(i, -float(r), max(float(p), 1e-6)) for (i, p), r in zip(chosen, rewards)]
+        if self.settings.is_slate:
+            lines = ccb_lines(shared, actions, len(labels), labels=labels)
+        else:
+            lines = cb_lines(shared, actions, label=labels[0])
+        with self._lock:
+            self._ws.learn(lines)

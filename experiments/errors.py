@@ -1,0 +1,38 @@
+"""Typed domain errors: each carries its HTTP status, a code and the field it blames."""
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of every error a client can cause; rendered as one JSON shape by the web layer."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict:
+        error = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class InvalidField(ServiceError):
+    status = 400
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}" if field else message, field)
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"

@@ -1,0 +1,179 @@
+"""The learner: joins decisions with their rewards once the window closes, learns in log order.
+
+One learner per database. For each experiment it keeps a VW policy and a cursor
+(the last decision sequence number learned). A published snapshot stores the
+model together with its cursor, so after a restart the learner loads the newest
+snapshot and continues after its cursor: no decision is learned twice, none is
+skipped. When an experiment's learning settings change, the model is rebuilt
+from the log with the new settings, since a model is a function of the log.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+from bandit.encoding import action_text, context_text
+from bandit.policy import Policy
+from experiments.clock import SystemClock
+from experiments.spec import parse_spec
+from experiments.store import loads
+
+log = logging.getLogger(__name__)
+
+AGGREGATE = {
+    "sum": sum,
+    "first": lambda values: values[0],
+    "max": max,
+}
+
+
+def slot_rewards(rewards: list[tuple[int | None, float]], slots: int, aggregation: str, default: float) -> list[float]:
+    """Aggregate (slot, value) rewards per slot; a slot without any gets the default.
+
+    >>> slot_rewards([(0, 1.0), (0, 3.0), (None, 5.0)], 2, "sum", 0.0)
+    [4.0, 0.0]
+    """
+    per_slot = defaultdict(list)
+    for slot, value in rewards:
+        if slot is not None and slot < slots:
+            per_slot[slot].append(value)
+    combine = AGGREGATE[aggregation]
+    return [float(combine(per_slot[k])) if per_slot[k] else float(default) for k in range(slots)]
+
+
+@dataclass
+class _Track:
+    """The learner's state for one experiment."""
+
+    policy: Policy
+    args: str
+    version: int
+    cursor: int
+    learned: int
+    published_at: float
+    dirty: bool = False
+
+
+class Learner:
+    """Learn every closed decision exactly once and publish snapshots every ``update_seconds``."""
+
+    def __init__(self, store, clock=None, batch_size: int = 2000, grace_seconds: float = 0.0):
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self.grace_seconds = grace_seconds
+        self._tracks: dict[str, _Track] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _track(self, key: str, spec) -> _Track:
+        settings = spec.policy_settings()
+        args = settings.args()
+        track = self._tracks.get(key)
+        if track and track.args == args:
+            return track
+        row = self.store.latest_model(key)
+        version = row["version"] if row else 0
+        if track is None and row and row["args"] == args:
+            track = _Track(Policy(settings, row["model"]), args, version, row["cursor_seq"], row["learned"],
+                           self.clock.now())
+        else:  # first model, or settings changed: rebuild from the start of the log
+            if track is not None or row:
+                log.info("learning settings of %s changed; rebuilding its model from the log", key)
+            track = _Track(Policy(settings), args, version, 0, 0, self.clock.now(), dirty=bool(row))
+        self._tracks[key] = track
+        return track
+
+    def run_once(self, force_publish: bool = False) -> dict[str, int]:
+        """Learn what has closed and publish snapshots that are due; return learned counts."""
+        with self._lock:
+            learned = {}
+            for row in self.store.list_experiments():
+                if row["status"] == "draft":
+                    continue
+                spec = parse_spec(row["spec"])
+                track = self._track(row["key"], spec)
+                learned[row["key"]] = self._learn_closed(row["key"], spec, track)
+                self._maybe_publish(row, spec, track, force_publish)
+            return learned
+
+    def _learn_closed(self, key: str, spec, track: _Track) -> int:
+        reward = spec.reward
+        total = 0
+        while True:
+            closed_by = self.clock.now() - self.grace_seconds
+            rows = self.store.closed_decisions(key, track.cursor, closed_by, self.batch_size)
+            if not rows:
+                return total
+            by_seq = defaultdict(list)
+            for r in self.store.rewards_for([row["seq"] for row in rows]):
+                by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
+            for row in rows:
+                self._learn_one(track, row, by_seq.get(row["seq"], []), reward)
+            track.cursor = rows[-1]["seq"]
+            track.learned += len(rows)
+            track.dirty = True
+            total += len(rows)
+            if len(rows) < self.batch_size:
+                return total
+
+    @staticmethod
+    def _learn_one(track: _Track, row: dict, rewards, reward_spec) -> None:
+        slate = loads(row["slate"])
+        if track.policy.settings.slots < len(slate):
+            slate = slate[: track.policy.settings.slots]  # slots were reduced since; learn the ones it has
+        candidates = loads(row["candidates"])
+        shared = context_text(loads(row["context"]))
+        actions = [action_text(c) for c in candidates]
+        values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])
+        chosen = [(s["index"], s["probability"]) for s in slate]
+        if not track.policy.settings.is_slate:
+            chosen, values = chosen[:1], values[:1]
+        track.policy.learn(shared, actions, chosen, values)
+
+    def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> None:
+        now = self.clock.now()
+        if not track.dirty or (not force and now - track.published_at < spec.learning["update_seconds"]):
+            return
+        track.version += 1
+        self.store.insert_model({
+            "experiment": experiment["key"], "version": track.version, "args": track.args,
+            "spec_version": experiment["version"],
+            "cursor_seq": track.cursor, "learned": track.learned, "created_at": now, "model": track.policy.save(),
+        })
+        track.published_at = now
+        track.dirty = False
+
+    def lag(self) -> dict[str, int]:
+        """Return, per experiment, how many logged decisions are not learned yet."""
+        with self._lock:
+            return {key: self.store.conn.execute(
+                "SELECT count(*) FROM decisions WHERE experiment = ? AND seq > ?", (key, t.cursor)).fetchone()[0]
+                for key, t in self._tracks.items()}
+
+    # -- background thread ---------------------------------------------------
+    def start(self, interval: float = 0.5) -> None:
+        """Run ``run_once`` every ``interval`` real seconds in a daemon thread."""
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, args=(interval,), name="silent-learner", daemon=True)
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("learner pass failed; retrying")
+
+    def stop(self) -> None:
+        """Stop the thread and publish what was learned since the last snapshot."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+        self.run_once(force_publish=True)

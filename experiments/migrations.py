@@ -1,0 +1,70 @@
+"""Schema migrations, applied in order and recorded in ``_migrations``.
+
+Each migration is a function of a ``sqlite_utils.Database``; add new ones at the
+end of ``MIGRATIONS`` and never edit one that has shipped.
+"""
+from __future__ import annotations
+
+import time
+
+import sqlite_utils
+
+
+def m001_core(db: sqlite_utils.Database) -> None:
+    db["experiments"].create(
+        {"key": str, "name": str, "kind": str, "status": str, "version": int, "spec": str,
+         "created_at": float, "updated_at": float},
+        pk="key", if_not_exists=True,
+    )
+    db["experiment_history"].create(
+        {"id": int, "experiment": str, "version": int, "status": str, "spec": str, "change": str,
+         "actor": str, "at": float},
+        pk="id", if_not_exists=True,
+    )
+    db["experiment_history"].create_index(["experiment", "version"], if_not_exists=True)
+    db["decisions"].create(
+        {"seq": int, "event_id": str, "experiment": str, "unit": str, "variant": str,
+         "model_version": int, "spec_version": int, "context": str, "candidates": str,
+         "excluded": str, "slate": str, "created_at": float, "window_closes_at": float},
+        pk="seq", not_null={"event_id", "experiment", "variant", "slate", "created_at"}, if_not_exists=True,
+    )
+    db["decisions"].create_index(["event_id"], unique=True, if_not_exists=True)
+    db["decisions"].create_index(["experiment", "seq"], if_not_exists=True)
+    db["decisions"].create_index(["experiment", "created_at"], if_not_exists=True)
+    db["rewards"].create(
+        {"id": int, "event_id": str, "experiment": str, "decision_seq": int, "reward_key": str,
+         "type": str, "item": str, "slot": int, "value": float, "received_at": float,
+         "late": int, "duplicates": int},
+        pk="id", not_null={"event_id", "decision_seq", "reward_key", "value", "received_at"},
+        defaults={"late": 0, "duplicates": 0}, if_not_exists=True,
+    )
+    db["rewards"].create_index(["event_id", "reward_key"], unique=True, if_not_exists=True)
+    db["rewards"].create_index(["decision_seq"], if_not_exists=True)
+    db["rewards"].create_index(["experiment", "received_at"], if_not_exists=True)
+    db["models"].create(
+        {"id": int, "experiment": str, "version": int, "args": str, "spec_version": int,
+         "cursor_seq": int, "learned": int, "created_at": float, "model": bytes},
+        pk="id", if_not_exists=True,
+    )
+    db["models"].create_index(["experiment", "version"], unique=True, if_not_exists=True)
+
+
+MIGRATIONS = [m001_core]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations this database has not seen; return their names.
+
+    Migrations use ``if_not_exists`` throughout, so two processes starting at once,
+    or a migration interrupted half way, simply run it again harmlessly.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        migration(db)
+        db.execute("INSERT OR IGNORE INTO _migrations VALUES (?, ?)", [migration.__name__, time.time()])
+        applied.append(migration.__name__)
+    return applied

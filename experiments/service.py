@@ -1,0 +1,374 @@
+"""The decide/reward service: what the shop and the admin API call.
+
+``decide`` validates a slate request, assigns the unit to a variant, asks the
+policy (or the control) for a slate, and commits the decision to the log before
+it answers. ``record_reward`` attributes an outcome to its decision and slot and
+stores it exactly once per idempotency key.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+from numbers import Real
+
+import math
+
+from bandit.encoding import FeatureError, action_text, context_text
+from bandit.policy import Policy
+from bandit.sampling import uniform_draws
+from experiments.assignment import BANDIT, FALLBACK, HOLDOUT, variant_for
+from experiments.clock import SystemClock
+from experiments.errors import Conflict, InvalidField, NotFound
+from experiments.spec import MAX_ARMS, apply_patch, check_id, check_transition, parse_spec
+from experiments.store import dumps, loads
+
+log = logging.getLogger(__name__)
+
+MAX_CANDIDATES = MAX_ARMS
+REQUEST_FIELDS = {"unit", "context", "candidates", "slots", "exclude", "event_id"}
+REWARD_FIELDS = {"type", "item", "value", "id"}
+
+
+def iso(ts: float | None) -> str | None:
+    """Format epoch seconds as an ISO 8601 UTC timestamp."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def control_slate(n: int, slots: int, event_id: str, arm_index: int | None = None) -> list[tuple[int, float]]:
+    """Sample the control policy: uniform without replacement, or a fixed arm first.
+
+    Slot k of a uniform slate has probability 1/(n-k); a fixed arm has probability 1
+    in the first slot and the later slots are uniform over the rest.
+    """
+    draws = uniform_draws(event_id, slots)
+    remaining = list(range(n))
+    chosen = []
+    if arm_index is not None:
+        remaining.remove(arm_index)
+        chosen.append((arm_index, 1.0))
+    while len(chosen) < slots:
+        k = len(chosen)
+        pick = remaining.pop(int(draws[k] * len(remaining)))
+        chosen.append((pick, 1.0 / (n - k)))
+    return chosen
+
+
+class ServingModels:
+    """The newest published model of each experiment, reloaded when a newer one appears."""
+
+    def __init__(self, store, clock, refresh_seconds: float = 1.0):
+        self.store = store
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self._models: dict[str, tuple[int, str, Policy]] = {}
+        self._versions: dict[str, int] = {}
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _refresh_versions(self) -> None:
+        now = self.clock.now()
+        if now - self._checked_at >= self.refresh_seconds:
+            self._versions = self.store.model_versions()
+            self._checked_at = now
+
+    def get(self, key: str, settings) -> tuple[int, Policy]:
+        """Return (model version, policy) for an experiment's current settings."""
+        args = settings.args()
+        with self._lock:
+            self._refresh_versions()
+            newest = self._versions.get(key, 0)
+            cached = self._models.get(key)
+            if cached and cached[0] == newest and cached[1] == args:
+                return cached[0], cached[2]
+            row = self.store.latest_model(key) if newest else None
+            if row and row["args"] == args:
+                policy, version = Policy(settings, row["model"]), row["version"]
+            else:  # no model yet, or settings changed and the learner is rebuilding
+                policy, version = Policy(settings), row["version"] if row else 0
+            self._models[key] = (newest, args, policy)
+            return version, policy
+
+
+class Service:
+    """Experiments, decisions and rewards over one store; safe to share between threads."""
+
+    def __init__(self, store, clock=None, model_refresh_seconds: float = 1.0, spec_refresh_seconds: float = 1.0):
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.models = ServingModels(store, self.clock, model_refresh_seconds)
+        self.spec_refresh_seconds = spec_refresh_seconds
+        self._experiments: dict[str, tuple[dict, object]] = {}
+        self._checked_at = float("-inf")
+        self._cache_lock = threading.Lock()
+
+    # -- experiments ---------------------------------------------------------
+    def _experiment(self, key: str):
+        """Return (row, Spec) of an experiment, cached and re-checked every few seconds."""
+        with self._cache_lock:
+            now = self.clock.now()
+            if now - self._checked_at >= self.spec_refresh_seconds:
+                versions = self.store.experiment_versions()
+                self._experiments = {k: v for k, v in self._experiments.items() if versions.get(k) == v[0]["version"]}
+                self._checked_at = now
+            cached = self._experiments.get(key)
+        if cached:
+            return cached
+        row = self.store.get_experiment(key)
+        if row is None:
+            raise NotFound(f"experiment {key!r} does not exist", field="key")
+        cached = (row, parse_spec(row["spec"]))
+        with self._cache_lock:
+            self._experiments[key] = cached
+        return cached
+
+    def _view(self, row: dict, counts: bool = True) -> dict:
+        view = {
+            "key": row["key"],
+            "name": row["name"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "version": row["version"],
+            "spec": row["spec"],
+            "created_at": iso(row["created_at"]),
+            "updated_at": iso(row["updated_at"]),
+        }
+        if counts:
+            view["counts"] = self.store.counts(row["key"])
+            model = self.store.latest_model(row["key"], with_blob=False)
+            view["model"] = {"version": model["version"], "learned": model["learned"],
+                             "published_at": iso(model["created_at"])} if model else None
+        return view
+
+    def create_experiment(self, body, actor: str = "api") -> dict:
+        """Validate a spec and create the experiment as a draft (or with the given status)."""
+        status = "draft"
+        if isinstance(body, dict) and "status" in body:
+            body = dict(body)
+            status = body.pop("status")
+            if status not in ("draft", "running"):
+                raise InvalidField("status", "a new experiment starts as draft or running")
+        spec = parse_spec(body)
+        if self.store.get_experiment(spec.key):
+            raise Conflict(f"experiment {spec.key!r} already exists", field="key")
+        now = self.clock.now()
+        row = {"key": spec.key, "name": spec.data["name"], "kind": spec.data["kind"], "status": status,
+               "version": 1, "spec": spec.data, "created_at": now, "updated_at": now}
+        try:
+            self.store.save_experiment(row, {"created": True, "status": status}, actor, expected_version=None)
+        except sqlite3.IntegrityError:
+            raise Conflict(f"experiment {spec.key!r} already exists", field="key") from None
+        return self._view(row)
+
+    def list_experiments(self) -> list[dict]:
+        return [self._view(row) for row in self.store.list_experiments()]
+
+    def get_experiment(self, key: str) -> dict:
+        row = self.store.get_experiment(key)
+        if row is None:
+            raise NotFound(f"experiment {key!r} does not exist", field="key")
+        return self._view(row)
+
+    def history(self, key: str) -> list[dict]:
+        self.get_experiment(key)
+        return [{"version": h["version"], "status": h["status"], "change": h["change"], "actor": h["actor"],
+                 "at": iso(h["at"]), "spec": h["spec"]} for h in self.store.history(key)]
+
+    def update_experiment(self, key: str, body, actor: str = "api") -> dict:
+        """Change settings and/or status; every change becomes a new version in the history."""
+        row = self.store.get_experiment(key)
+        if row is None:
+            raise NotFound(f"experiment {key!r} does not exist", field="key")
+        spec, status = apply_patch(row["spec"], body)
+        status = status or row["status"]
+        check_transition(row["status"], status)
+        new = {**row, "name": spec.data["name"], "spec": spec.data, "status": status,
+               "version": row["version"] + 1, "updated_at": self.clock.now()}
+        try:
+            self.store.save_experiment(new, body, actor, expected_version=row["version"])
+        except sqlite3.IntegrityError:
+            raise Conflict("the experiment changed meanwhile; read it again and retry", field="version") from None
+        with self._cache_lock:
+            self._experiments.pop(key, None)
+        return self._view(new)
+
+    # -- decisions -----------------------------------------------------------
+    def decide(self, key: str, body) -> dict:
+        """Pick a slate for one page view and commit the decision before answering."""
+        if not isinstance(body, dict):
+            raise InvalidField("", "the body must be a JSON object")
+        unknown = set(body) - REQUEST_FIELDS
+        if unknown:
+            raise InvalidField(sorted(unknown)[0], "unknown field")
+        row, spec = self._experiment(key)
+        if row["status"] == "draft":
+            raise Conflict(f"experiment {key!r} is a draft; start it first", field="status")
+        event_id = body.get("event_id")
+        if event_id is None:
+            event_id = uuid.uuid4().hex
+        check_id(event_id, "event_id")
+        previous = self.store.get_decision(event_id)
+        if previous is not None:
+            return self._replay_answer(previous, key)
+        unit = body.get("unit", event_id)
+        check_id(unit, "unit")
+        context = body.get("context", {})
+        try:
+            shared = context_text(context, "context")
+        except FeatureError as exc:
+            raise InvalidField(exc.field, exc.message) from None
+        candidates = self._candidates(spec, body)
+        slots = self._slots(spec, body, len(candidates))
+        actions = []
+        for i, cand in enumerate(candidates):
+            try:
+                actions.append(action_text(cand, f"candidates[{cand['_index']}]"))
+            except FeatureError as exc:
+                raise InvalidField(exc.field, exc.message) from None
+        variant = BANDIT if row["status"] == "running" else FALLBACK
+        if variant == BANDIT:
+            variant = variant_for(key, unit, spec.traffic["holdout"])
+        model_version, chosen = 0, None
+        if variant == BANDIT:
+            try:
+                model_version, policy = self.models.get(key, spec.policy_settings())
+                chosen = policy.choose(shared, actions, slots, event_id)
+            except Exception:  # a failing model must never cost the shop its slate
+                log.exception("model of %s failed; serving the control policy", key)
+                variant = FALLBACK
+        if chosen is None:
+            chosen = control_slate(len(candidates), slots, event_id, self._control_arm(spec, candidates))
+        now = self.clock.now()
+        slate = [{"slot": k, "id": candidates[i]["id"], "index": i, "probability": p} for k, (i, p) in enumerate(chosen)]
+        record = {
+            "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
+            "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
+            "candidates": dumps([{"id": c["id"], "features": c["features"]} for c in candidates]),
+            "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
+            "window_closes_at": now + spec.reward["wait_seconds"],
+        }
+        try:
+            self.store.insert_decision(record)
+        except sqlite3.IntegrityError:  # the same event id raced in from another request
+            return self._replay_answer(self.store.get_decision(event_id), key)
+        return self._answer(event_id, key, variant, model_version, slate)
+
+    @staticmethod
+    def _answer(event_id, key, variant, model_version, slate) -> dict:
+        return {"event_id": event_id, "experiment": key, "variant": variant, "model_version": model_version,
+                "slate": [{"slot": s["slot"], "id": s["id"], "probability": s["probability"]} for s in slate]}
+
+    def _replay_answer(self, decision: dict, key: str) -> dict:
+        """Answer a repeated event id with the decision already logged (idempotent retry)."""
+        if decision["experiment"] != key:
+            raise Conflict("event_id is already used by another experiment", field="event_id")
+        return self._answer(decision["event_id"], key, decision["variant"], decision["model_version"],
+                            loads(decision["slate"]))
+
+    @staticmethod
+    def _candidates(spec, body) -> list[dict]:
+        exclude = body.get("exclude") or []
+        if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+            raise InvalidField("exclude", "must be a list of candidate ids")
+        if spec.data["kind"] == "strategies":
+            if body.get("candidates") is not None:
+                raise InvalidField("candidates", "a strategies experiment chooses among its arms; omit candidates")
+            raw = spec.arms
+        else:
+            raw = body.get("candidates")
+            if not isinstance(raw, list) or not raw:
+                raise InvalidField("candidates", "must be a non-empty list of {\"id\", \"features\"} objects")
+            if len(raw) > MAX_CANDIDATES:
+                raise InvalidField("candidates", f"at most {MAX_CANDIDATES} candidates")
+        excluded, seen, out = set(exclude), set(), []
+        for i, cand in enumerate(raw):
+            field = f"candidates[{i}]"
+            if not isinstance(cand, dict):
+                raise InvalidField(field, "must be an object with an id")
+            extra = set(cand) - {"id", "features"}
+            if extra:
+                raise InvalidField(f"{field}.{sorted(extra)[0]}", "unknown field")
+            cand_id = check_id(cand.get("id"), f"{field}.id")
+            if cand_id in seen:
+                raise InvalidField(f"{field}.id", f"duplicate candidate id {cand_id!r}")
+            seen.add(cand_id)
+            features = cand.get("features")
+            if features is None:
+                features = {}
+            if not isinstance(features, dict):
+                raise InvalidField(f"{field}.features", "must be an object")
+            if cand_id not in excluded:
+                out.append({"id": cand_id, "features": features, "_index": i})
+        if not out:
+            raise InvalidField("exclude", "excludes every candidate")
+        return out
+
+    @staticmethod
+    def _slots(spec, body, available: int) -> int:
+        slots = body.get("slots", spec.slots)
+        if isinstance(slots, bool) or not isinstance(slots, int):
+            raise InvalidField("slots", "must be an integer")
+        if slots < 1:
+            raise InvalidField("slots", "must be at least 1")
+        if slots > spec.slots:
+            raise InvalidField("slots", f"must be at most the experiment's slots ({spec.slots})")
+        if slots > available:
+            raise InvalidField("slots", f"must be at most the number of candidates left after exclude ({available})")
+        return slots
+
+    @staticmethod
+    def _control_arm(spec, candidates) -> int | None:
+        control = spec.traffic["control"]
+        if isinstance(control, dict):
+            for i, cand in enumerate(candidates):
+                if cand["id"] == control["arm"]:
+                    return i
+        return None  # uniform, or the fixed arm was excluded from this request
+
+    # -- rewards -------------------------------------------------------------
+    def record_reward(self, event_id: str, body) -> dict:
+        """Attribute an outcome to its decision and slot; the same ``id`` counts once."""
+        if not isinstance(body, dict):
+            raise InvalidField("", "the body must be a JSON object")
+        unknown = set(body) - REWARD_FIELDS
+        if unknown:
+            raise InvalidField(sorted(unknown)[0], "unknown field")
+        decision = self.store.get_decision(event_id)
+        if decision is None:
+            raise NotFound(f"event {event_id!r} does not exist", field="event_id")
+        _, spec = self._experiment(decision["experiment"])
+        kind, value = body.get("type"), body.get("value")
+        if kind is not None and (not isinstance(kind, str) or not 1 <= len(kind) <= 64):
+            raise InvalidField("type", "must be a string of 1-64 characters")
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise InvalidField("value", "must be a finite number")
+        elif kind is None:
+            raise InvalidField("value", "give a reward type or a value")
+        elif kind not in spec.reward["events"]:
+            raise InvalidField("type", f"unknown reward type {kind!r}; known: {', '.join(spec.reward['events'])}"
+                                       " (or give a value)")
+        else:
+            value = spec.reward["events"][kind]
+        reward_key = body.get("id")
+        reward_key = uuid.uuid4().hex if reward_key is None else check_id(reward_key, "id")
+        item = body.get("item")
+        if item is not None:
+            check_id(item, "item")
+        slate = loads(decision["slate"])
+        slot = next((s["slot"] for s in slate if s["id"] == item), None)
+        if item is None and len(slate) == 1:
+            slot = 0
+        now = self.clock.now()
+        stored, duplicate = self.store.insert_reward({
+            "event_id": event_id, "experiment": decision["experiment"], "decision_seq": decision["seq"],
+            "reward_key": reward_key, "type": kind or "reward", "item": item, "slot": slot, "value": float(value),
+            "received_at": now, "late": int(now > decision["window_closes_at"]),
+        })
+        return {"event_id": event_id, "id": stored["reward_key"], "type": stored["type"], "item": stored["item"],
+                "slot": stored["slot"], "value": stored["value"], "late": bool(stored["late"]),
+                "duplicate": duplicate, "received_at": iso(stored["received_at"])}

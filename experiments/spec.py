@@ -1,0 +1,273 @@
+"""Experiment specs: parse, fill defaults, validate with errors that name the field.
+
+A spec is stored as its normalised JSON (every default filled in), so what an
+experiment does never changes when a default in the code changes.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import re
+from dataclasses import dataclass
+from numbers import Real
+
+from bandit.encoding import FeatureError, validate_features
+from bandit.exploration import SettingError, exploration_to_dict, parse_exploration
+from bandit.policy import PolicySettings, validate_settings
+from experiments.errors import Conflict, InvalidField
+
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MAX_ARMS = 1000
+MAX_SLOTS = 50
+MAX_ID_LENGTH = 256
+KINDS = ("items", "strategies")
+AGGREGATIONS = ("sum", "first", "max")
+STATUSES = ("draft", "running", "paused", "stopped")
+TRANSITIONS = {
+    "draft": {"running", "stopped"},
+    "running": {"paused", "stopped"},
+    "paused": {"running", "stopped"},
+    "stopped": set(),
+}
+
+DEFAULTS = {
+    "name": None,  # the key
+    "kind": "items",
+    "arms": [],
+    "slots": 1,
+    "exploration": {"algorithm": "epsilon", "epsilon": 0.1},
+    "learning": {"interactions": ["UA", "PA"], "learning_rate": 0.5, "update_seconds": 5.0, "vw_args": ""},
+    "reward": {
+        "wait_seconds": 600.0,
+        "default": 0.0,
+        "aggregation": "sum",
+        "events": {"click": 1.0, "add_to_cart": 3.0, "purchase": 10.0},
+    },
+    "traffic": {"holdout": 0.1, "control": "uniform"},
+}
+TOP_FIELDS = {"key", *DEFAULTS}
+MUTABLE_FIELDS = set(DEFAULTS) - {"kind"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated experiment spec; ``data`` is its normalised JSON."""
+
+    data: dict
+
+    @property
+    def key(self) -> str:
+        return self.data["key"]
+
+    @property
+    def slots(self) -> int:
+        return self.data["slots"]
+
+    @property
+    def arms(self) -> list:
+        return self.data["arms"]
+
+    @property
+    def reward(self) -> dict:
+        return self.data["reward"]
+
+    @property
+    def traffic(self) -> dict:
+        return self.data["traffic"]
+
+    @property
+    def learning(self) -> dict:
+        return self.data["learning"]
+
+    def policy_settings(self) -> PolicySettings:
+        learning = self.learning
+        return PolicySettings(
+            slots=self.slots,
+            exploration=parse_exploration(self.data["exploration"]),
+            interactions=tuple(learning["interactions"]),
+            learning_rate=learning["learning_rate"],
+            vw_args=learning["vw_args"],
+        )
+
+
+def _number(value, field, low=None, high=None, low_open=False, high_open=False, integer=False):
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise InvalidField(field, "must be a finite number")
+    if integer and int(value) != value:
+        raise InvalidField(field, "must be an integer")
+    if low is not None and (value <= low if low_open else value < low):
+        raise InvalidField(field, f"must be {'>' if low_open else '>='} {low}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise InvalidField(field, f"must be {'<' if high_open else '<='} {high}")
+    return int(value) if integer else float(value)
+
+
+def _object(value, field, allowed) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidField(field, "must be an object")
+    for key in value:
+        if key not in allowed:
+            raise InvalidField(f"{field}.{key}" if field else key, "unknown field")
+    return value
+
+
+def check_id(value, field) -> str:
+    """Validate a candidate or arm id: a non-empty string of at most 256 characters."""
+    if not isinstance(value, str) or not value:
+        raise InvalidField(field, "must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidField(field, f"must be at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def check_features(value, field) -> dict:
+    """Validate a features object so that it encodes to VW text."""
+    if value is None:
+        return {}
+    try:
+        validate_features(value, field)
+    except FeatureError as exc:
+        raise InvalidField(exc.field, exc.message) from None
+    return value
+
+
+def _arms(value, kind) -> list:
+    if kind == "items":
+        if value:
+            raise InvalidField("arms", "only strategies experiments have fixed arms")
+        return []
+    if not isinstance(value, list) or len(value) < 2:
+        raise InvalidField("arms", "a strategies experiment needs a list of at least 2 arms")
+    if len(value) > MAX_ARMS:
+        raise InvalidField("arms", f"at most {MAX_ARMS} arms")
+    seen, arms = set(), []
+    for i, arm in enumerate(value):
+        field = f"arms[{i}]"
+        _object(arm, field, {"id", "features"})
+        arm_id = check_id(arm.get("id"), f"{field}.id")
+        if arm_id in seen:
+            raise InvalidField(f"{field}.id", f"duplicate arm id {arm_id!r}")
+        seen.add(arm_id)
+        arms.append({"id": arm_id, "features": check_features(arm.get("features"), f"{field}.features")})
+    return arms
+
+
+def _exploration(value) -> dict:
+    try:
+        return exploration_to_dict(parse_exploration(value))
+    except SettingError as exc:
+        raise InvalidField(f"exploration.{exc.field}".rstrip("."), exc.message) from None
+
+
+def _learning(value) -> dict:
+    value = _object(value, "learning", DEFAULTS["learning"])
+    out = {**DEFAULTS["learning"], **value}
+    interactions = out["interactions"]
+    if not isinstance(interactions, list) or not all(
+        isinstance(q, str) and 2 <= len(q) <= 3 and all(c.isalpha() or c == ":" for c in q) for q in interactions
+    ):
+        raise InvalidField("learning.interactions", "must be a list of 2-3 letter namespace crossings like \"UA\"")
+    out["learning_rate"] = _number(out["learning_rate"], "learning.learning_rate", 0, 100, low_open=True)
+    out["update_seconds"] = _number(out["update_seconds"], "learning.update_seconds", 0, 86400, low_open=True)
+    if not isinstance(out["vw_args"], str) or len(out["vw_args"]) > 1000:
+        raise InvalidField("learning.vw_args", "must be a string of at most 1000 characters")
+    return out
+
+
+def _reward(value) -> dict:
+    value = _object(value, "reward", DEFAULTS["reward"])
+    out = {**DEFAULTS["reward"], **value}
+    out["wait_seconds"] = _number(out["wait_seconds"], "reward.wait_seconds", 0, 30 * 86400)
+    out["default"] = _number(out["default"], "reward.default")
+    if out["aggregation"] not in AGGREGATIONS:
+        raise InvalidField("reward.aggregation", f"must be one of {', '.join(AGGREGATIONS)}")
+    events = out["events"]
+    if not isinstance(events, dict):
+        raise InvalidField("reward.events", "must be an object of event type to value")
+    for name, reward in events.items():
+        if not name or len(name) > 64:
+            raise InvalidField("reward.events", "event types must be 1-64 characters")
+        events[name] = _number(reward, f"reward.events.{name}")
+    return out
+
+
+def _traffic(value, arms) -> dict:
+    value = _object(value, "traffic", DEFAULTS["traffic"])
+    out = {**DEFAULTS["traffic"], **value}
+    out["holdout"] = _number(out["holdout"], "traffic.holdout", 0, 1, high_open=True)
+    control = out["control"]
+    if control == "uniform":
+        return out
+    if not isinstance(control, dict) or set(control) != {"arm"}:
+        raise InvalidField("traffic.control", 'must be "uniform" or {"arm": "<arm id>"}')
+    if control["arm"] not in {arm["id"] for arm in arms}:
+        raise InvalidField("traffic.control.arm", "must name one of the experiment's arms")
+    return out
+
+
+def parse_spec(data) -> Spec:
+    """Validate a spec, fill in defaults and check that VW accepts its settings."""
+    data = copy.deepcopy(_object(data, "", TOP_FIELDS))
+    key = data.get("key")
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        raise InvalidField("key", "must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")
+    name = data.get("name") or key
+    if not isinstance(name, str) or len(name) > 200:
+        raise InvalidField("name", "must be a string of at most 200 characters")
+    kind = data.get("kind", DEFAULTS["kind"])
+    if kind not in KINDS:
+        raise InvalidField("kind", f"must be one of {', '.join(KINDS)}")
+    arms = _arms(data.get("arms", []), kind)
+    slots = _number(data.get("slots", 1), "slots", 1, MAX_SLOTS, integer=True)
+    if kind == "strategies" and slots > len(arms):
+        raise InvalidField("slots", f"must be at most the number of arms ({len(arms)})")
+    spec = Spec({
+        "key": key,
+        "name": name,
+        "kind": kind,
+        "arms": arms,
+        "slots": slots,
+        "exploration": _exploration(data.get("exploration", DEFAULTS["exploration"])),
+        "learning": _learning(data.get("learning", {})),
+        "reward": _reward(copy.deepcopy(data.get("reward", {}))),
+        "traffic": _traffic(data.get("traffic", {}), arms),
+    })
+    try:
+        validate_settings(spec.policy_settings())
+    except SettingError as exc:
+        raise InvalidField(f"learning.{exc.field}", exc.message) from None
+    return spec
+
+
+def apply_patch(current: dict, patch) -> tuple[Spec, str | None]:
+    """Merge a PATCH body into a spec; return the new spec and the requested status.
+
+    Objects merge one level deep; an ``exploration`` with a new ``algorithm``
+    replaces the old one whole, since the old algorithm's fields mean nothing to it.
+    """
+    patch = _object(patch, "", MUTABLE_FIELDS | {"status", "key", "kind"})
+    for frozen in ("key", "kind"):
+        if frozen in patch and patch[frozen] != current[frozen]:
+            raise InvalidField(frozen, "cannot be changed; create a new experiment instead")
+    merged = copy.deepcopy(current)
+    for name, value in patch.items():
+        if name in ("status", "key", "kind"):
+            continue
+        old = merged.get(name)
+        if isinstance(old, dict) and isinstance(value, dict):
+            if name == "exploration" and value.get("algorithm", old["algorithm"]) != old["algorithm"]:
+                merged[name] = value
+            else:
+                merged[name] = {**old, **value}
+        else:
+            merged[name] = value
+    status = patch.get("status")
+    if status is not None and status not in STATUSES:
+        raise InvalidField("status", f"must be one of {', '.join(STATUSES)}")
+    return parse_spec(merged), status
+
+
+def check_transition(old: str, new: str) -> None:
+    """Allow draft -> running <-> paused -> stopped; anything else is a conflict."""
+    if new != old and new not in TRANSITIONS[old]:
+        raise Conflict(f"status: cannot go from {old} to {new}", field="status")

@@ -1,0 +1,208 @@
+"""The SQLite store: WAL mode, one connection per thread, schema through migrations.
+
+The decision log is the source of truth. Writes that must be all-or-nothing go
+through ``transaction()`` (``BEGIN IMMEDIATE``), so a failed request leaves the
+file as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+
+import orjson
+import sqlite_utils
+
+from experiments.migrations import migrate
+
+
+def dumps(value) -> str:
+    """Serialise JSON compactly (orjson: fast, and it refuses NaN by writing null)."""
+    return orjson.dumps(value).decode()
+
+
+loads = orjson.loads
+
+
+class Store:
+    """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
+
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000):
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        migrate(self.db)
+
+    # -- connections ---------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite_utils.Database(self.conn)
+        return db
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Run a block in one ``BEGIN IMMEDIATE`` transaction; roll back on any error."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def query(self, sql: str, params=()) -> list[dict]:
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def query_one(self, sql: str, params=()) -> dict | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    # -- experiments ---------------------------------------------------------
+    def get_experiment(self, key: str) -> dict | None:
+        row = self.query_one("SELECT * FROM experiments WHERE key = ?", (key,))
+        if row:
+            row["spec"] = loads(row["spec"])
+        return row
+
+    def list_experiments(self) -> list[dict]:
+        rows = self.query("SELECT * FROM experiments ORDER BY created_at, key")
+        for row in rows:
+            row["spec"] = loads(row["spec"])
+        return rows
+
+    def experiment_versions(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT key, version FROM experiments").fetchall())
+
+    def save_experiment(self, row: dict, change: dict, actor: str, expected_version: int | None) -> None:
+        """Insert or update an experiment and append its history row, atomically.
+
+        ``expected_version`` guards against two admins overwriting each other.
+        """
+        values = {**row, "spec": dumps(row["spec"])}
+        with self.transaction() as conn:
+            current = conn.execute("SELECT version FROM experiments WHERE key = ?", (row["key"],)).fetchone()
+            if (current[0] if current else None) != expected_version:
+                raise sqlite3.IntegrityError("version changed concurrently")
+            cols = ", ".join(values)
+            marks = ", ".join("?" for _ in values)
+            conn.execute(f"INSERT OR REPLACE INTO experiments ({cols}) VALUES ({marks})", list(values.values()))
+            conn.execute(
+                "INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row["key"], row["version"], row["status"], values["spec"], dumps(change), actor, row["updated_at"]),
+            )
+
+    def history(self, key: str) -> list[dict]:
+        rows = self.query("SELECT * FROM experiment_history WHERE experiment = ? ORDER BY id", (key,))
+        for row in rows:
+            row["spec"], row["change"] = loads(row["spec"]), loads(row["change"])
+        return rows
+
+    # -- decisions and rewards -----------------------------------------------
+    def insert_decision(self, row: dict) -> None:
+        """Commit one decision (a single-statement insert is its own transaction)."""
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.conn.execute(f"INSERT INTO decisions ({cols}) VALUES ({marks})", list(row.values()))
+
+    def get_decision(self, event_id: str) -> dict | None:
+        return self.query_one("SELECT * FROM decisions WHERE event_id = ?", (event_id,))
+
+    def insert_reward(self, row: dict) -> tuple[dict, bool]:
+        """Store a reward once per (event, key); a repeat only counts as a duplicate."""
+        with self.transaction() as conn:
+            existing = conn.execute(
+                "SELECT id FROM rewards WHERE event_id = ? AND reward_key = ?", (row["event_id"], row["reward_key"])
+            ).fetchone()
+            if existing:
+                conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
+            else:
+                cols = ", ".join(row)
+                marks = ", ".join("?" for _ in row)
+                conn.execute(f"INSERT INTO rewards ({cols}) VALUES ({marks})", list(row.values()))
+        stored = self.query_one("SELECT * FROM rewards WHERE event_id = ? AND reward_key = ?",
+                                (row["event_id"], row["reward_key"]))
+        return stored, existing is not None
+
+    def closed_decisions(self, experiment: str, after_seq: int, closed_by: float, limit: int) -> list[dict]:
+        """Return decisions after ``after_seq`` in log order, stopping at the first still open.
+
+        Stopping there keeps learning in log order: a later decision is never
+        learned before an earlier one whose window is still open.
+        """
+        rows = self.query(
+            "SELECT seq, event_id, context, candidates, slate, window_closes_at FROM decisions"
+            " WHERE experiment = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (experiment, after_seq, limit),
+        )
+        for i, row in enumerate(rows):
+            if row["window_closes_at"] > closed_by:
+                return rows[:i]
+        return rows
+
+    def rewards_for(self, seqs: list[int]) -> list[dict]:
+        """Return the on-time rewards of these decisions, oldest first."""
+        if not seqs:
+            return []
+        return self.query(
+            "SELECT decision_seq, slot, value FROM rewards WHERE late = 0 AND decision_seq BETWEEN ? AND ?"
+            " ORDER BY received_at, id",
+            (min(seqs), max(seqs)),
+        )
+
+    def counts(self, key: str) -> dict:
+        decisions = self.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ?", (key,)).fetchone()[0]
+        rewards = self.conn.execute("SELECT count(*) FROM rewards WHERE experiment = ?", (key,)).fetchone()[0]
+        return {"decisions": decisions, "rewards": rewards}
+
+    # -- models --------------------------------------------------------------
+    def latest_model(self, experiment: str, with_blob: bool = True) -> dict | None:
+        cols = "*" if with_blob else "id, experiment, version, args, spec_version, cursor_seq, learned, created_at"
+        return self.query_one(
+            f"SELECT {cols} FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1", (experiment,)
+        )
+
+    def model_versions(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT experiment, max(version) FROM models GROUP BY experiment").fetchall())
+
+    def insert_model(self, row: dict, keep: int = 20) -> None:
+        """Publish a model snapshot and prune all but the newest ``keep``."""
+        with self.transaction() as conn:
+            cols = ", ".join(row)
+            conn.execute(f"INSERT INTO models ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+            conn.execute(
+                "DELETE FROM models WHERE experiment = ? AND version <= ?", (row["experiment"], row["version"] - keep)
+            )

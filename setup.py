@@ -1,0 +1,27 @@
+"""Silent Customizer: a self-hosted contextual-bandit experimentation service."""
+from setuptools import find_packages, setup
+
+setup(
+    name="silent-customizer",
+    version="0.1.0",
+    description="Self-hosted contextual-bandit experimentation service for ecommerce personalization",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["bandit", "bandit.*", "experiments", "experiments.*", "web", "web.*"]),
+    include_package_data=True,
+    package_data={"web": ["templates/*.html", "static/*"]},
+    install_requires=[
+        "vowpalwabbit>=9.9",
+        "flask>=3.0",
+        "sqlite-utils>=3.36",
+        "numpy>=1.24",
+        "click>=8.1",
+        "gunicorn>=22",
+        "tqdm>=4.66",
+        "orjson>=3.9",
+        "prometheus-client>=0.20",
+    ],
+    extras_require={"test": ["pytest>=8", "requests>=2.31"]},
+    entry_points={"console_scripts": ["silent=web.cli:cli"]},
+)

@@ -1,0 +1,43 @@
+"""The delivery layer: ``create_app(config)`` wires the store, service and learner into Flask."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from experiments.clock import SystemClock
+from experiments.learner import Learner
+from experiments.service import Service
+from experiments.store import Store
+from web.settings import resolve_settings
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app; settings come from defaults, ``SILENT_*`` variables, then ``config``.
+
+    Long-lived objects hang on ``app.extensions["silent"]``: the store, the
+    service and the learner. The learner thread only runs when ``LEARNER_THREAD``
+    is set (``silent serve`` sets it; tests drive ``learner.run_once`` themselves).
+    """
+    settings = resolve_settings(config or {}, os.environ)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
+    app.json.sort_keys = False
+
+    clock = settings["CLOCK"] or SystemClock()
+    store = Store(settings["DATABASE"])
+    service = Service(store, clock, model_refresh_seconds=settings["MODEL_REFRESH_SECONDS"],
+                      spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"])
+    learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"])
+    app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock}
+
+    from web import api, errors
+
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.add_url_rule("/healthz", "healthz", api.healthz)
+
+    if settings["LEARNER_THREAD"]:
+        learner.start(settings["LEARNER_INTERVAL_SECONDS"])
+    return app

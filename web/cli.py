@@ -1,0 +1,143 @@
+"""The ``silent`` command line: thin click commands over the library."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import click
+
+from experiments.errors import ServiceError
+
+
+def _fail(exc: ServiceError):
+    field = f" [{exc.field}]" if exc.field else ""
+    raise click.ClickException(f"{exc.message}{field}")
+
+
+def _service(db: str):
+    from experiments.service import Service
+    from experiments.store import Store
+
+    return Service(Store(db))
+
+
+def _echo_json(value) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group()
+@click.version_option(package_name="silent-customizer")
+def cli():
+    """Silent Customizer: contextual-bandit personalization you host yourself."""
+
+
+@cli.command()
+@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+def serve(db, host, port):
+    """Serve the API with the learner in the same process.
+
+    Example: silent serve --db shop.db --port 8000
+    """
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    app = create_app({"DATABASE": db, "LEARNER_THREAD": True})
+    server = make_server(host, port, app, threaded=True)
+    learner = app.extensions["silent"]["learner"]
+
+    def shutdown(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    click.echo(f"Silent Customizer on http://{host}:{server.port} (database {db}); Ctrl+C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        learner.stop()
+        click.echo("stopped; the learner saved what it learned")
+
+
+@cli.group()
+def experiments():
+    """Create, list, show, start, pause and stop experiments."""
+
+
+@experiments.command("create")
+@click.argument("spec_file", type=click.File("r"))
+@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+@click.option("--start", is_flag=True, help="Start it right away instead of leaving a draft.")
+def create_experiment(spec_file, db, start):
+    """Create an experiment from a JSON spec file ('-' reads standard input).
+
+    Example: silent experiments create home-recs.json --start
+    """
+    try:
+        spec = json.load(spec_file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{spec_file.name}: not valid JSON ({exc})")
+    if start and isinstance(spec, dict):
+        spec["status"] = "running"
+    try:
+        _echo_json(_service(db).create_experiment(spec, actor="cli"))
+    except ServiceError as exc:
+        _fail(exc)
+
+
+@experiments.command("list")
+@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+def list_experiments(db):
+    """List experiments with their status and counts.
+
+    Example: silent experiments list --db shop.db
+    """
+    rows = _service(db).list_experiments()
+    if not rows:
+        click.echo("no experiments yet")
+    for row in rows:
+        counts = row["counts"]
+        click.echo(f"{row['key']:<24} {row['status']:<8} v{row['version']:<4} "
+                   f"{counts['decisions']:>9} decisions {counts['rewards']:>9} rewards  {row['name']}")
+
+
+@experiments.command("show")
+@click.argument("key")
+@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+def show_experiment(key, db):
+    """Show one experiment as JSON (spec, status, version, counts).
+
+    Example: silent experiments show home-recs
+    """
+    try:
+        _echo_json(_service(db).get_experiment(key))
+    except ServiceError as exc:
+        _fail(exc)
+
+
+def _status_command(name: str, status: str, verb: str):
+    @click.argument("key")
+    @click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+    def command(key, db):
+        try:
+            row = _service(db).update_experiment(key, {"status": status}, actor="cli")
+        except ServiceError as exc:
+            _fail(exc)
+        click.echo(f"{row['key']} is now {row['status']} (version {row['version']})")
+
+    command.__doc__ = f"{verb} an experiment.\n\n    Example: silent experiments {name} home-recs\n    "
+    experiments.command(name)(command)
+
+
+_status_command("start", "running", "Start (or resume)")
+_status_command("pause", "paused", "Pause (serve the control policy)")
+_status_command("stop", "stopped", "Stop for good")
+
+
+def main():  # pragma: no cover - console entry point
+    sys.exit(cli())

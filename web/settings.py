@@ -1,0 +1,52 @@
+"""Settings are data: one table of (name, default, help), type-checked against the default."""
+from __future__ import annotations
+
+SETTINGS = [
+    ("DATABASE", "silent.db", "Path of the SQLite database file."),
+    ("MAX_BODY_BYTES", 1_048_576, "Largest request body accepted; larger ones get 413."),
+    ("MODEL_REFRESH_SECONDS", 1.0, "How often serving checks for a newer model snapshot."),
+    ("SPEC_REFRESH_SECONDS", 1.0, "How often serving checks for changed experiment settings."),
+    ("LEARNER_THREAD", False, "Run the learner in a background thread of this process."),
+    ("LEARNER_INTERVAL_SECONDS", 0.5, "Pause between two learner passes."),
+    ("LEARNER_GRACE_SECONDS", 1.0, "Extra wait after a reward window closes, for rewards still in flight."),
+    ("CLOCK", None, "A clock object with now(); tests and simulations pass a virtual clock."),
+]
+DEFAULTS = {name: default for name, default, _ in SETTINGS}
+ENV_PREFIX = "SILENT_"
+
+
+class SettingsError(ValueError):
+    """A setting with an unknown name or a value of the wrong type."""
+
+
+def _coerce(name: str, value, default):
+    if default is None or isinstance(value, type(default)) and not (
+        isinstance(value, bool) and not isinstance(default, bool)
+    ):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+    elif isinstance(default, (int, float)) and not isinstance(value, bool):
+        try:
+            number = type(default)(value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return number
+    elif isinstance(default, str) and not isinstance(value, bool):
+        return str(value)
+    raise SettingsError(f"{name}: expected {type(default).__name__}, got {value!r}")
+
+
+def resolve_settings(config: dict, environ: dict) -> dict:
+    """Merge defaults, ``SILENT_*`` environment variables and ``config`` (strongest)."""
+    settings = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        if ENV_PREFIX + name in environ:
+            settings[name] = _coerce(name, environ[ENV_PREFIX + name], default)
+    for name, value in config.items():
+        if name not in DEFAULTS:
+            raise SettingsError(f"{name}: unknown setting; known: {', '.join(DEFAULTS)}")
+        settings[name] = _coerce(name, value, DEFAULTS[name])
+    return settings
