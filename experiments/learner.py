@@ -112,7 +112,8 @@ class Learner:
             for r in self.store.rewards_for([row["seq"] for row in rows]):
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
             for row in rows:
-                self._learn_one(track, row, by_seq.get(row["seq"], []), reward)
+                candidates = self.store.candidates(row["candidate_set"])
+                self._learn_one(track, row, candidates, by_seq.get(row["seq"], []), reward)
             track.cursor = rows[-1]["seq"]
             track.learned += len(rows)
             track.dirty = True
@@ -121,11 +122,10 @@ class Learner:
                 return total
 
     @staticmethod
-    def _learn_one(track: _Track, row: dict, rewards, reward_spec) -> None:
+    def _learn_one(track: _Track, row: dict, candidates: list[dict], rewards, reward_spec) -> None:
         slate = loads(row["slate"])
         if track.policy.settings.slots < len(slate):
             slate = slate[: track.policy.settings.slots]  # slots were reduced since; learn the ones it has
-        candidates = loads(row["candidates"])
         shared = context_text(loads(row["context"]))
         actions = [action_text(c) for c in candidates]
         values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])

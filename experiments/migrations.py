@@ -24,13 +24,16 @@ def m001_core(db: sqlite_utils.Database) -> None:
     db["experiment_history"].create_index(["experiment", "version"], if_not_exists=True)
     db["decisions"].create(
         {"seq": int, "event_id": str, "experiment": str, "unit": str, "variant": str,
-         "model_version": int, "spec_version": int, "context": str, "candidates": str,
+         "model_version": int, "spec_version": int, "context": str, "candidate_set": str,
          "excluded": str, "slate": str, "created_at": float, "window_closes_at": float},
         pk="seq", not_null={"event_id", "experiment", "variant", "slate", "created_at"}, if_not_exists=True,
     )
     db["decisions"].create_index(["event_id"], unique=True, if_not_exists=True)
     db["decisions"].create_index(["experiment", "seq"], if_not_exists=True)
     db["decisions"].create_index(["experiment", "created_at"], if_not_exists=True)
+    # Candidate lists are stored once per distinct content and referenced by hash, so a
+    # shop sending the same 50 candidates on every page view logs them once.
+    db["candidate_sets"].create({"hash": str, "candidates": str, "size": int}, pk="hash", if_not_exists=True)
     db["rewards"].create(
         {"id": int, "event_id": str, "experiment": str, "decision_seq": int, "reward_key": str,
          "type": str, "item": str, "slot": int, "value": float, "received_at": float,

@@ -222,13 +222,13 @@ class Service:
         except FeatureError as exc:
             raise InvalidField(exc.field, exc.message) from None
         candidates = self._candidates(spec, body)
-        slots = self._slots(spec, body, len(candidates))
         actions = []
-        for i, cand in enumerate(candidates):
+        for cand in candidates:
             try:
                 actions.append(action_text(cand, f"candidates[{cand['_index']}]"))
             except FeatureError as exc:
                 raise InvalidField(exc.field, exc.message) from None
+        slots = self._slots(spec, body, len(candidates))
         variant = BANDIT if row["status"] == "running" else FALLBACK
         if variant == BANDIT:
             variant = variant_for(key, unit, spec.traffic["holdout"])
@@ -247,7 +247,7 @@ class Service:
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
             "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
-            "candidates": dumps([{"id": c["id"], "features": c["features"]} for c in candidates]),
+            "candidate_set": self.store.candidate_set([{"id": c["id"], "features": c["features"]} for c in candidates]),
             "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
             "window_closes_at": now + spec.reward["wait_seconds"],
         }

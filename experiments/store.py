@@ -7,6 +7,7 @@ file as it was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import threading
 
@@ -33,6 +34,8 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._known_sets: set[str] = set()
+        self._sets_cache: dict[str, list] = {}
         migrate(self.db)
 
     # -- connections ---------------------------------------------------------
@@ -132,6 +135,30 @@ class Store:
         return rows
 
     # -- decisions and rewards -----------------------------------------------
+    def candidate_set(self, candidates: list[dict]) -> str:
+        """Store a candidate list once per distinct content; return its hash."""
+        text = dumps(candidates)
+        digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        known = self._known_sets
+        if digest not in known:
+            self.conn.execute("INSERT OR IGNORE INTO candidate_sets (hash, candidates, size) VALUES (?, ?, ?)",
+                              (digest, text, len(candidates)))
+            if len(known) > 100_000:
+                known.clear()
+            known.add(digest)
+        return digest
+
+    def candidates(self, digest: str) -> list[dict]:
+        """Return the candidate list a decision was made from."""
+        cached = self._sets_cache.get(digest)
+        if cached is None:
+            row = self.conn.execute("SELECT candidates FROM candidate_sets WHERE hash = ?", (digest,)).fetchone()
+            cached = loads(row[0])
+            if len(self._sets_cache) > 10_000:
+                self._sets_cache.clear()
+            self._sets_cache[digest] = cached
+        return cached
+
     def insert_decision(self, row: dict) -> None:
         """Commit one decision (a single-statement insert is its own transaction)."""
         cols = ", ".join(row)
@@ -164,7 +191,7 @@ class Store:
         learned before an earlier one whose window is still open.
         """
         rows = self.query(
-            "SELECT seq, event_id, context, candidates, slate, window_closes_at FROM decisions"
+            "SELECT seq, event_id, context, candidate_set, slate, window_closes_at FROM decisions"
             " WHERE experiment = ? AND seq > ? ORDER BY seq LIMIT ?",
             (experiment, after_seq, limit),
         )

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from bandit.encoding import action_text, context_text
+from bandit.exploration import EXPLORATIONS, SettingError, parse_exploration
+from bandit.policy import Policy, PolicySettings, validate_settings
+from bandit.sampling import sample_index, uniform_slate
+
+ACTIONS = [action_text({"id": f"i{i}", "features": {"cat": f"c{i % 3}"}}) for i in range(8)]
+SHARED = context_text({"user": {"segment": "a"}})
+
+
+@pytest.mark.parametrize(
+    "setting, field",
+    [
+        ({"algorithm": "greedy"}, "algorithm"),
+        ({"algorithm": "epsilon", "epsilon": -0.1}, "epsilon"),
+        ({"algorithm": "epsilon", "epsilon": 1.5}, "epsilon"),
+        ({"algorithm": "epsilon", "epsilon": "0.1"}, "epsilon"),
+        ({"algorithm": "epsilon", "gamma_scale": 1}, "gamma_scale"),
+        ({"algorithm": "squarecb", "gamma_scale": 0}, "gamma_scale"),
+        ({"algorithm": "squarecb", "elim": "yes"}, "elim"),
+        ({"algorithm": "bag", "bag": 0}, "bag"),
+        ({"algorithm": "bag", "bag": 2.5}, "bag"),
+        ({"algorithm": "softmax", "lambda": -1}, "lambda"),
+        ({"algorithm": "cover", "cover": 0}, "cover"),
+        ({"algorithm": "cover", "psi": float("nan")}, "psi"),
+    ],
+)
+def test_invalid_exploration_names_the_field(setting, field):
+    with pytest.raises(SettingError) as info:
+        parse_exploration(setting)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("algorithm", sorted(EXPLORATIONS))
+@pytest.mark.parametrize("slots", [1, 3])
+def test_every_exploration_gives_a_valid_slate(algorithm, slots):
+    """Contract over the registry: distinct items, per-slot probabilities in (0, 1], pmf sums to 1."""
+    policy = Policy(PolicySettings(slots=slots, exploration=parse_exploration({"algorithm": algorithm})))
+    for t in range(30):
+        chosen = policy.choose(SHARED, ACTIONS, slots, f"e{t}")
+        policy.learn(SHARED, ACTIONS, chosen, [float(i == 0) for i, _ in chosen])
+    pmf = policy.pmf(SHARED, ACTIONS)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-5)
+    chosen = policy.choose(SHARED, ACTIONS, slots, "final")
+    assert len({i for i, _ in chosen}) == slots
+    assert all(0 < p <= 1 + 1e-6 for _, p in chosen)
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_same_event_id_and_model_give_the_same_slate(slots):
+    policy = Policy(PolicySettings(slots=slots))
+    assert policy.choose(SHARED, ACTIONS, slots, "evt-1") == policy.choose(SHARED, ACTIONS, slots, "evt-1")
+    slates = {tuple(policy.choose(SHARED, ACTIONS, slots, f"evt-{t}")) for t in range(20)}
+    assert len(slates) > 1
+
+
+def test_slate_slot_probabilities_are_conditional_on_earlier_slots():
+    """With an untrained model each slot is uniform over what is left: 1/8, 1/7, 1/6."""
+    policy = Policy(PolicySettings(slots=3))
+    probabilities = [p for _, p in policy.choose(SHARED, ACTIONS, 3, "evt")]
+    assert probabilities == pytest.approx([1 / 8, 1 / 7, 1 / 6], rel=1e-4)
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_save_and_load_give_the_same_probabilities(slots):
+    policy = Policy(PolicySettings(slots=slots))
+    for t in range(50):
+        chosen = policy.choose(SHARED, ACTIONS, slots, f"e{t}")
+        policy.learn(SHARED, ACTIONS, chosen, [float(i == 3) for i, _ in chosen])
+    clone = Policy(policy.settings, policy.save())
+    assert np.allclose(policy.pmf(SHARED, ACTIONS), clone.pmf(SHARED, ACTIONS))
+    assert policy.choose(SHARED, ACTIONS, slots, "x") == clone.choose(SHARED, ACTIONS, slots, "x")
+
+
+def test_reward_is_learned_as_negative_cost():
+    policy = Policy(PolicySettings(exploration=parse_exploration({"algorithm": "epsilon", "epsilon": 0.0})))
+    for _ in range(20):
+        policy.learn(SHARED, ACTIONS, [(5, 1 / 8)], [1.0])
+    assert int(np.argmax(policy.pmf(SHARED, ACTIONS))) == 5
+
+
+@pytest.mark.parametrize("vw_args, fragment", [
+    ("--no_such_option", "rejected by Vowpal Wabbit"),
+    ("-f /tmp/model.vw", "not allowed"),
+    ("--data /etc/passwd", "not allowed"),
+    ("--readable_model=/tmp/x", "not allowed"),
+    ("'unbalanced", "cannot be parsed"),
+])
+def test_vw_args_escape_hatch_is_validated(vw_args, fragment):
+    with pytest.raises(SettingError) as info:
+        validate_settings(PolicySettings(vw_args=vw_args))
+    assert info.value.field == "vw_args" and fragment in info.value.message
+
+
+def test_valid_vw_args_are_accepted():
+    validate_settings(PolicySettings(vw_args="--power_t 0.1 -b 20"))
+
+
+def test_sampling_respects_the_pmf():
+    draws = np.random.default_rng(0).random(20000)
+    picks = np.array([sample_index([0.7, 0.0, 0.3], u) for u in draws])
+    assert (picks != 1).all()
+    assert abs((picks == 0).mean() - 0.7) < 0.02
+
+
+def test_uniform_slate_is_distinct_and_seeded():
+    slate = uniform_slate(10, 4, "evt")
+    assert slate == uniform_slate(10, 4, "evt")
+    assert len({i for i, _ in slate}) == 4
