@@ -59,12 +59,16 @@ class _Track:
 class Learner:
     """Learn every closed decision exactly once and publish snapshots every ``update_seconds``."""
 
-    def __init__(self, store, clock=None, batch_size: int = 2000, grace_seconds: float = 0.0):
+    def __init__(self, store, clock=None, batch_size: int = 2000, grace_seconds: float = 0.0,
+                 lease_owner: str | None = None, lease_seconds: float = 30.0):
         self.store = store
         self.clock = clock or SystemClock()
         self.batch_size = batch_size
         self.grace_seconds = grace_seconds
+        self.lease_owner = lease_owner
+        self.lease_seconds = lease_seconds
         self._tracks: dict[str, _Track] = {}
+        self._actions: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -91,6 +95,9 @@ class Learner:
         """Learn what has closed and publish snapshots that are due; return learned counts."""
         with self._lock:
             learned = {}
+            if self.lease_owner and not self.store.acquire_lease("learner", self.lease_owner, self.clock.now(),
+                                                                 self.lease_seconds):
+                return learned  # another process is this database's learner
             for row in self.store.list_experiments():
                 if row["status"] == "draft":
                     continue
@@ -112,8 +119,8 @@ class Learner:
             for r in self.store.rewards_for([row["seq"] for row in rows]):
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
             for row in rows:
-                candidates = self.store.candidates(row["candidate_set"])
-                self._learn_one(track, row, candidates, by_seq.get(row["seq"], []), reward)
+                actions = self._encoded(row["candidate_set"])
+                self._learn_one(track, row, actions, by_seq.get(row["seq"], []), reward)
             track.cursor = rows[-1]["seq"]
             track.learned += len(rows)
             track.dirty = True
@@ -121,13 +128,21 @@ class Learner:
             if len(rows) < self.batch_size:
                 return total
 
+    def _encoded(self, digest: str) -> list[str]:
+        """Return the VW action lines of a candidate set, encoded once per set."""
+        actions = self._actions.get(digest)
+        if actions is None:
+            if len(self._actions) > 4096:
+                self._actions.clear()
+            actions = self._actions[digest] = [action_text(c) for c in self.store.candidates(digest)]
+        return actions
+
     @staticmethod
-    def _learn_one(track: _Track, row: dict, candidates: list[dict], rewards, reward_spec) -> None:
+    def _learn_one(track: _Track, row: dict, actions: list[str], rewards, reward_spec) -> None:
         slate = loads(row["slate"])
         if track.policy.settings.slots < len(slate):
             slate = slate[: track.policy.settings.slots]  # slots were reduced since; learn the ones it has
         shared = context_text(loads(row["context"]))
-        actions = [action_text(c) for c in candidates]
         values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])
         chosen = [(s["index"], s["probability"]) for s in slate]
         if not track.policy.settings.is_slate:
@@ -171,9 +186,21 @@ class Learner:
                 log.exception("learner pass failed; retrying")
 
     def stop(self) -> None:
-        """Stop the thread and publish what was learned since the last snapshot."""
+        """Stop the thread, publish what was learned since the last snapshot, hand back the lease."""
         self._stop.set()
         if self._thread:
             self._thread.join()
             self._thread = None
         self.run_once(force_publish=True)
+        if self.lease_owner:
+            self.store.release_lease("learner", self.lease_owner)
+
+    def run_forever(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Learn until ``stop`` is set, then publish; the body of the learner process."""
+        while not stop.wait(interval):
+            try:
+                self.run_once()
+                self.store.checkpoint()
+            except Exception:
+                log.exception("learner pass failed; retrying")
+        self.stop()

@@ -52,7 +52,27 @@ def m001_core(db: sqlite_utils.Database) -> None:
     db["models"].create_index(["experiment", "version"], unique=True, if_not_exists=True)
 
 
-MIGRATIONS = [m001_core]
+def m002_catalog(db: sqlite_utils.Database) -> None:
+    db["catalog_items"].create(
+        {"id": str, "features": str, "available": int, "version": int, "updated_at": float},
+        pk="id", if_not_exists=True,
+    )
+    db["meta"].create({"name": str, "value": str}, pk="name", if_not_exists=True)
+
+
+def m003_access(db: sqlite_utils.Database) -> None:
+    db["api_keys"].create(
+        {"id": int, "hash": str, "hint": str, "role": str, "label": str, "created_at": float, "revoked_at": float},
+        pk="id", not_null={"hash", "role", "created_at"}, if_not_exists=True,
+    )
+    db["api_keys"].create_index(["hash"], unique=True, if_not_exists=True)
+    db["users"].create({"id": int, "name": str, "password_hash": str, "created_at": float},
+                       pk="id", not_null={"name", "password_hash"}, if_not_exists=True)
+    db["users"].create_index(["name"], unique=True, if_not_exists=True)
+    db["app_secrets"].create({"name": str, "value": str, "created_at": float}, pk="name", if_not_exists=True)
+
+
+MIGRATIONS = [m001_core, m002_catalog, m003_access]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -16,18 +16,19 @@ from numbers import Real
 
 import math
 
-from bandit.encoding import FeatureError, action_text, context_text
+from bandit.encoding import FeatureError, context_text
 from bandit.policy import Policy
 from bandit.sampling import uniform_draws
 from experiments.assignment import BANDIT, FALLBACK, HOLDOUT, variant_for
 from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound
-from experiments.spec import MAX_ARMS, apply_patch, check_id, check_transition, parse_spec
+from experiments.candidates import CandidateCache, prepare
+from experiments.catalog import CatalogCache
+from experiments.spec import apply_patch, check_id, check_transition, parse_spec
 from experiments.store import dumps, loads
 
 log = logging.getLogger(__name__)
 
-MAX_CANDIDATES = MAX_ARMS
 REQUEST_FIELDS = {"unit", "context", "candidates", "slots", "exclude", "event_id"}
 REWARD_FIELDS = {"type", "item", "value", "id"}
 
@@ -101,6 +102,8 @@ class Service:
         self.store = store
         self.clock = clock or SystemClock()
         self.models = ServingModels(store, self.clock, model_refresh_seconds)
+        self.catalog = CatalogCache(store, self.clock, spec_refresh_seconds)
+        self.candidates = CandidateCache()
         self.spec_refresh_seconds = spec_refresh_seconds
         self._experiments: dict[str, tuple[dict, object]] = {}
         self._checked_at = float("-inf")
@@ -221,13 +224,8 @@ class Service:
             shared = context_text(context, "context")
         except FeatureError as exc:
             raise InvalidField(exc.field, exc.message) from None
-        candidates = self._candidates(spec, body)
-        actions = []
-        for cand in candidates:
-            try:
-                actions.append(action_text(cand, f"candidates[{cand['_index']}]"))
-            except FeatureError as exc:
-                raise InvalidField(exc.field, exc.message) from None
+        catalog_version, catalog = self.catalog.snapshot()
+        candidates, actions = prepare(self.candidates, spec, row["version"], body, catalog_version, catalog)
         slots = self._slots(spec, body, len(candidates))
         variant = BANDIT if row["status"] == "running" else FALLBACK
         if variant == BANDIT:
@@ -247,7 +245,7 @@ class Service:
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
             "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
-            "candidate_set": self.store.candidate_set([{"id": c["id"], "features": c["features"]} for c in candidates]),
+            "candidate_set": self.store.candidate_set(candidates),
             "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
             "window_closes_at": now + spec.reward["wait_seconds"],
         }
@@ -268,44 +266,6 @@ class Service:
             raise Conflict("event_id is already used by another experiment", field="event_id")
         return self._answer(decision["event_id"], key, decision["variant"], decision["model_version"],
                             loads(decision["slate"]))
-
-    @staticmethod
-    def _candidates(spec, body) -> list[dict]:
-        exclude = body.get("exclude") or []
-        if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
-            raise InvalidField("exclude", "must be a list of candidate ids")
-        if spec.data["kind"] == "strategies":
-            if body.get("candidates") is not None:
-                raise InvalidField("candidates", "a strategies experiment chooses among its arms; omit candidates")
-            raw = spec.arms
-        else:
-            raw = body.get("candidates")
-            if not isinstance(raw, list) or not raw:
-                raise InvalidField("candidates", "must be a non-empty list of {\"id\", \"features\"} objects")
-            if len(raw) > MAX_CANDIDATES:
-                raise InvalidField("candidates", f"at most {MAX_CANDIDATES} candidates")
-        excluded, seen, out = set(exclude), set(), []
-        for i, cand in enumerate(raw):
-            field = f"candidates[{i}]"
-            if not isinstance(cand, dict):
-                raise InvalidField(field, "must be an object with an id")
-            extra = set(cand) - {"id", "features"}
-            if extra:
-                raise InvalidField(f"{field}.{sorted(extra)[0]}", "unknown field")
-            cand_id = check_id(cand.get("id"), f"{field}.id")
-            if cand_id in seen:
-                raise InvalidField(f"{field}.id", f"duplicate candidate id {cand_id!r}")
-            seen.add(cand_id)
-            features = cand.get("features")
-            if features is None:
-                features = {}
-            if not isinstance(features, dict):
-                raise InvalidField(f"{field}.features", "must be an object")
-            if cand_id not in excluded:
-                out.append({"id": cand_id, "features": features, "_index": i})
-        if not out:
-            raise InvalidField("exclude", "excludes every candidate")
-        return out
 
     @staticmethod
     def _slots(spec, body, available: int) -> int:

@@ -28,9 +28,10 @@ loads = orjson.loads
 class Store:
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
-    def __init__(self, path: str, busy_timeout_ms: int = 30_000):
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000):
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.wal_autocheckpoint = wal_autocheckpoint
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -45,6 +46,7 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
         conn.execute("PRAGMA foreign_keys=ON")
         with self._all_lock:
             self._all.append(conn)
@@ -214,6 +216,29 @@ class Store:
         decisions = self.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ?", (key,)).fetchone()[0]
         rewards = self.conn.execute("SELECT count(*) FROM rewards WHERE experiment = ?", (key,)).fetchone()[0]
         return {"decisions": decisions, "rewards": rewards}
+
+    # -- coordination between processes ---------------------------------------
+    def acquire_lease(self, name: str, owner: str, now: float, ttl: float) -> bool:
+        """Take or renew a named lease; False while another owner holds an unexpired one."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
+            if row:
+                holder = loads(row[0])
+                if holder["owner"] != owner and holder["expires"] > now:
+                    return False
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                         (f"lease:{name}", dumps({"owner": owner, "expires": now + ttl})))
+        return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
+            if row and loads(row[0])["owner"] == owner:
+                conn.execute("DELETE FROM meta WHERE name = ?", (f"lease:{name}",))
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database without blocking readers or writers."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- models --------------------------------------------------------------
     def latest_model(self, experiment: str, with_blob: bool = True) -> dict | None:

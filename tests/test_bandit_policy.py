@@ -109,3 +109,32 @@ def test_uniform_slate_is_distinct_and_seeded():
     slate = uniform_slate(10, 4, "evt")
     assert slate == uniform_slate(10, 4, "evt")
     assert len({i for i, _ in slate}) == 4
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_fast_path_gives_the_plain_api_probabilities(slots):
+    """The direct pylibvw calls must agree with ``Workspace.predict``/``learn`` exactly."""
+    from bandit.encoding import cb_lines, ccb_lines
+
+    fast = Policy(PolicySettings(slots=slots, exploration=parse_exploration({"algorithm": "squarecb"})))
+    plain = Policy(PolicySettings(slots=slots, exploration=parse_exploration({"algorithm": "squarecb"})))
+    rng = np.random.default_rng(3)
+    for t in range(200):
+        shared = context_text({"user": {"segment": f"s{t % 3}"}})
+        chosen = fast.choose(shared, ACTIONS, slots, f"e{t}")
+        rewards = [float(rng.random() < 0.3) for _ in chosen]
+        fast.learn(shared, ACTIONS, chosen, rewards)
+        labels = [(i, -r, p) for (i, p), r in zip(chosen, rewards)]
+        lines = ccb_lines(shared, ACTIONS, slots, labels=labels) if slots > 1 else cb_lines(shared, ACTIONS, labels[0])
+        plain._ws.learn(lines)
+    for segment in ("s0", "s1", "s2"):
+        shared = context_text({"user": {"segment": segment}})
+        lines = ccb_lines(shared, ACTIONS, 1) if slots > 1 else cb_lines(shared, ACTIONS)
+        expected = plain._ws.predict(lines)
+        if slots > 1:
+            expected_pmf = np.zeros(len(ACTIONS))
+            for index, prob in expected[0]:
+                expected_pmf[index] = prob
+        else:
+            expected_pmf = np.asarray(expected)
+        assert np.array_equal(fast.pmf(shared, ACTIONS), expected_pmf)

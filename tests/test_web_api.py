@@ -105,8 +105,8 @@ BAD_SLATES = [
     ({"candidates": [{"id": "a"}], "exclude": ["a"]}, "exclude"),
     ({"candidates": [{"id": "a"}, {"id": "b"}], "exclude": "a"}, "exclude"),
     ({"candidates": [{"id": "a"}, {"id": "b"}], "slots": "2"}, "slots"),
-    ({"candidates": [{"id": "a"}, {"id": "b"}], "context": {"user": {"score": float("nan")}}}, "context.user.score"),
-    (b'{"candidates": [{"id": "a"}, {"id": "b"}], "context": {"user": {"score": Infinity}}}', "context.user.score"),
+    ({"candidates": [{"id": "a"}, {"id": "b"}], "context": {"user": {"score": float("nan")}}}, "body"),
+    (b'{"candidates": [{"id": "a"}, {"id": "b"}], "context": {"user": {"score": Infinity}}}', "body"),
     ({"candidates": [{"id": "a"}, {"id": "b"}], "context": "home"}, "context"),
     ({"candidates": [{"id": "a"}, {"id": "b"}], "unit": 42}, "unit"),
     ({"candidates": [{"id": "a"}, {"id": "b"}], "event_id": ""}, "event_id"),
@@ -124,6 +124,20 @@ def test_bad_slate_requests_get_400_naming_the_field_and_write_nothing(running, 
     assert table_counts(db_path) == before
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_features_are_refused_in_process_too(app, running, value):
+    """NaN is not JSON, but in-process callers (simulations) could still pass it."""
+    from experiments.errors import InvalidField
+
+    service = app.extensions["silent"]["service"]
+    with pytest.raises(InvalidField) as info:
+        service.decide("home", {"candidates": CANDIDATES, "context": {"user": {"score": value}}})
+    assert info.value.field == "context.user.score"
+    with pytest.raises(InvalidField) as info:
+        service.decide("home", {"candidates": [{"id": "a", "features": {"p": value}}, {"id": "b"}]})
+    assert info.value.field == "candidates[0].features.p"
+
+
 def test_unknown_experiment_and_oversized_body(running, db_path):
     before = table_counts(db_path)
     assert running.client.post("/v1/experiments/nope/slate", json={"candidates": CANDIDATES}).status_code == 404
@@ -134,7 +148,7 @@ def test_unknown_experiment_and_oversized_body(running, db_path):
 
 
 BAD_REWARDS = [
-    ({"type": "click", "value": float("nan")}, "value", 400),
+    ({"type": "click", "value": float("nan")}, "body", 400),
     ({"type": "click", "value": "1"}, "value", 400),
     ({"type": "click", "value": True}, "value", 400),
     ({"type": "wishlist"}, "type", 400),

@@ -1,0 +1,139 @@
+"""Validate, complete and encode a slate request's candidates, once per distinct content.
+
+Shops send the same candidate list on many page views. The validated list and
+its VW encodings are cached under a digest of the raw list and the catalog
+version, so a repeat costs one hash instead of a walk over every feature.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import orjson
+
+from bandit.encoding import FeatureError, action_text
+from experiments.errors import InvalidField
+from experiments.spec import MAX_ARMS, check_features, check_id
+
+MAX_CANDIDATES = MAX_ARMS
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """Validated candidates with their VW action lines; ``hidden`` are unavailable ids."""
+
+    candidates: tuple
+    actions: tuple
+    hidden: frozenset
+
+    def without(self, excluded: set) -> tuple[list[dict], list[str]]:
+        """Drop excluded and unavailable candidates, keeping order."""
+        drop = excluded | self.hidden
+        if not drop:
+            return list(self.candidates), list(self.actions)
+        kept = [(c, a) for c, a in zip(self.candidates, self.actions) if c["id"] not in drop]
+        return [c for c, _ in kept], [a for _, a in kept]
+
+
+def _encode(cand: dict, field: str) -> str:
+    try:
+        return action_text(cand, field)
+    except FeatureError as exc:
+        raise InvalidField(exc.field, exc.message) from None
+
+
+def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
+    """Validate raw candidates; an id-only candidate takes its features from the catalog."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidField(field, "must be a non-empty list of {\"id\", \"features\"} objects")
+    if len(raw) > MAX_CANDIDATES:
+        raise InvalidField(field, f"at most {MAX_CANDIDATES} candidates")
+    seen, candidates, actions, hidden = set(), [], [], set()
+    for i, cand in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(cand, dict):
+            raise InvalidField(where, "must be an object with an id")
+        extra = set(cand) - {"id", "features"}
+        if extra:
+            raise InvalidField(f"{where}.{sorted(extra)[0]}", "unknown field")
+        cand_id = check_id(cand.get("id"), f"{where}.id")
+        if cand_id in seen:
+            raise InvalidField(f"{where}.id", f"duplicate candidate id {cand_id!r}")
+        seen.add(cand_id)
+        features, available = cand.get("features"), True
+        if cand_id in catalog:
+            known, available = catalog[cand_id]
+            features = known if features is None else features
+        if features is None:
+            features = {}
+        if not isinstance(features, dict):
+            raise InvalidField(f"{where}.features", "must be an object")
+        check_features(features, f"{where}.features")
+        candidate = {"id": cand_id, "features": features}
+        candidates.append(candidate)
+        actions.append(_encode(candidate, where))
+        if not available:
+            hidden.add(cand_id)
+    return CandidateSet(tuple(candidates), tuple(actions), frozenset(hidden))
+
+
+def catalog_set(catalog: dict) -> CandidateSet:
+    """All available catalog items as candidates, for requests that send none."""
+    raw = [{"id": item_id, "features": features} for item_id, (features, available) in catalog.items() if available]
+    if not raw:
+        raise InvalidField("candidates", "send candidates, or add available items to the catalog first")
+    return build_set(raw, {}, field="catalog")
+
+
+class CandidateCache:
+    """An LRU of validated candidate sets keyed by (source, catalog version, digest)."""
+
+    def __init__(self, maxsize: int = 1024):
+        self.maxsize = maxsize
+        self._sets: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, build) -> CandidateSet:
+        with self._lock:
+            found = self._sets.get(key)
+            if found is not None:
+                self._sets.move_to_end(key)
+                return found
+        found = build()
+        with self._lock:
+            self._sets[key] = found
+            if len(self._sets) > self.maxsize:
+                self._sets.popitem(last=False)
+        return found
+
+
+def digest(raw) -> str | None:
+    """Hash a JSON value; None when it cannot be serialised (then it is never cached)."""
+    try:
+        return hashlib.blake2b(orjson.dumps(raw), digest_size=16).hexdigest()
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+def prepare(cache: CandidateCache, spec, spec_version: int, body: dict, catalog_version: int, catalog: dict):
+    """Return (candidates, actions) for a request after exclude and availability."""
+    exclude = body.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+        raise InvalidField("exclude", "must be a list of candidate ids")
+    raw = body.get("candidates")
+    if spec.data["kind"] == "strategies":
+        if raw is not None:
+            raise InvalidField("candidates", "a strategies experiment chooses among its arms; omit candidates")
+        full = cache.get(("arms", spec.key, spec_version), lambda: build_set(spec.arms, {}, field="arms"))
+    elif raw is None:
+        full = cache.get(("catalog", catalog_version), lambda: catalog_set(catalog))
+    else:
+        key = digest(raw)
+        build = lambda: build_set(raw, catalog)  # noqa: E731
+        full = cache.get(("raw", catalog_version, key), build) if key else build()
+    candidates, actions = full.without(set(exclude))
+    if not candidates:
+        raise InvalidField("exclude", "no candidate is left after exclude and unavailable items")
+    return candidates, actions
