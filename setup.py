@@ -22,6 +22,6 @@ setup(
         "orjson>=3.9",
         "prometheus-client>=0.20",
     ],
-    extras_require={"test": ["pytest>=8", "requests>=2.31"]},
+    extras_require={"test": ["pytest>=8", "requests>=2.31", "playwright>=1.40"]},
     entry_points={"console_scripts": ["silent=web.cli:cli"]},
 )

@@ -15,6 +15,7 @@ import re
 from numbers import Real
 
 ACTION_NAMESPACE = "Action"
+SLOT_NAMESPACE = "Slot"
 LOOSE_NAMESPACE = "Context"
 MAX_DEPTH = 8
 
@@ -122,6 +123,16 @@ def action_text(candidate: dict, field: str = "candidate") -> str:
     return f"|{ACTION_NAMESPACE} id={escape(candidate['id'])} {feats}".rstrip()
 
 
+def slot_text(features: dict | None, field: str = "slot") -> str:
+    """Return one slot's own features as the ``|Slot`` namespace (just ``|`` without any).
+
+    >>> slot_text({"size": "large", "position": 1})
+    '|Slot size=large position:1.0'
+    """
+    feats = features_text(features or {}, f"{field}.features")
+    return f"|{SLOT_NAMESPACE} {feats}" if feats else "|"
+
+
 def validate_features(value, field: str) -> None:
     """Raise ``FeatureError`` naming the field when a features object cannot be encoded."""
     features_text(value, field)
@@ -149,25 +160,35 @@ def ccb_lines(
     labels: list[tuple[int, float, float]] | None = None,
     forced: list[int] | None = None,
     include: list[int] | None = None,
+    slot_texts: list[str] | None = None,
 ) -> list[str]:
     """Build a ``--ccb_explore_adf`` example with ``slots`` slot lines.
 
     ``labels`` gives (chosen index, cost, probability) per slot when learning;
     ``forced`` pins the first slots to already-chosen actions and ``include``
     restricts the last slot, which is how a slate is sampled slot by slot.
+    ``slot_texts`` gives each slot its own features (see ``slot_text``).
 
     >>> ccb_lines("|User a=1", ["|Action id=x", "|Action id=y"], 1, labels=[(1, -1.0, 0.5)])
     ['ccb shared |User a=1', 'ccb action |Action id=x', 'ccb action |Action id=y', 'ccb slot 1:-1.0:0.5 |']
+    >>> ccb_lines("", ["|Action id=x"], 1, slot_texts=["|Slot size=big"])[-1]
+    'ccb slot |Slot size=big'
     """
+    texts = slot_texts or []
+
+    def slot(k: int, head: str) -> str:
+        tail = texts[k] if k < len(texts) else "|"
+        return f"ccb slot {head} {tail}" if head else f"ccb slot {tail}"
+
     lines = [f"ccb shared {shared}"] + [f"ccb action {a}" for a in actions]
     if labels is not None:
-        lines += [f"ccb slot {i}:{cost!r}:{p!r} |" for i, cost, p in labels]
+        lines += [slot(k, f"{i}:{cost!r}:{p!r}") for k, (i, cost, p) in enumerate(labels)]
         return lines
     forced = forced or []
-    lines += [f"ccb slot {i} |" for i in forced]
+    lines += [slot(k, str(i)) for k, i in enumerate(forced)]
     open_slots = slots - len(forced)
     if include is not None and open_slots > 0:
-        lines.append(f"ccb slot {','.join(map(str, include))} |")
+        lines.append(slot(len(lines) - len(actions) - 1, ",".join(map(str, include))))
         open_slots -= 1
-    lines += ["ccb slot |"] * open_slots
+    lines += [slot(k, "") for k in range(slots - open_slots, slots)]
     return lines

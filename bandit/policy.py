@@ -83,6 +83,13 @@ def validate_settings(settings: PolicySettings) -> None:
     ws.finish()
 
 
+def with_slot(shared: str, slot_texts: list[str] | None) -> str:
+    """Fold the one slot's features into the shared features, as CCB does for each slot."""
+    if not slot_texts or slot_texts[0] == "|":
+        return shared
+    return f"{shared} {slot_texts[0]}".strip()
+
+
 class Policy:
     """A VW workspace with seeded slate sampling; safe to share between threads."""
 
@@ -149,24 +156,31 @@ class Policy:
             pmf[index] = prob
         return pmf
 
-    def choose(self, shared: str, actions: list[str], slots: int, event_id: str) -> list[tuple[int, float]]:
+    def choose(self, shared: str, actions: list[str], slots: int, event_id: str,
+               slot_texts: list[str] | None = None, slot_excluded: list | None = None) -> list[tuple[int, float]]:
         """Pick ``slots`` distinct actions; return (index, probability) per slot.
 
         Slot k's probability is conditional on the earlier slots' choices, which is
-        what ``--ccb_explore_adf`` learns with.
+        what ``--ccb_explore_adf`` learns with. ``slot_texts`` are the slots' own
+        features and ``slot_excluded`` the action indices each slot may not take;
+        a slot left with no action ends the slate early.
         """
         draws = uniform_draws(event_id, slots)
         if not self.settings.is_slate:
             if slots != 1:
                 raise ValueError("slots: this policy chooses one action")
-            pmf = self.pmf(shared, actions)
+            pmf = self.pmf(with_slot(shared, slot_texts), actions)
             index = sample_index(pmf, draws[0])
             return [(index, float(pmf[index]))]
         chosen: list[tuple[int, float]] = []
         remaining = list(range(len(actions)))
         for k in range(slots):
             forced = [i for i, _ in chosen]
-            lines = ccb_lines(shared, actions, k + 1, forced=forced, include=remaining if k else None)
+            allowed = [i for i in remaining if not slot_excluded or i not in slot_excluded[k]]
+            if not allowed:
+                break
+            include = allowed if k or len(allowed) < len(actions) else None
+            lines = ccb_lines(shared, actions, k + 1, forced=forced, include=include, slot_texts=slot_texts)
             with self._lock:
                 scores = sorted(self._predict(lines)[k])
             pick = sample_index([p for _, p in scores], draws[k])
@@ -175,12 +189,13 @@ class Policy:
             remaining.remove(index)
         return chosen
 
-    def learn(self, shared: str, actions: list[str], chosen: list[tuple[int, float]], rewards: list[float]) -> None:
+    def learn(self, shared: str, actions: list[str], chosen: list[tuple[int, float]], rewards: list[float],
+              slot_texts: list[str] | None = None) -> None:
         """Learn from one logged decision: per slot (index, logged probability) and reward."""
         labels = [(i, -float(r), max(float(p), 1e-6)) for (i, p), r in zip(chosen, rewards)]
         if self.settings.is_slate:
-            lines = ccb_lines(shared, actions, len(labels), labels=labels)
+            lines = ccb_lines(shared, actions, len(labels), labels=labels, slot_texts=slot_texts)
         else:
-            lines = cb_lines(shared, actions, label=labels[0])
+            lines = cb_lines(with_slot(shared, slot_texts), actions, label=labels[0])
         with self._lock:
             self._learn(lines)

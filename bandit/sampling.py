@@ -21,13 +21,23 @@ def seed_for(event_id: str, salt: str = "") -> int:
     return int.from_bytes(digest, "little")
 
 
-def uniform_draws(event_id: str, count: int) -> np.ndarray:
+def uniform_draws(event_id: str, count: int) -> list[float]:
     """Return ``count`` uniform numbers in [0, 1) seeded by the event id, one per slot.
 
-    >>> uniform_draws("evt-1", 2).round(3).tolist() == uniform_draws("evt-1", 2).round(3).tolist()
+    Each is 53 bits of a keyed BLAKE2b digest: as good as a seeded generator for
+    this purpose and a few times cheaper than building one per request.
+
+    >>> uniform_draws("evt-1", 2) == uniform_draws("evt-1", 2)
+    True
+    >>> all(0 <= u < 1 for u in uniform_draws("evt-1", 3))
     True
     """
-    return np.random.default_rng(seed_for(event_id)).random(count)
+    seed = str(event_id).encode()
+    return [
+        (int.from_bytes(hashlib.blake2b(seed, digest_size=8, salt=k.to_bytes(16, "little")).digest(), "little") >> 11)
+        / 9007199254740992.0
+        for k in range(count)
+    ]
 
 
 def sample_index(pmf, u: float) -> int:

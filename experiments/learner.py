@@ -157,7 +157,8 @@ class Learner:
         self.store.insert_model({
             "experiment": experiment["key"], "version": track.version, "args": track.args,
             "spec_version": experiment["version"],
-            "cursor_seq": track.cursor, "learned": track.learned, "created_at": now, "model": track.policy.save(),
+            "cursor_seq": track.cursor, "learned": track.learned, "created_at": now,
+            "learner": self.lease_owner or "in-process", "model": track.policy.save(),
         })
         track.published_at = now
         track.dirty = False

@@ -5,6 +5,7 @@ end of ``MIGRATIONS`` and never edit one that has shipped.
 """
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import sqlite_utils
@@ -46,7 +47,7 @@ def m001_core(db: sqlite_utils.Database) -> None:
     db["rewards"].create_index(["experiment", "received_at"], if_not_exists=True)
     db["models"].create(
         {"id": int, "experiment": str, "version": int, "args": str, "spec_version": int,
-         "cursor_seq": int, "learned": int, "created_at": float, "model": bytes},
+         "cursor_seq": int, "learned": int, "created_at": float, "learner": str, "model": bytes},
         pk="id", if_not_exists=True,
     )
     db["models"].create_index(["experiment", "version"], unique=True, if_not_exists=True)
@@ -72,7 +73,44 @@ def m003_access(db: sqlite_utils.Database) -> None:
     db["app_secrets"].create({"name": str, "value": str, "created_at": float}, pk="name", if_not_exists=True)
 
 
-MIGRATIONS = [m001_core, m002_catalog, m003_access]
+def m005_reports(db: sqlite_utils.Database) -> None:
+    # Counting distinct units per variant (the sample-ratio check) reads only this index.
+    db["decisions"].create_index(["experiment", "variant", "unit", "created_at"], if_not_exists=True)
+    db["evaluations"].create(
+        {"id": int, "experiment": str, "status": str, "spec": str, "options": str, "done": int, "total": int,
+         "result": str, "error": str, "created_at": float, "started_at": float, "finished_at": float},
+        pk="id", not_null={"experiment", "status", "spec", "created_at"}, defaults={"done": 0, "total": 0},
+        if_not_exists=True,
+    )
+    db["evaluations"].create_index(["experiment", "id"], if_not_exists=True)
+
+
+def m004_personalizer(db: sqlite_utils.Database) -> None:
+    """Deferred activation, learning modes, per-slot context, model resets, Personalizer resources."""
+    for name, kind in (("defer_activation", int), ("activated_at", float), ("learning_mode", str),
+                       ("model_slate", str), ("slot_context", str)):
+        if name not in db["decisions"].columns_dict:
+            try:
+                db["decisions"].add_column(name, kind)
+            except sqlite3.OperationalError:  # another process added it a moment ago
+                pass
+    # A reset starts the model afresh: decisions up to ``after_seq`` are never learned again.
+    db["model_resets"].create({"id": int, "experiment": str, "after_seq": int, "at": float},
+                              pk="id", not_null={"experiment", "after_seq", "at"}, if_not_exists=True)
+    db["model_resets"].create_index(["experiment", "id"], if_not_exists=True)
+    db["personalizer_resources"].create(
+        {"hash": str, "experiment": str, "hint": str, "created_at": float},
+        pk="hash", not_null={"experiment", "created_at"}, if_not_exists=True,
+    )
+    db["personalizer_settings"].create({"experiment": str, "settings": str, "updated_at": float},
+                                       pk="experiment", if_not_exists=True)
+    db["personalizer_evaluations"].create(
+        {"experiment": str, "id": str, "name": str, "request": str, "evaluation_id": int, "created_at": float},
+        pk=("experiment", "id"), if_not_exists=True,
+    )
+
+
+MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -24,12 +24,13 @@ from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound
 from experiments.candidates import CandidateCache, prepare
 from experiments.catalog import CatalogCache
+from experiments.request_options import OPTION_FIELDS, parse_options, record_fields, serve
 from experiments.spec import apply_patch, check_id, check_transition, parse_spec
 from experiments.store import dumps, loads
 
 log = logging.getLogger(__name__)
 
-REQUEST_FIELDS = {"unit", "context", "candidates", "slots", "exclude", "event_id"}
+REQUEST_FIELDS = {"unit", "context", "candidates", "slots", "exclude", "event_id", *OPTION_FIELDS}
 REWARD_FIELDS = {"type", "item", "value", "id"}
 
 
@@ -40,22 +41,28 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def control_slate(n: int, slots: int, event_id: str, arm_index: int | None = None) -> list[tuple[int, float]]:
+def control_slate(n: int, slots: int, event_id: str, arm_index: int | None = None,
+                  excluded: tuple = ()) -> list[tuple[int, float]]:
     """Sample the control policy: uniform without replacement, or a fixed arm first.
 
     Slot k of a uniform slate has probability 1/(n-k); a fixed arm has probability 1
-    in the first slot and the later slots are uniform over the rest.
+    in the first slot and the later slots are uniform over the rest. ``excluded``
+    holds, per slot, the indices that slot may not show.
     """
     draws = uniform_draws(event_id, slots)
     remaining = list(range(n))
     chosen = []
-    if arm_index is not None:
+    if arm_index is not None and not (excluded and arm_index in excluded[0]):
         remaining.remove(arm_index)
         chosen.append((arm_index, 1.0))
     while len(chosen) < slots:
         k = len(chosen)
-        pick = remaining.pop(int(draws[k] * len(remaining)))
-        chosen.append((pick, 1.0 / (n - k)))
+        allowed = [i for i in remaining if not excluded or i not in excluded[k]]
+        if not allowed:
+            break
+        pick = allowed[int(draws[k] * len(allowed))]
+        remaining.remove(pick)
+        chosen.append((pick, 1.0 / len(allowed)))
     return chosen
 
 
@@ -212,11 +219,12 @@ class Service:
             raise Conflict(f"experiment {key!r} is a draft; start it first", field="status")
         event_id = body.get("event_id")
         if event_id is None:
-            event_id = uuid.uuid4().hex
-        check_id(event_id, "event_id")
-        previous = self.store.get_decision(event_id)
-        if previous is not None:
-            return self._replay_answer(previous, key)
+            event_id = uuid.uuid4().hex  # fresh, so there is no earlier decision to look up
+        else:
+            check_id(event_id, "event_id")
+            previous = self.store.get_decision(event_id)
+            if previous is not None:
+                return self._replay_answer(previous, key)
         unit = body.get("unit", event_id)
         check_id(unit, "unit")
         context = body.get("context", {})
@@ -227,6 +235,7 @@ class Service:
         catalog_version, catalog = self.catalog.snapshot()
         candidates, actions = prepare(self.candidates, spec, row["version"], body, catalog_version, catalog)
         slots = self._slots(spec, body, len(candidates))
+        options, candidates, actions = parse_options(body, candidates, actions, slots)
         variant = BANDIT if row["status"] == "running" else FALLBACK
         if variant == BANDIT:
             variant = variant_for(key, unit, spec.traffic["holdout"])
@@ -234,13 +243,15 @@ class Service:
         if variant == BANDIT:
             try:
                 model_version, policy = self.models.get(key, spec.policy_settings())
-                chosen = policy.choose(shared, actions, slots, event_id)
+                chosen = policy.choose(shared, actions, slots, event_id, **options.policy_kwargs())
             except Exception:  # a failing model must never cost the shop its slate
                 log.exception("model of %s failed; serving the control policy", key)
                 variant = FALLBACK
         if chosen is None:
-            chosen = control_slate(len(candidates), slots, event_id, self._control_arm(spec, candidates))
+            chosen = control_slate(len(candidates), slots, event_id, self._control_arm(spec, candidates),
+                                   options.excluded)
         now = self.clock.now()
+        chosen, model_chosen = serve(spec.learning["mode"], chosen, options)
         slate = [{"slot": k, "id": candidates[i]["id"], "index": i, "probability": p} for k, (i, p) in enumerate(chosen)]
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
@@ -248,6 +259,7 @@ class Service:
             "candidate_set": self.store.candidate_set(candidates),
             "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
             "window_closes_at": now + spec.reward["wait_seconds"],
+            **record_fields(options, spec.learning["mode"], model_chosen, candidates),
         }
         try:
             self.store.insert_decision(record)
@@ -329,6 +341,7 @@ class Service:
             "reward_key": reward_key, "type": kind or "reward", "item": item, "slot": slot, "value": float(value),
             "received_at": now, "late": int(now > decision["window_closes_at"]),
         })
-        return {"event_id": event_id, "id": stored["reward_key"], "type": stored["type"], "item": stored["item"],
+        return {"event_id": event_id, "experiment": decision["experiment"], "id": stored["reward_key"],
+                "type": stored["type"], "item": stored["item"],
                 "slot": stored["slot"], "value": stored["value"], "late": bool(stored["late"]),
                 "duplicate": duplicate, "received_at": iso(stored["received_at"])}

@@ -22,6 +22,9 @@ MAX_SLOTS = 50
 MAX_ID_LENGTH = 256
 KINDS = ("items", "strategies")
 AGGREGATIONS = ("sum", "first", "max")
+# online: serve and learn the model's choice; apprentice: serve the baseline, learn to imitate it;
+# logging_only: serve the baseline and learn nothing.
+LEARNING_MODES = ("online", "apprentice", "logging_only")
 STATUSES = ("draft", "running", "paused", "stopped")
 TRANSITIONS = {
     "draft": {"running", "stopped"},
@@ -36,7 +39,8 @@ DEFAULTS = {
     "arms": [],
     "slots": 1,
     "exploration": {"algorithm": "epsilon", "epsilon": 0.1},
-    "learning": {"interactions": ["UA", "PA"], "learning_rate": 0.5, "update_seconds": 5.0, "vw_args": ""},
+    "learning": {"interactions": ["UA", "PA"], "learning_rate": 0.5, "update_seconds": 5.0, "vw_args": "",
+                 "mode": "online"},
     "reward": {
         "wait_seconds": 600.0,
         "default": 0.0,
@@ -171,6 +175,8 @@ def _learning(value) -> dict:
     out["update_seconds"] = _number(out["update_seconds"], "learning.update_seconds", 0, 86400, low_open=True)
     if not isinstance(out["vw_args"], str) or len(out["vw_args"]) > 1000:
         raise InvalidField("learning.vw_args", "must be a string of at most 1000 characters")
+    if out["mode"] not in LEARNING_MODES:
+        raise InvalidField("learning.mode", f"must be one of {', '.join(LEARNING_MODES)}")
     return out
 
 

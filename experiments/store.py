@@ -7,7 +7,9 @@ file as it was.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import os
 import sqlite3
 import threading
 
@@ -35,7 +37,9 @@ class Store:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._thread_lock = threading.Lock()  # flock is per open file, not per thread
         self._known_sets: set[str] = set()
+        self._lock_fd: int | None = None
         self._sets_cache: dict[str, list] = {}
         migrate(self.db)
 
@@ -67,16 +71,37 @@ class Store:
         return db
 
     @contextlib.contextmanager
+    def write_lock(self):
+        """Serialise writers of all processes on an OS file lock next to the database.
+
+        SQLite's own busy handler polls with sleeps of 1 ms and more, which shows
+        up in the tail latency when several workers commit at once; ``flock``
+        wakes the next writer the moment the lock is free.
+        """
+        if self.path == ":memory:":
+            yield
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
     def transaction(self):
         """Run a block in one ``BEGIN IMMEDIATE`` transaction; roll back on any error."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self.write_lock():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._all_lock:
@@ -84,6 +109,9 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         self._local = threading.local()
 
     def query(self, sql: str, params=()) -> list[dict]:
@@ -143,8 +171,9 @@ class Store:
         digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
         known = self._known_sets
         if digest not in known:
-            self.conn.execute("INSERT OR IGNORE INTO candidate_sets (hash, candidates, size) VALUES (?, ?, ?)",
-                              (digest, text, len(candidates)))
+            with self.write_lock():
+                self.conn.execute("INSERT OR IGNORE INTO candidate_sets (hash, candidates, size) VALUES (?, ?, ?)",
+                                  (digest, text, len(candidates)))
             if len(known) > 100_000:
                 known.clear()
             known.add(digest)
@@ -165,7 +194,8 @@ class Store:
         """Commit one decision (a single-statement insert is its own transaction)."""
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        self.conn.execute(f"INSERT INTO decisions ({cols}) VALUES ({marks})", list(row.values()))
+        with self.write_lock():
+            self.conn.execute(f"INSERT INTO decisions ({cols}) VALUES ({marks})", list(row.values()))
 
     def get_decision(self, event_id: str) -> dict | None:
         return self.query_one("SELECT * FROM decisions WHERE event_id = ?", (event_id,))
@@ -240,9 +270,23 @@ class Store:
         """Fold the WAL back into the database without blocking readers or writers."""
         self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def learner_state(self, now: float) -> list[dict]:
+        """Per experiment: closed decisions after the newest snapshot's cursor, and that snapshot."""
+        return self.query(
+            "SELECT e.key AS experiment, m.version, m.created_at AS published_at,"
+            " (SELECT count(*) FROM decisions d WHERE d.experiment = e.key AND d.seq > coalesce(m.cursor_seq, 0)"
+            "   AND d.window_closes_at <= ?) AS unlearned,"
+            " (SELECT min(d.window_closes_at) FROM decisions d WHERE d.experiment = e.key"
+            "   AND d.seq > coalesce(m.cursor_seq, 0) AND d.window_closes_at <= ?) AS oldest_closed"
+            " FROM experiments e LEFT JOIN models m ON m.experiment = e.key"
+            "  AND m.version = (SELECT max(version) FROM models WHERE experiment = e.key)"
+            " WHERE e.status != 'draft' ORDER BY e.key",
+            (now, now),
+        )
+
     # -- models --------------------------------------------------------------
     def latest_model(self, experiment: str, with_blob: bool = True) -> dict | None:
-        cols = "*" if with_blob else "id, experiment, version, args, spec_version, cursor_seq, learned, created_at"
+        cols = "*" if with_blob else "id, experiment, version, args, spec_version, cursor_seq, learned, created_at, learner"
         return self.query_one(
             f"SELECT {cols} FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1", (experiment,)
         )

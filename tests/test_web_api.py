@@ -217,4 +217,4 @@ def test_fixed_arm_control_for_strategies(shop):
 
 
 def test_healthz(client):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json()["status"] == "ok"

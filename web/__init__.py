@@ -26,17 +26,22 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     clock = settings["CLOCK"] or SystemClock()
-    store = Store(settings["DATABASE"])
+    store = Store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"])
     service = Service(store, clock, model_refresh_seconds=settings["MODEL_REFRESH_SECONDS"],
                       spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"])
     learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"])
     app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock}
 
-    from web import api, errors
+    from web import api, errors, metrics
 
     errors.register(app)
+    metrics.register(app)
     app.register_blueprint(api.bp)
     app.add_url_rule("/healthz", "healthz", api.healthz)
+    from web import auth, dashboard
+
+    auth.register(app)
+    app.register_blueprint(dashboard.bp)
 
     if settings["LEARNER_THREAD"]:
         learner.start(settings["LEARNER_INTERVAL_SECONDS"])

@@ -1,11 +1,15 @@
 """The ``/v1`` JSON API: each view parses its input and calls one service function."""
 from __future__ import annotations
 
+import os
+
 import orjson
 from flask import Blueprint, Response, current_app, request
 
 from experiments import catalog
 from experiments.errors import InvalidField
+from web import metrics
+from web.auth import api_actor
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -29,7 +33,7 @@ def jsonify(value) -> Response:
 
 @bp.post("/experiments")
 def create_experiment():
-    return jsonify(service().create_experiment(json_body())), 201
+    return jsonify(service().create_experiment(json_body(), actor=api_actor())), 201
 
 
 @bp.get("/experiments")
@@ -44,7 +48,7 @@ def get_experiment(key):
 
 @bp.patch("/experiments/<key>")
 def update_experiment(key):
-    return jsonify(service().update_experiment(key, json_body()))
+    return jsonify(service().update_experiment(key, json_body(), actor=api_actor()))
 
 
 @bp.get("/experiments/<key>/history")
@@ -54,12 +58,17 @@ def experiment_history(key):
 
 @bp.post("/experiments/<key>/slate")
 def slate(key):
-    return jsonify(service().decide(key, json_body()))
+    answer = service().decide(key, json_body())
+    metrics.DECISIONS.labels(key, answer["variant"]).inc()
+    return jsonify(answer)
 
 
 @bp.post("/events/<event_id>/rewards")
 def reward(event_id):
-    return jsonify(service().record_reward(event_id, json_body())), 202
+    answer = service().record_reward(event_id, json_body())
+    if not answer["duplicate"]:
+        metrics.REWARDS.labels(answer["experiment"], answer["type"]).inc()
+    return jsonify(answer), 202
 
 
 @bp.put("/catalog/items")
@@ -100,4 +109,4 @@ def clock():
 
 def healthz():
     store().conn.execute("SELECT 1")
-    return jsonify({"status": "ok"})
+    return jsonify({"status": "ok", "process": os.getpid()})

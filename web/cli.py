@@ -36,32 +36,33 @@ def cli():
 @click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
-def serve(db, host, port):
-    """Serve the API with the learner in the same process.
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="gunicorn worker processes  [default: number of cores]")
+def serve(db, host, port, workers):
+    """Serve the API: gunicorn workers plus exactly one learner process.
 
-    Example: silent serve --db shop.db --port 8000
+    SIGTERM or Ctrl+C drains in-flight requests, then the learner publishes
+    what it learned; nothing accepted is lost.
+
+    Example: silent serve --db shop.db --port 8000 --workers 2
     """
-    from werkzeug.serving import make_server
+    from experiments.store import Store
+    from web.auth import BindRefused, check_bind
+    from web.serving import Supervisor, default_workers
 
-    from web import create_app
-
-    app = create_app({"DATABASE": db, "LEARNER_THREAD": True})
-    server = make_server(host, port, app, threaded=True)
-    learner = app.extensions["silent"]["learner"]
-
-    def shutdown(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, shutdown)
-    click.echo(f"Silent Customizer on http://{host}:{server.port} (database {db}); Ctrl+C stops")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        learner.stop()
-        click.echo("stopped; the learner saved what it learned")
+        access_notice = check_bind(host, Store(db))
+    except BindRefused as exc:
+        raise click.ClickException(str(exc))
+    workers = workers or default_workers()
+    supervisor = Supervisor(db, host, port, workers)
+    supervisor.start()
+    click.echo(f"Silent Customizer on http://{host}:{port} (database {db}, {workers} workers + 1 learner); "
+               "Ctrl+C stops")
+    click.echo(access_notice)
+    code = supervisor.wait()
+    click.echo("stopped; the learner saved what it learned")
+    sys.exit(code)
 
 
 @cli.group()
@@ -137,6 +138,12 @@ def _status_command(name: str, status: str, verb: str):
 _status_command("start", "running", "Start (or resume)")
 _status_command("pause", "paused", "Pause (serve the control policy)")
 _status_command("stop", "stopped", "Stop for good")
+
+
+from web.access_commands import keys, users  # noqa: E402  (after cli, which they join)
+
+cli.add_command(keys)
+cli.add_command(users)
 
 
 def main():  # pragma: no cover - console entry point

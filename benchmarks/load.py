@@ -1,0 +1,228 @@
+"""Load benchmark: ``silent serve --workers 2`` against a bare Flask app under the same gunicorn.
+
+Usage: python benchmarks/load.py [--seconds 10] [--connections 8] [--candidates 50]
+
+Both servers run gunicorn sync workers with the same settings on 127.0.0.1 and
+are driven by the same load generator (wrk when installed, else a keep-alive
+Python client), one after the other in this run, so the ratio compares like
+with like on this machine. Prints JSON: requests/s, p50 and p99 for each, their
+ratio, resident memory per worker, bytes per logged decision and the learner's
+events per second.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+BARE_APP = """
+from flask import Flask, jsonify
+app = Flask(__name__)
+
+@app.post("/ok")
+def ok():
+    return jsonify({"ok": True})
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(port: int, path: str = "/healthz", timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not come up")
+
+
+def post(port: int, path: str, body) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST" if not isinstance(body, tuple) else body[0], path,
+                 json.dumps(body if not isinstance(body, tuple) else body[1]),
+                 {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return json.loads(response.read() or b"{}")
+
+
+def run_wrk(port: int, path: str, body: dict, seconds: int, connections: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def millis(label):
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests_per_second": round(rps, 1), "p50_ms": round(millis("50"), 2), "p99_ms": round(millis("99"), 2),
+            "non_2xx": int(errors.group(1)) if errors else 0, "generator": "wrk"}
+
+
+def run_python_client(port: int, path: str, body: dict, seconds: int, connections: int) -> dict:
+    """A keep-alive client per connection, for machines without wrk."""
+    payload = json.dumps(body)
+    latencies, lock, stop = [], threading.Lock(), time.time() + seconds
+
+    def client():
+        conn, local = None, []
+        while time.time() < stop:
+            start = time.perf_counter()
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("POST", path, payload, {"Content-Type": "application/json"})
+                conn.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                conn = None
+                continue
+            local.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ms = np.array(latencies) * 1000
+    return {"requests_per_second": round(len(ms) / seconds, 1), "p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "non_2xx": 0, "generator": "python"}
+
+
+def drive(port, path, body, seconds, connections) -> dict:
+    runner = run_wrk if shutil.which("wrk") else run_python_client
+    return runner(port, path, body, seconds, connections)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory of the gunicorn workers (children of the master)."""
+    out = subprocess.run(["ps", "-o", "pid=,ppid=,rss=", "-A"], capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    return [round(int(rss) / 1024, 1) for pid, ppid, rss in rows if int(ppid) == master_pid]
+
+
+def bare_app(folder: str, seconds: int, connections: int) -> dict:
+    with open(os.path.join(folder, "bare_app.py"), "w") as fh:
+        fh.write(BARE_APP)
+    port = free_port()
+    from web.serving import gunicorn_options
+
+    options = gunicorn_options("127.0.0.1", port, 2)
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir", folder, "-w", "2", "-k", "sync",
+                             "-b", options["bind"], "--keep-alive", str(options["keepalive"]),
+                             "--timeout", str(options["timeout"]), "--log-level", "warning", "bare_app:app"])
+    try:
+        wait_until_up(port, "/nothing")
+        drive(port, "/ok", {}, 2, connections)  # warm up
+        return drive(port, "/ok", {}, seconds, connections)
+    finally:
+        stop(proc)
+
+
+def candidates(n: int) -> list[dict]:
+    return [{"id": f"sku-{i}", "features": {"category": f"c{i % 8}", "price": 5.0 + i, "brand": f"b{i % 13}"}}
+            for i in range(n)]
+
+
+def silent_app(folder: str, seconds: int, connections: int, n: int) -> dict:
+    port = free_port()
+    db = os.path.join(folder, "load.db")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(dir=folder)}
+    proc = subprocess.Popen([sys.executable, "-m", "web", "serve", "--db", db, "--port", str(port), "--workers", "2"],
+                            env=env, stdout=subprocess.DEVNULL)
+    results = {}
+    try:
+        wait_until_up(port)
+        context = {"user": {"segment": "returning", "country": "DE", "device": "mobile"}, "page": {"type": "home"}}
+        for slots in (1, 3):
+            key = f"load-{slots}"
+            post(port, "/v1/experiments", {"key": key, "slots": slots, "status": "running",
+                                           "reward": {"wait_seconds": 5}})
+            body = {"context": context, "candidates": candidates(n)}
+            for _ in range(200):  # warm: caches, a few rewards, a first model
+                answer = post(port, f"/v1/experiments/{key}/slate", body)
+                post(port, f"/v1/events/{answer['event_id']}/rewards", {"type": "click"})
+            drive(port, f"/v1/experiments/{key}/slate", body, 2, connections)
+            results[f"slots_{slots}"] = drive(port, f"/v1/experiments/{key}/slate", body, seconds, connections)
+        master = next(int(pid) for pid in subprocess.run(["pgrep", "-f", "web.serving gunicorn"],
+                                                         capture_output=True, text=True).stdout.split())
+        results["worker_rss_mb"] = worker_rss_mb(master)
+    finally:
+        stop(proc)
+    results["bytes_per_decision"] = bytes_per_decision(db)
+    return results
+
+
+def bytes_per_decision(db: str) -> dict:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    count, row_bytes = conn.execute(
+        "SELECT count(*), sum(length(event_id) + length(experiment) + length(unit) + length(variant) + 16"
+        " + length(context) + length(candidate_set) + length(excluded) + length(slate) + 16) FROM decisions"
+    ).fetchone()
+    set_bytes = conn.execute("SELECT coalesce(sum(length(candidates)), 0) FROM candidate_sets").fetchone()[0]
+    conn.close()
+    return {"decisions": count, "row_bytes": round(row_bytes / count, 1),
+            "with_candidate_sets": round((row_bytes + set_bytes) / count, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--candidates", type=int, default=50)
+    args = parser.parse_args()
+    from benchmarks.rank import learner_throughput
+
+    with tempfile.TemporaryDirectory() as folder:
+        bare = bare_app(folder, args.seconds, args.connections)
+        silent = silent_app(folder, args.seconds, args.connections, args.candidates)
+        learner = learner_throughput(20000, folder)
+    result = {"connections": args.connections, "candidates": args.candidates, "seconds": args.seconds,
+              "bare": bare, "silent_1_slot": silent["slots_1"], "silent_3_slots": silent["slots_3"],
+              "ratio_1_slot": round(silent["slots_1"]["requests_per_second"] / bare["requests_per_second"], 3),
+              "ratio_3_slots": round(silent["slots_3"]["requests_per_second"] / bare["requests_per_second"], 3),
+              "worker_rss_mb": silent["worker_rss_mb"], "bytes_per_decision": silent["bytes_per_decision"],
+              "learner": learner}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

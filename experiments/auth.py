@@ -1,0 +1,164 @@
+"""Who may do what: API keys with roles, dashboard users, and the shared secret key.
+
+API keys are random 256-bit tokens, shown once when created and stored only as
+their SHA-256 (a fast hash is enough for a high-entropy secret; a slow one would
+cost every API call). Passwords are people's choices, so they get a slow salted
+hash from ``werkzeug.security`` (scrypt). Once any key has been created the API
+counts as keyed for good: revoking every key closes it rather than opening it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import secrets
+import sqlite3
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from experiments.clock import SystemClock
+from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
+
+ROLES = ("shop", "admin")
+KEY_PREFIX = "sk_"
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_PASSWORD = 8
+SECRET_KEY_NAME = "secret_key"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Hash a throwaway password, so an unknown user name costs as long as a wrong password."""
+    return generate_password_hash(secrets.token_hex(16))
+
+
+def hash_key(secret: str) -> str:
+    """Return the stored form of an API key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key(role: str) -> str:
+    """Make a fresh API key; the role in its prefix helps people and secret scanners tell keys apart."""
+    return f"{KEY_PREFIX}{role}_{secrets.token_urlsafe(32)}"
+
+
+def _key_view(row: dict) -> dict:
+    return {"id": row["id"], "role": row["role"], "label": row["label"], "hint": row["hint"],
+            "created_at": row["created_at"], "revoked_at": row["revoked_at"]}
+
+
+class Access:
+    """API keys, users and the secret key over one store; safe to share between threads."""
+
+    def __init__(self, store, clock=None):
+        self.store = store
+        self.clock = clock or SystemClock()
+        self._keyed = False  # once true it stays true: keys are revoked, never deleted
+
+    # -- API keys ------------------------------------------------------------
+    def create_key(self, role: str, label: str = "") -> dict:
+        """Create a key and return it with its secret, which is never shown again."""
+        if role not in ROLES:
+            raise InvalidField("role", f"must be one of {', '.join(ROLES)}")
+        if not isinstance(label, str) or len(label) > 200:
+            raise InvalidField("label", "must be a string of at most 200 characters")
+        secret = new_key(role)
+        row = {"hash": hash_key(secret), "hint": secret[:len(KEY_PREFIX) + len(role) + 5] + "…",
+               "role": role, "label": label, "created_at": self.clock.now(), "revoked_at": None}
+        cursor = self.store.conn.execute(
+            "INSERT INTO api_keys (hash, hint, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
+            (row["hash"], row["hint"], role, label, row["created_at"]))
+        return {**_key_view({**row, "id": cursor.lastrowid}), "key": secret}
+
+    def list_keys(self) -> list[dict]:
+        return [_key_view(row) for row in self.store.query("SELECT * FROM api_keys ORDER BY id")]
+
+    def revoke_key(self, key_id: int) -> dict:
+        """Revoke a key for good; its next call gets a 401."""
+        row = self.store.query_one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if row is None:
+            raise NotFound(f"API key {key_id} does not exist", field="id")
+        if row["revoked_at"] is None:
+            row["revoked_at"] = self.clock.now()
+            self.store.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (row["revoked_at"], key_id))
+        return _key_view(row)
+
+    def keys_configured(self) -> bool:
+        """Tell whether any key was ever created; without one the API is open (loopback only)."""
+        if not self._keyed:
+            self._keyed = self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM api_keys)").fetchone()[0] == 1
+        return self._keyed
+
+    def key_for(self, secret: str | None) -> dict:
+        """Return the active key behind a bearer token, or raise Unauthorized."""
+        if not secret:
+            raise Unauthorized("this call needs an API key: send 'Authorization: Bearer <key>'",
+                               field="Authorization")
+        row = self.store.query_one("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
+                                   (hash_key(secret),))
+        if row is None:
+            raise Unauthorized("the API key is unknown or revoked", field="Authorization")
+        return _key_view(row)
+
+    def authorize(self, secret: str | None, allowed_roles) -> dict | None:
+        """Check a bearer token against the roles a route allows; open when no key exists."""
+        if not self.keys_configured():
+            return None
+        key = self.key_for(secret)
+        if key["role"] not in allowed_roles:
+            raise Forbidden(f"a {key['role']} key may not make this call; it needs a "
+                            f"{' or '.join(allowed_roles)} key")
+        return key
+
+    # -- users ---------------------------------------------------------------
+    def create_user(self, name: str, password: str) -> dict:
+        """Create a dashboard user with a salted slow hash of the password."""
+        if not isinstance(name, str) or not USER_NAME.match(name):
+            raise InvalidField("name", "must be 1-64 characters of letters, digits, '.', '_', '@' or '-'")
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+            raise InvalidField("password", f"must be at least {MIN_PASSWORD} characters")
+        now = self.clock.now()
+        try:
+            cursor = self.store.conn.execute(
+                "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
+                (name, generate_password_hash(password), now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"user {name!r} already exists", field="name") from None
+        return {"id": cursor.lastrowid, "name": name, "created_at": now}
+
+    def list_users(self) -> list[dict]:
+        return self.store.query("SELECT id, name, created_at FROM users ORDER BY id")
+
+    def has_users(self) -> bool:
+        return self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone()[0] == 1
+
+    def get_user(self, user_id) -> dict | None:
+        return self.store.query_one("SELECT id, name, created_at FROM users WHERE id = ?", (user_id,))
+
+    def check_password(self, name: str, password: str) -> dict | None:
+        """Return the user when the password matches, else None (in about the same time)."""
+        row = self.store.query_one("SELECT * FROM users WHERE name = ?", (name,))
+        if row is None:
+            check_password_hash(_dummy_hash(), password or "")
+            return None
+        if not check_password_hash(row["password_hash"], password or ""):
+            return None
+        return {"id": row["id"], "name": row["name"], "created_at": row["created_at"]}
+
+    # -- the secret key ------------------------------------------------------
+    def secret_key(self) -> str:
+        """Return the database's secret key, creating it once, so every worker signs alike."""
+        self.store.conn.execute("INSERT OR IGNORE INTO app_secrets (name, value, created_at) VALUES (?, ?, ?)",
+                                (SECRET_KEY_NAME, secrets.token_hex(32), self.clock.now()))
+        return self.store.conn.execute("SELECT value FROM app_secrets WHERE name = ?",
+                                       (SECRET_KEY_NAME,)).fetchone()[0]

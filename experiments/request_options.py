@@ -1,0 +1,187 @@
+"""Optional parts of a slate request: per-slot context, baselines, deferred activation, learning modes.
+
+``slot_context`` describes each slot of a slate: a name, the slot's own features,
+the candidates it may not show and its baseline (what the shop would show there
+without a model). The experiment's learning mode decides what is served:
+``online`` serves the model's choice; ``apprentice`` and ``logging_only`` serve
+the baseline. An apprentice decision also logs the model's own choice, from
+which the learner teaches the model to imitate the baseline.
+
+A decision made with ``defer_activation`` is learned only once the shop says it
+was shown (``Service.activate``) before its reward window closed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bandit.encoding import slot_text
+from experiments.errors import InvalidField
+from experiments.spec import check_features, check_id
+from experiments.store import dumps
+
+OPTION_FIELDS = frozenset({"slot_context", "defer_activation"})
+SLOT_FIELDS = frozenset({"id", "features", "exclude", "baseline"})
+ONLINE, APPRENTICE, LOGGING_ONLY = "online", "apprentice", "logging_only"
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """The validated options of one request; indices refer to the candidates after exclude."""
+
+    slot_ids: tuple = ()
+    slot_features: tuple = ()
+    excluded: tuple = ()
+    baseline: tuple = ()
+    defer_activation: bool = False
+
+    @property
+    def has_slot_context(self) -> bool:
+        return bool(self.slot_ids)
+
+    def slot_texts(self) -> list[str] | None:
+        """Return each slot's VW features, or None when no slot has any."""
+        if not any(self.slot_features):
+            return None
+        return [slot_text(features, f"slot_context[{k}]") for k, features in enumerate(self.slot_features)]
+
+    def policy_kwargs(self) -> dict:
+        """Keyword arguments for ``Policy.choose``."""
+        kwargs = {}
+        texts = self.slot_texts()
+        if texts:
+            kwargs["slot_texts"] = texts
+        if any(self.excluded):
+            kwargs["slot_excluded"] = list(self.excluded)
+        return kwargs
+
+
+def _defer(body: dict) -> bool:
+    value = body.get("defer_activation", False)
+    if not isinstance(value, bool):
+        raise InvalidField("defer_activation", "must be true or false")
+    return value
+
+
+def _slot_entries(raw, slots: int) -> list[dict]:
+    if not isinstance(raw, list) or len(raw) != slots:
+        raise InvalidField("slot_context", f"must be a list with one object per slot ({slots})")
+    seen = set()
+    for k, entry in enumerate(raw):
+        where = f"slot_context[{k}]"
+        if not isinstance(entry, dict):
+            raise InvalidField(where, "must be an object")
+        extra = set(entry) - SLOT_FIELDS
+        if extra:
+            raise InvalidField(f"{where}.{sorted(extra)[0]}", "unknown field")
+        if entry.get("id") is not None:
+            slot_id = check_id(entry["id"], f"{where}.id")
+            if slot_id in seen:
+                raise InvalidField(f"{where}.id", f"duplicate slot id {slot_id!r}")
+            seen.add(slot_id)
+        check_features(entry.get("features"), f"{where}.features")
+        exclude = entry.get("exclude") or []
+        if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+            raise InvalidField(f"{where}.exclude", "must be a list of candidate ids")
+    return raw
+
+
+def _given_baselines(entries: list[dict], index: dict, excluded: list[frozenset]) -> list[int | None]:
+    given: list[int | None] = []
+    for k, entry in enumerate(entries):
+        baseline = entry.get("baseline")
+        if baseline is None:
+            given.append(None)
+            continue
+        where = f"slot_context[{k}].baseline"
+        if check_id(baseline, where) not in index:
+            raise InvalidField(where, "must be one of the candidates left after exclude")
+        if index[baseline] in excluded[k]:
+            raise InvalidField(where, "is excluded from its own slot")
+        if index[baseline] in given:
+            raise InvalidField(where, f"{baseline!r} is already the baseline of another slot")
+        given.append(index[baseline])
+    return given
+
+
+def default_baselines(n: int, slots: int, excluded: tuple = (), given: list | None = None) -> tuple:
+    """Fill each slot without a baseline with the first candidate no slot uses yet.
+
+    >>> default_baselines(4, 3, excluded=(frozenset(), frozenset({0, 1}), frozenset()), given=[None, None, 0])
+    (1, 2, 0)
+    """
+    baseline = list(given or [None] * slots)
+    used = {b for b in baseline if b is not None}
+    for k in range(slots):
+        if baseline[k] is None:
+            blocked = used | (excluded[k] if excluded else frozenset())
+            baseline[k] = next((i for i in range(n) if i not in blocked), None)
+            if baseline[k] is not None:
+                used.add(baseline[k])
+    return tuple(baseline)
+
+
+def parse_options(body: dict, candidates: list[dict], actions: list[str], slots: int):
+    """Validate the options; return (options, candidates, actions).
+
+    With a single slot, that slot's exclusions simply leave the candidate list,
+    which is what they mean for a one-action choice.
+    """
+    defer = _defer(body)
+    raw = body.get("slot_context")
+    if raw is None:
+        return RequestOptions(baseline=default_baselines(len(candidates), slots), defer_activation=defer), \
+            candidates, actions
+    entries = _slot_entries(raw, slots)
+    if slots == 1 and entries[0].get("exclude"):
+        drop = set(entries[0]["exclude"])
+        kept = [(c, a) for c, a in zip(candidates, actions) if c["id"] not in drop]
+        if not kept:
+            raise InvalidField("slot_context[0].exclude", "excludes every candidate")
+        candidates, actions = [c for c, _ in kept], [a for _, a in kept]
+        entries = [{**entries[0], "exclude": []}]
+    index = {c["id"]: i for i, c in enumerate(candidates)}
+    excluded = tuple(frozenset(index[x] for x in (e.get("exclude") or []) if x in index) for e in entries)
+    for k, blocked in enumerate(excluded):
+        if len(blocked) == len(candidates):
+            raise InvalidField(f"slot_context[{k}].exclude", "excludes every candidate")
+    given = _given_baselines(entries, index, list(excluded))
+    options = RequestOptions(
+        slot_ids=tuple(e.get("id") for e in entries),
+        slot_features=tuple(e.get("features") or {} for e in entries),
+        excluded=excluded,
+        baseline=default_baselines(len(candidates), slots, excluded, given),
+        defer_activation=defer,
+    )
+    return options, candidates, actions
+
+
+def serve(mode: str, chosen: list[tuple[int, float]], options: RequestOptions):
+    """Return (served slate, model's own slate to log) for the experiment's learning mode."""
+    if mode == ONLINE:
+        return chosen, None
+    served = []
+    for index in options.baseline:
+        if index is None:
+            break
+        served.append((index, 1.0))
+    return served, (chosen if mode == APPRENTICE else None)
+
+
+def _entries(chosen, candidates) -> list[dict]:
+    return [{"slot": k, "id": candidates[i]["id"], "index": i, "probability": p} for k, (i, p) in enumerate(chosen)]
+
+
+def record_fields(options: RequestOptions, mode: str, model_chosen, candidates: list[dict]) -> dict:
+    """Return the decision-log columns these options add."""
+    context = None
+    if options.has_slot_context:
+        context = [{"id": options.slot_ids[k], "features": options.slot_features[k],
+                    "exclude": [candidates[i]["id"] for i in sorted(options.excluded[k])],
+                    "baseline": None if options.baseline[k] is None else candidates[options.baseline[k]]["id"]}
+                   for k in range(len(options.slot_ids))]
+    return {
+        "defer_activation": int(options.defer_activation),
+        "learning_mode": mode,
+        "model_slate": None if model_chosen is None else dumps(_entries(model_chosen, candidates)),
+        "slot_context": None if context is None else dumps(context),
+    }

@@ -1,0 +1,66 @@
+"""A live `silent serve` on 127.0.0.1 for tests that need real processes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(base, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class Server:
+    """``silent serve`` in a subprocess with fast learner settings; ``stop`` sends SIGTERM."""
+
+    def __init__(self, db, port=None, workers=1, env=None):
+        port = port or free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "SILENT_LEARNER_INTERVAL_SECONDS": "0.1", "SILENT_LEARNER_GRACE_SECONDS": "0",
+               "SILENT_MODEL_REFRESH_SECONDS": "0.1", "SILENT_SPEC_REFRESH_SECONDS": "0.1", **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "web", "serve", "--db", db, "--port", str(port),
+                                      "--workers", str(workers)],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if call(self.base, "GET", "/healthz")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        output, _ = self.proc.communicate(timeout=30)
+        return output
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+

@@ -1,0 +1,116 @@
+"""``silent keys`` and ``silent users``: thin click commands over ``experiments.auth``."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+
+from experiments.auth import ROLES, Access
+from experiments.errors import ServiceError
+
+DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+
+
+def _access(db: str) -> Access:
+    from experiments.store import Store
+
+    return Access(Store(db))
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _fail(exc: ServiceError):
+    raise click.ClickException(exc.message)
+
+
+@click.group()
+def keys():
+    """Create, list and revoke API keys (shop: slate and rewards; admin: everything)."""
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="shop or admin.")
+@click.option("--label", default="", help="A note saying who holds the key.")
+@DB_OPTION
+def create_key(role, label, db):
+    """Create an API key and print it once; only its hash is stored.
+
+    Example: silent keys create --role shop --label "web shop"
+    """
+    try:
+        key = _access(db).create_key(role, label)
+    except ServiceError as exc:
+        _fail(exc)
+    click.echo(key["key"])
+    click.echo(f"key {key['id']} ({role}) created; copy it now, it is not shown again. "
+               "Send it as 'Authorization: Bearer <key>'.", err=True)
+
+
+@keys.command("list")
+@DB_OPTION
+def list_keys(db):
+    """List API keys with their role, label and state (never the secret).
+
+    Example: silent keys list --db shop.db
+    """
+    rows = _access(db).list_keys()
+    if not rows:
+        click.echo("no API keys yet: the API is open and 'silent serve' stays on loopback")
+    for row in rows:
+        state = "active" if row["revoked_at"] is None else f"revoked {_when(row['revoked_at'])}"
+        click.echo(f"{row['id']:>4}  {row['role']:<6} {row['hint']:<16} created {_when(row['created_at'])}"
+                   f"  {state:<28} {row['label']}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@DB_OPTION
+def revoke_key(key_id, db):
+    """Revoke an API key for good; its next call gets a 401.
+
+    Example: silent keys revoke 3
+    """
+    try:
+        row = _access(db).revoke_key(key_id)
+    except ServiceError as exc:
+        _fail(exc)
+    click.echo(f"key {row['id']} ({row['role']}) revoked")
+
+
+@click.group()
+def users():
+    """Create and list dashboard users."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--password", help="For scripts; without it the password is asked for (hidden, twice).")
+@DB_OPTION
+def create_user(name, password, db):
+    """Create a dashboard user who signs in with NAME and a password.
+
+    Example: silent users create alice
+    """
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = _access(db).create_user(name, password)
+    except ServiceError as exc:
+        _fail(exc)
+    click.echo(f"user {user['name']} created; sign in on the dashboard at /")
+
+
+@users.command("list")
+@DB_OPTION
+def list_users(db):
+    """List dashboard users.
+
+    Example: silent users list --db shop.db
+    """
+    rows = _access(db).list_users()
+    if not rows:
+        click.echo("no users yet: create one with 'silent users create NAME'")
+    for row in rows:
+        click.echo(f"{row['id']:>4}  {row['name']:<24} created {_when(row['created_at'])}")

@@ -1,0 +1,149 @@
+"""Access in the web layer: bearer keys on ``/v1``, sessions and CSRF for the dashboard, safe binding.
+
+The ``/v1`` rule: ``shop`` keys may only pick slates and post rewards, ``admin``
+keys may call everything. With no key created at all the API stays open, which
+is what ``silent demo`` and a first local try rely on; ``check_bind`` then keeps
+``silent serve`` on loopback so an open API is never reachable from the network.
+"""
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+import secrets
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+
+from experiments.auth import Access, Unauthorized
+from web.errors import error_response
+
+SHOP_ENDPOINTS = {"api.slate", "api.reward"}
+ADMIN_ONLY = ("admin",)
+SHOP_OR_ADMIN = ("shop", "admin")
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class BindRefused(Exception):
+    """Binding a non-loopback address while the API is open (no keys)."""
+
+
+def access() -> Access:
+    return current_app.extensions["silent"]["access"]
+
+
+# -- API keys ------------------------------------------------------------------
+def bearer_token() -> str | None:
+    """Return the token of an ``Authorization: Bearer <key>`` header, if any."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def roles_for(endpoint: str | None) -> tuple[str, ...]:
+    """Return the key roles allowed to call an API endpoint."""
+    return SHOP_OR_ADMIN if endpoint in SHOP_ENDPOINTS else ADMIN_ONLY
+
+
+def check_api_key():
+    """Before each ``/v1`` request: missing or unknown key -> 401, wrong role -> 403."""
+    if request.path == "/v1" or request.path.startswith("/v1/"):
+        g.api_key = access().authorize(bearer_token(), roles_for(request.endpoint))
+
+
+def api_actor() -> str:
+    """Name the caller in the experiment history: the key that made the change."""
+    key = g.get("api_key")
+    if key is None:
+        return "api"
+    return f"api key {key['id']}" + (f" ({key['label']})" if key["label"] else "")
+
+
+def unauthorized(exc: Unauthorized):
+    response = error_response(exc.status, exc.code, exc.message, exc.field)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="silent"'
+    return response
+
+
+# -- dashboard sessions ----------------------------------------------------------
+def current_user() -> dict | None:
+    """Return the signed-in user, or None; a deleted user's cookie signs nobody in."""
+    if "user" not in g:
+        user_id = session.get("user_id")
+        g.user = access().get_user(user_id) if user_id is not None else None
+    return g.user
+
+
+def sign_in(user: dict) -> None:
+    session.clear()
+    session["user_id"] = user["id"]
+    csrf_token()
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def login_required(view):
+    """Send visitors who are not signed in to the sign-in page, then back."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user() is None:
+            return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def csrf_token() -> str:
+    """Return this session's CSRF token, making one on first use."""
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Reject a form post whose CSRF token is missing or does not match the session's (400)."""
+    if request.method in SAFE_METHODS:
+        return
+    sent, expected = request.form.get(CSRF_FIELD, ""), session.get("csrf", "")
+    if not sent or not expected or not hmac.compare_digest(sent, expected):
+        abort(400, "The form's security token is missing or out of date. Go back, reload the page and try again.")
+
+
+# -- binding -------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, store) -> str:
+    """Return the line ``silent serve`` prints about API access; refuse an open API off loopback."""
+    gate = Access(store)
+    if gate.keys_configured():
+        active = sum(1 for key in gate.list_keys() if key["revoked_at"] is None)
+        return f"API keys required on /v1 ({active} active); shop keys may only call slate and rewards"
+    if not is_loopback(host):
+        raise BindRefused(
+            f"refusing to listen on {host}: no API keys exist, so the API is open to anyone who can reach it. "
+            "Create keys first (silent keys create --role admin, silent keys create --role shop) "
+            "or listen on 127.0.0.1.")
+    return (f"no API keys yet: the API is open, so it listens on loopback ({host}) only; "
+            "create keys with 'silent keys create --role shop|admin' to serve other hosts")
+
+
+def register(app) -> None:
+    """Hang ``Access`` on the app, set the secret key and cookie flags, and guard ``/v1``."""
+    silent = app.extensions["silent"]
+    silent["access"] = Access(silent["store"], silent["clock"])
+    app.secret_key = app.config["SECRET_KEY"] or silent["access"].secret_key()
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=app.config["SECURE_COOKIES"], SESSION_COOKIE_NAME="silent_session")
+    app.register_error_handler(Unauthorized, unauthorized)
+    app.before_request(check_api_key)
+    app.jinja_env.globals.update(csrf_token=csrf_token, current_user=current_user, csrf_field=CSRF_FIELD)

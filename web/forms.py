@@ -1,0 +1,179 @@
+"""The experiment form: spec <-> form fields, and each validation error mapped to its field.
+
+Form inputs are named after spec paths (``traffic.holdout``), so an
+``InvalidField("traffic.holdout", ...)`` from the domain lands next to its input.
+Exploration settings are named ``exploration.<algorithm>.<setting>`` because each
+algorithm has its own; only the chosen algorithm's inputs are read.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from bandit.exploration import EXPLORATIONS, exploration_to_dict
+from experiments.errors import InvalidField
+from experiments.spec import AGGREGATIONS, DEFAULTS, KINDS, LEARNING_MODES
+
+NUMBER_FIELDS = ["slots", "learning.learning_rate", "learning.update_seconds", "reward.wait_seconds",
+                 "reward.default", "traffic.holdout"]
+PLAIN_FIELDS = ["key", "name", "kind", "learning.mode", "learning.vw_args", "reward.aggregation"]
+TEXT_FIELDS = PLAIN_FIELDS + ["arms", "exploration.algorithm", "learning.interactions", "reward.events",
+                              "traffic.control"]
+INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def exploration_defaults() -> dict[str, dict]:
+    """Return each algorithm's settings with their defaults, in registry order."""
+    out = {}
+    for name, cls in EXPLORATIONS.items():
+        settings = exploration_to_dict(cls())
+        settings.pop("algorithm")
+        out[name] = settings
+    return out
+
+
+def exploration_fields() -> list[str]:
+    return [f"exploration.{algo}.{name}" for algo, settings in exploration_defaults().items() for name in settings]
+
+
+def all_fields() -> set[str]:
+    return set(NUMBER_FIELDS) | set(TEXT_FIELDS) | set(exploration_fields())
+
+
+def _number(text: str):
+    """Parse a number input; leave text that is no number for the spec to reject by field."""
+    text = text.strip()
+    try:
+        return int(text) if INTEGER.match(text) else float(text)
+    except ValueError:
+        return text
+
+
+def _put(spec: dict, path: str, value) -> None:
+    head, _, rest = path.partition(".")
+    if rest:
+        spec.setdefault(head, {})[rest] = value
+    else:
+        spec[head] = value
+
+
+def _arms(text: str) -> list[dict]:
+    """Read one arm per line: ``id`` or ``id {"feature": "value"}``."""
+    arms = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        arm_id, _, features = line.partition(" ")
+        arm = {"id": arm_id}
+        if features.strip():
+            try:
+                arm["features"] = json.loads(features)
+            except json.JSONDecodeError:
+                raise InvalidField("arms", f"line {number}: features must be a JSON object like "
+                                           '{"source": "popularity"}') from None
+        arms.append(arm)
+    return arms
+
+
+def _events(text: str) -> dict:
+    """Read one reward event per line: ``purchase = 10``."""
+    events = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise InvalidField("reward.events", f"line {number}: write it as name = value, like purchase = 10")
+        events[name.strip()] = _number(value)
+    return events
+
+
+def _exploration(form) -> dict:
+    algorithm = form.get("exploration.algorithm", "").strip()
+    out = {"algorithm": algorithm}
+    for name, default in exploration_defaults().get(algorithm, {}).items():
+        field = f"exploration.{algorithm}.{name}"
+        if isinstance(default, bool):
+            out[name] = form.get(field) in ("on", "true", "1")
+        elif form.get(field, "").strip():
+            out[name] = _number(form[field])
+    return out
+
+
+def spec_from_form(form) -> dict:
+    """Turn posted form fields into a spec body; raise InvalidField for text no spec can hold."""
+    spec: dict = {}
+    for field in PLAIN_FIELDS:
+        if field in form:
+            _put(spec, field, form[field].strip())
+    for field in NUMBER_FIELDS:
+        if form.get(field, "").strip():
+            _put(spec, field, _number(form[field]))
+    if not spec.get("name"):
+        spec.pop("name", None)
+    spec["arms"] = _arms(form.get("arms", ""))
+    spec["exploration"] = _exploration(form)
+    _put(spec, "learning.interactions", form.get("learning.interactions", "").replace(",", " ").split())
+    _put(spec, "reward.events", _events(form.get("reward.events", "")))
+    control = form.get("traffic.control", "").strip()
+    _put(spec, "traffic.control", {"arm": control} if control and control != "uniform" else "uniform")
+    return spec
+
+
+def form_from_spec(spec: dict) -> dict:
+    """Return the text of every input for a spec (defaults filled in for a new one)."""
+    values = {"key": spec.get("key", ""), "name": spec.get("name", ""), "kind": spec.get("kind", "items")}
+    values["slots"] = str(spec.get("slots", DEFAULTS["slots"]))
+    values["arms"] = "\n".join(f"{arm['id']} {json.dumps(arm['features'])}" if arm.get("features") else arm["id"]
+                               for arm in spec.get("arms", []))
+    for section in ("learning", "reward", "traffic"):
+        merged = {**DEFAULTS[section], **spec.get(section, {})}
+        for name, value in merged.items():
+            values[f"{section}.{name}"] = value if isinstance(value, str) else json.dumps(value)
+    values["learning.interactions"] = " ".join(spec.get("learning", DEFAULTS["learning"])["interactions"])
+    values["reward.events"] = "\n".join(f"{name} = {value:g}" for name, value in
+                                        spec.get("reward", DEFAULTS["reward"])["events"].items())
+    control = spec.get("traffic", DEFAULTS["traffic"])["control"]
+    values["traffic.control"] = control["arm"] if isinstance(control, dict) else ""
+    exploration = spec.get("exploration", DEFAULTS["exploration"])
+    values["exploration.algorithm"] = exploration["algorithm"]
+    for algorithm, settings in exploration_defaults().items():
+        chosen = exploration if exploration["algorithm"] == algorithm else {}
+        for name, default in settings.items():
+            value = chosen.get(name, default)
+            values[f"exploration.{algorithm}.{name}"] = value if isinstance(value, bool) else f"{value:g}"
+    return values
+
+
+def field_for(error_field: str | None, algorithm: str = "") -> str | None:
+    """Map an ``InvalidField.field`` to the input it blames; None means the form as a whole."""
+    if not error_field:
+        return None
+    known = all_fields()
+    if error_field.startswith("exploration."):
+        setting = error_field.split(".", 1)[1]
+        candidate = f"exploration.{algorithm}.{setting}"
+        return candidate if candidate in known else "exploration.algorithm"
+    if error_field.startswith("learning.") and error_field not in known:
+        return "learning.vw_args"  # VW refused the combined settings
+    for path in _parents(error_field):
+        if path in known:
+            return path
+    return None
+
+
+def _parents(path: str):
+    """Yield a field path and each of its parents: ``arms[2].id``, ``arms[2]``, ``arms``."""
+    while path:
+        yield path
+        parent = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", path)
+        if parent == path:
+            return
+        path = parent
+
+
+def form_choices() -> dict:
+    return {"kinds": KINDS, "aggregations": AGGREGATIONS, "learning_modes": LEARNING_MODES, "algorithms": list(EXPLORATIONS),
+            "exploration_settings": exploration_defaults()}
+

@@ -1,0 +1,147 @@
+"""Production serving: gunicorn sync workers plus exactly one learner process per database.
+
+``silent serve`` runs a small supervisor with two children in their own
+process groups: the gunicorn master (which forks the workers) and the learner.
+On SIGTERM or Ctrl+C the supervisor first stops gunicorn gracefully, so
+in-flight requests finish and their decisions are committed, then stops the
+learner, which learns what has closed and publishes a final snapshot. Workers
+never learn; they reload the newest snapshot within ``MODEL_REFRESH_SECONDS``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+
+WORKER_SETTINGS = {"LEARNER_THREAD": False, "WAL_AUTOCHECKPOINT": 10_000}
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def gunicorn_main(options: dict, config: dict) -> None:
+    """Run the gunicorn master in this process (the supervisor's first child)."""
+    from gunicorn.app.base import BaseApplication
+
+    class SilentApplication(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from web import create_app
+
+            return create_app({**config, **WORKER_SETTINGS})
+
+    SilentApplication().run()
+
+
+def _child_exit(server, worker) -> None:
+    """Tell prometheus-client that a worker's metric files belong to a dead process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def gunicorn_options(host: str, port: int, workers: int) -> dict:
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "sync",
+        "timeout": 30,
+        "graceful_timeout": 30,
+        "keepalive": 2,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "child_exit": _child_exit,
+    }
+
+
+def learner_main(config: dict) -> None:
+    """Run the learner until SIGTERM, then publish (the supervisor's second child)."""
+    from experiments.clock import SystemClock
+    from experiments.learner import Learner
+    from experiments.store import Store
+    from web.settings import resolve_settings
+
+    settings = resolve_settings(config, os.environ)
+    store = Store(settings["DATABASE"])
+    learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
+                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    learner.run_forever(stop, settings["LEARNER_INTERVAL_SECONDS"])
+    store.close()
+
+
+class Supervisor:
+    """Start gunicorn and the learner; stop them in the order that loses nothing."""
+
+    def __init__(self, db: str, host: str, port: int, workers: int, config: dict | None = None):
+        self.db, self.host, self.port, self.workers = db, host, port, workers
+        self.config = {**(config or {}), "DATABASE": db}
+        self._children: dict[str, subprocess.Popen] = {}
+        self._stopping = threading.Event()
+
+    def _spawn(self, role: str, payload: dict) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "web.serving", role, json.dumps(payload)],
+                                start_new_session=True)
+
+    def start(self) -> None:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="silent-metrics-"))
+        from experiments.store import Store
+
+        Store(self.db).close()  # migrate once before the workers race to do it
+        self._children["gunicorn"] = self._spawn("gunicorn", {
+            "options": {k: v for k, v in gunicorn_options(self.host, self.port, self.workers).items()
+                        if k != "child_exit"},
+            "config": self.config})
+        self._children["learner"] = self._spawn("learner", {"config": self.config})
+
+    def wait(self) -> int:
+        """Block until stopped by a signal or until a child dies; return the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self._stopping.set())
+        while not self._stopping.wait(0.2):
+            for name, child in self._children.items():
+                if child.poll() is not None:
+                    print(f"silent: the {name} process exited ({child.returncode}); stopping", file=sys.stderr)
+                    self.stop()
+                    return 1
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        for name in ("gunicorn", "learner"):  # drain requests first, then let the learner publish
+            child = self._children.get(name)
+            if child and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
+def main(argv: list[str]) -> None:
+    role, payload = argv[0], json.loads(argv[1])
+    if role == "gunicorn":
+        options = {**payload["options"], "child_exit": _child_exit}
+        gunicorn_main(options, payload["config"])
+    elif role == "learner":
+        learner_main(payload["config"])
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
