@@ -50,7 +50,10 @@ class PolicySettings:
         return self.slots > 1
 
     def args(self) -> str:
-        """Return the full VW command line for these settings."""
+        """Return the full VW command line for these settings (computed once; settings are frozen)."""
+        cached = self.__dict__.get("_args")
+        if cached is not None:
+            return cached
         parts = ["--ccb_explore_adf" if self.is_slate else "--cb_explore_adf"]
         parts.append(self.exploration.vw_args())
         parts += [f"-q {q}" for q in self.interactions]
@@ -58,7 +61,9 @@ class PolicySettings:
         if self.vw_args:
             parts.append(self.vw_args)
         parts.append("--quiet")
-        return " ".join(parts)
+        args = " ".join(parts)
+        object.__setattr__(self, "_args", args)
+        return args
 
 
 def check_vw_args(vw_args: str) -> None:
@@ -169,7 +174,8 @@ class Policy:
         if not self.settings.is_slate:
             if slots != 1:
                 raise ValueError("slots: this policy chooses one action")
-            pmf = self.pmf(with_slot(shared, slot_texts), actions)
+            with self._lock:
+                pmf = self._predict(cb_lines(with_slot(shared, slot_texts), actions))
             index = sample_index(pmf, draws[0])
             return [(index, float(pmf[index]))]
         chosen: list[tuple[int, float]] = []

@@ -6,9 +6,11 @@ what was shown.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
+import math
 
-import numpy as np
 
 
 def seed_for(event_id: str, salt: str = "") -> int:
@@ -48,12 +50,12 @@ def sample_index(pmf, u: float) -> int:
     >>> sample_index([0.2, 0.0, 0.8], 0.1), sample_index([0.2, 0.0, 0.8], 0.5)
     (0, 2)
     """
-    pmf = np.asarray(pmf, dtype=float)
-    total = pmf.sum()
-    if not np.isfinite(total) or total <= 0:
+    pmf = [float(p) for p in pmf]  # plain floats: faster than numpy for a few hundred entries
+    total = math.fsum(pmf)
+    if not math.isfinite(total) or total <= 0:
         raise ValueError("pmf: must have a positive finite sum")
-    cdf = np.cumsum(pmf / total)
-    index = int(np.searchsorted(cdf, u, side="right"))
+    target = u * total
+    index = bisect.bisect_right(list(itertools.accumulate(pmf)), target)
     index = min(index, len(pmf) - 1)
     while pmf[index] <= 0:  # only reachable through rounding at the very top
         index -= 1

@@ -16,6 +16,7 @@ import orjson
 from bandit.encoding import FeatureError, action_text
 from experiments.errors import InvalidField
 from experiments.spec import MAX_ARMS, check_features, check_id
+from experiments.store import dumps, set_digest
 
 MAX_CANDIDATES = MAX_ARMS
 
@@ -27,14 +28,15 @@ class CandidateSet:
     candidates: tuple
     actions: tuple
     hidden: frozenset
+    digest: str
 
-    def without(self, excluded: set) -> tuple[list[dict], list[str]]:
-        """Drop excluded and unavailable candidates, keeping order."""
-        drop = excluded | self.hidden
+    def without(self, excluded: set) -> tuple[list[dict], list[str], str | None]:
+        """Drop excluded and unavailable candidates, keeping order; the digest survives only intact sets."""
+        drop = (excluded | self.hidden) & {c["id"] for c in self.candidates} if excluded or self.hidden else None
         if not drop:
-            return list(self.candidates), list(self.actions)
+            return list(self.candidates), list(self.actions), self.digest
         kept = [(c, a) for c, a in zip(self.candidates, self.actions) if c["id"] not in drop]
-        return [c for c, _ in kept], [a for _, a in kept]
+        return [c for c, _ in kept], [a for _, a in kept], None
 
 
 def _encode(cand: dict, field: str) -> str:
@@ -76,7 +78,7 @@ def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
         actions.append(_encode(candidate, where))
         if not available:
             hidden.add(cand_id)
-    return CandidateSet(tuple(candidates), tuple(actions), frozenset(hidden))
+    return CandidateSet(tuple(candidates), tuple(actions), frozenset(hidden), set_digest(dumps(candidates)))
 
 
 def catalog_set(catalog: dict) -> CandidateSet:
@@ -118,7 +120,7 @@ def digest(raw) -> str | None:
 
 
 def prepare(cache: CandidateCache, spec, spec_version: int, body: dict, catalog_version: int, catalog: dict):
-    """Return (candidates, actions) for a request after exclude and availability."""
+    """Return (candidates, actions, digest or None) for a request after exclude and availability."""
     exclude = body.get("exclude") or []
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         raise InvalidField("exclude", "must be a list of candidate ids")
@@ -133,7 +135,7 @@ def prepare(cache: CandidateCache, spec, spec_version: int, body: dict, catalog_
         key = digest(raw)
         build = lambda: build_set(raw, catalog)  # noqa: E731
         full = cache.get(("raw", catalog_version, key), build) if key else build()
-    candidates, actions = full.without(set(exclude))
+    candidates, actions, known_digest = full.without(set(exclude))
     if not candidates:
         raise InvalidField("exclude", "no candidate is left after exclude and unavailable items")
-    return candidates, actions
+    return candidates, actions, known_digest

@@ -30,7 +30,6 @@ def m001_core(db: sqlite_utils.Database) -> None:
         pk="seq", not_null={"event_id", "experiment", "variant", "slate", "created_at"}, if_not_exists=True,
     )
     db["decisions"].create_index(["event_id"], unique=True, if_not_exists=True)
-    db["decisions"].create_index(["experiment", "seq"], if_not_exists=True)
     db["decisions"].create_index(["experiment", "created_at"], if_not_exists=True)
     # Candidate lists are stored once per distinct content and referenced by hash, so a
     # shop sending the same 50 candidates on every page view logs them once.
@@ -78,7 +77,8 @@ def m005_reports(db: sqlite_utils.Database) -> None:
     db["decisions"].create_index(["experiment", "variant", "unit", "created_at"], if_not_exists=True)
     db["evaluations"].create(
         {"id": int, "experiment": str, "status": str, "spec": str, "options": str, "done": int, "total": int,
-         "result": str, "error": str, "created_at": float, "started_at": float, "finished_at": float},
+         "result": str, "error": str, "created_at": float, "started_at": float, "updated_at": float,
+         "finished_at": float},
         pk="id", not_null={"experiment", "status", "spec", "created_at"}, defaults={"done": 0, "total": 0},
         if_not_exists=True,
     )

@@ -233,9 +233,10 @@ class Service:
         except FeatureError as exc:
             raise InvalidField(exc.field, exc.message) from None
         catalog_version, catalog = self.catalog.snapshot()
-        candidates, actions = prepare(self.candidates, spec, row["version"], body, catalog_version, catalog)
+        candidates, actions, set_digest = prepare(self.candidates, spec, row["version"], body, catalog_version,
+                                                  catalog)
         slots = self._slots(spec, body, len(candidates))
-        options, candidates, actions = parse_options(body, candidates, actions, slots)
+        options = parse_options(body, candidates, slots)
         variant = BANDIT if row["status"] == "running" else FALLBACK
         if variant == BANDIT:
             variant = variant_for(key, unit, spec.traffic["holdout"])
@@ -256,7 +257,7 @@ class Service:
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
             "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
-            "candidate_set": self.store.candidate_set(candidates),
+            "candidate_set": self.store.candidate_set(candidates, set_digest),
             "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
             "window_closes_at": now + spec.reward["wait_seconds"],
             **record_fields(options, spec.learning["mode"], model_chosen, candidates),
@@ -345,3 +346,32 @@ class Service:
                 "type": stored["type"], "item": stored["item"],
                 "slot": stored["slot"], "value": stored["value"], "late": bool(stored["late"]),
                 "duplicate": duplicate, "received_at": iso(stored["received_at"])}
+
+    # -- activation and model resets -----------------------------------------
+    def activate(self, event_id: str) -> dict:
+        """Say a deferred decision was shown, so it gets learned; refused once its window closed."""
+        decision = self.store.get_decision(event_id)
+        if decision is None:
+            raise NotFound(f"event {event_id!r} does not exist", field="event_id")
+        if not self.store.activate_decision(event_id, self.clock.now()):
+            raise Conflict(f"event {event_id!r} can no longer be activated: its reward window closed at "
+                           f"{iso(decision['window_closes_at'])}", field="event_id")
+        decision = self.store.get_decision(event_id)
+        return {"event_id": event_id, "experiment": decision["experiment"],
+                "activated_at": iso(decision["activated_at"])}
+
+    def reset_model(self, key: str, actor: str = "api") -> dict:
+        """Publish an empty model; the learner starts afresh from decisions logged after this."""
+        row, spec = self._experiment(key)
+        settings = spec.policy_settings()
+        empty = Policy(settings)
+        try:
+            model = empty.save()
+        finally:
+            empty.close()
+        published = self.store.reset_model({
+            "experiment": key, "args": settings.args(), "spec_version": row["version"],
+            "created_at": self.clock.now(), "learner": f"reset by {actor}", "model": model,
+        })
+        log.info("model of %s reset by %s (version %d)", key, actor, published["version"])
+        return {"version": published["version"], "learned": 0, "published_at": iso(published["created_at"])}

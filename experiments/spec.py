@@ -84,14 +84,20 @@ class Spec:
         return self.data["learning"]
 
     def policy_settings(self) -> PolicySettings:
+        """Return the VW settings, built once per spec (serving asks on every request)."""
+        cached = self.__dict__.get("_policy_settings")
+        if cached is not None:
+            return cached
         learning = self.learning
-        return PolicySettings(
+        settings = PolicySettings(
             slots=self.slots,
             exploration=parse_exploration(self.data["exploration"]),
             interactions=tuple(learning["interactions"]),
             learning_rate=learning["learning_rate"],
             vw_args=learning["vw_args"],
         )
+        object.__setattr__(self, "_policy_settings", settings)
+        return settings
 
 
 def _number(value, field, low=None, high=None, low_open=False, high_open=False, integer=False):

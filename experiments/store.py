@@ -27,6 +27,11 @@ def dumps(value) -> str:
 loads = orjson.loads
 
 
+def set_digest(text: str) -> str:
+    """Name a candidate list by a hash of its JSON text."""
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
 class Store:
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
@@ -165,10 +170,16 @@ class Store:
         return rows
 
     # -- decisions and rewards -----------------------------------------------
-    def candidate_set(self, candidates: list[dict]) -> str:
-        """Store a candidate list once per distinct content; return its hash."""
+    def candidate_set(self, candidates: list[dict], digest: str | None = None) -> str:
+        """Store a candidate list once per distinct content; return its hash.
+
+        A caller that already knows the list's ``set_digest`` passes it, and a list
+        this process has stored before costs nothing.
+        """
+        if digest is not None and digest in self._known_sets:
+            return digest
         text = dumps(candidates)
-        digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        digest = digest or set_digest(text)
         known = self._known_sets
         if digest not in known:
             with self.write_lock():
@@ -223,9 +234,12 @@ class Store:
         learned before an earlier one whose window is still open.
         """
         rows = self.query(
-            "SELECT seq, event_id, context, candidate_set, slate, window_closes_at FROM decisions"
-            " WHERE experiment = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (experiment, after_seq, limit),
+            # NOT INDEXED: walk the rowid from the cursor, which is already in log order,
+            # instead of an experiment index plus a sort of its whole backlog.
+            "SELECT seq, event_id, context, candidate_set, slate, window_closes_at, defer_activation, activated_at,"
+            " learning_mode, model_slate, slot_context FROM decisions NOT INDEXED"
+            " WHERE seq > ? AND experiment = ? ORDER BY seq LIMIT ?",
+            (after_seq, experiment, limit),
         )
         for i, row in enumerate(rows):
             if row["window_closes_at"] > closed_by:
@@ -274,7 +288,7 @@ class Store:
         """Per experiment: closed decisions after the newest snapshot's cursor, and that snapshot."""
         return self.query(
             "SELECT e.key AS experiment, m.version, m.created_at AS published_at,"
-            " (SELECT count(*) FROM decisions d WHERE d.experiment = e.key AND d.seq > coalesce(m.cursor_seq, 0)"
+            " (SELECT count(*) FROM decisions d NOT INDEXED WHERE d.experiment = e.key AND d.seq > coalesce(m.cursor_seq, 0)"
             "   AND d.window_closes_at <= ?) AS unlearned,"
             " (SELECT min(d.window_closes_at) FROM decisions d WHERE d.experiment = e.key"
             "   AND d.seq > coalesce(m.cursor_seq, 0) AND d.window_closes_at <= ?) AS oldest_closed"
@@ -302,3 +316,55 @@ class Store:
             conn.execute(
                 "DELETE FROM models WHERE experiment = ? AND version <= ?", (row["experiment"], row["version"] - keep)
             )
+
+    # -- activation, model resets, log deletion ------------------------------
+    def activate_decision(self, event_id: str, now: float) -> bool:
+        """Mark a decision as shown; False once its window closed (an earlier activation stays valid)."""
+        with self.write_lock():
+            cursor = self.conn.execute(
+                "UPDATE decisions SET activated_at = coalesce(activated_at, ?)"
+                " WHERE event_id = ? AND (window_closes_at >= ? OR activated_at IS NOT NULL)",
+                (now, event_id, now),
+            )
+        return cursor.rowcount == 1
+
+    def model_reset(self, experiment: str) -> tuple[int, int]:
+        """Return (id, after_seq) of the experiment's newest model reset, or (0, 0)."""
+        row = self.conn.execute(
+            "SELECT id, after_seq FROM model_resets WHERE experiment = ? ORDER BY id DESC LIMIT 1", (experiment,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def reset_model(self, row: dict) -> dict:
+        """Record a reset and publish ``row`` (an empty model) as the next version, atomically.
+
+        Decisions logged so far are never learned again: the reset's ``after_seq``
+        is the newest sequence number, and the empty model's cursor starts there.
+        """
+        with self.transaction() as conn:
+            after = conn.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()[0]
+            version = conn.execute("SELECT coalesce(max(version), 0) FROM models WHERE experiment = ?",
+                                   (row["experiment"],)).fetchone()[0] + 1
+            conn.execute("INSERT INTO model_resets (experiment, after_seq, at) VALUES (?, ?, ?)",
+                         (row["experiment"], after, row["created_at"]))
+            model = {**row, "version": version, "cursor_seq": after, "learned": 0}
+            cols = ", ".join(model)
+            conn.execute(f"INSERT INTO models ({cols}) VALUES ({', '.join('?' for _ in model)})", list(model.values()))
+        return model
+
+    def delete_log(self, experiment: str) -> int:
+        """Delete an experiment's decisions and rewards; return how many decisions went.
+
+        The newest decision of the whole file stays, so SQLite never hands out its
+        sequence number again: a learner's cursor must only ever move forward.
+        """
+        with self.transaction() as conn:
+            newest = conn.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()[0]
+            conn.execute("DELETE FROM rewards WHERE experiment = ? AND decision_seq < ?", (experiment, newest))
+            return conn.execute("DELETE FROM decisions WHERE experiment = ? AND seq < ?",
+                                (experiment, newest)).rowcount
+
+    def log_range(self, experiment: str) -> tuple[float | None, float | None]:
+        """Return the times of an experiment's first and last logged decision."""
+        return tuple(self.conn.execute(
+            "SELECT min(created_at), max(created_at) FROM decisions WHERE experiment = ?", (experiment,)).fetchone())

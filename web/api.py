@@ -59,7 +59,7 @@ def experiment_history(key):
 @bp.post("/experiments/<key>/slate")
 def slate(key):
     answer = service().decide(key, json_body())
-    metrics.DECISIONS.labels(key, answer["variant"]).inc()
+    metrics.child(metrics.DECISIONS, key, answer["variant"]).inc()
     return jsonify(answer)
 
 
@@ -67,7 +67,7 @@ def slate(key):
 def reward(event_id):
     answer = service().record_reward(event_id, json_body())
     if not answer["duplicate"]:
-        metrics.REWARDS.labels(answer["experiment"], answer["type"]).inc()
+        metrics.child(metrics.REWARDS, answer["experiment"], answer["type"]).inc()
     return jsonify(answer), 202
 
 

@@ -48,6 +48,18 @@ class LearnerCollector:
         yield from (lag, lag_age, version, age)
 
 
+_children: dict = {}
+
+
+def child(metric, *labels):
+    """Return a labelled metric child, cached: ``labels()`` takes a lock and builds a key each call."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
 def _route() -> str:
     return request.url_rule.rule if request.url_rule else "unmatched"
 
@@ -59,8 +71,8 @@ def before_request() -> None:
 def after_request(response):
     route = _route()
     if route != "/metrics" and hasattr(g, "started"):
-        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        LATENCY.labels(route).observe(time.perf_counter() - g.started)
+        child(REQUESTS, route, request.method, str(response.status_code)).inc()
+        child(LATENCY, route).observe(time.perf_counter() - g.started)
     return response
 
 

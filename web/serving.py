@@ -73,6 +73,7 @@ def learner_main(config: dict) -> None:
     from web.settings import resolve_settings
 
     settings = resolve_settings(config, os.environ)
+    os.nice(10)  # learning can wait a moment; a shopper's page view cannot
     store = Store(settings["DATABASE"])
     learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
                       lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
