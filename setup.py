@@ -22,6 +22,7 @@ setup(
         "orjson>=3.9",
         "prometheus-client>=0.20",
     ],
-    extras_require={"test": ["pytest>=8", "requests>=2.31", "playwright>=1.40"]},
+    extras_require={"test": ["pytest>=8", "requests>=2.31", "playwright>=1.40",
+                             "azure-ai-personalizer>=1.0.0b1"]},  # the official client, for the compatibility tests
     entry_points={"console_scripts": ["silent=web.cli:cli"]},
 )

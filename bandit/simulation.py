@@ -126,7 +126,6 @@ class SimulatedShop:
         self._build_users(rngs[2])
         self._build_downstream()
         self._base_logits = self._item_logits()
-        self._offset = 0.0
         self._offset = self._calibrate(rngs[3])
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import re
 import secrets
 import sqlite3
+import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -23,6 +24,9 @@ ROLES = ("shop", "admin")
 KEY_PREFIX = "sk_"
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
+# Key checks run on every API call, so their answers are kept this long; a key
+# created or revoked in another process takes effect here within that time.
+CACHE_SECONDS = 1.0
 SECRET_KEY_NAME = "secret_key"
 
 
@@ -64,6 +68,8 @@ class Access:
         self.store = store
         self.clock = clock or SystemClock()
         self._keyed = False  # once true it stays true: keys are revoked, never deleted
+        self._open_until = 0.0  # "no keys" is re-checked at most every CACHE_SECONDS
+        self._keys: dict[str, tuple[dict, float]] = {}  # hash -> (key, valid until), for the hot path
 
     # -- API keys ------------------------------------------------------------
     def create_key(self, role: str, label: str = "") -> dict:
@@ -78,6 +84,7 @@ class Access:
         cursor = self.store.conn.execute(
             "INSERT INTO api_keys (hash, hint, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
             (row["hash"], row["hint"], role, label, row["created_at"]))
+        self._keyed = True
         return {**_key_view({**row, "id": cursor.lastrowid}), "key": secret}
 
     def list_keys(self) -> list[dict]:
@@ -91,12 +98,14 @@ class Access:
         if row["revoked_at"] is None:
             row["revoked_at"] = self.clock.now()
             self.store.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (row["revoked_at"], key_id))
+        self._keys.clear()
         return _key_view(row)
 
     def keys_configured(self) -> bool:
         """Tell whether any key was ever created; without one the API is open (loopback only)."""
-        if not self._keyed:
+        if not self._keyed and time.monotonic() >= self._open_until:
             self._keyed = self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM api_keys)").fetchone()[0] == 1
+            self._open_until = time.monotonic() + CACHE_SECONDS
         return self._keyed
 
     def key_for(self, secret: str | None) -> dict:
@@ -104,11 +113,18 @@ class Access:
         if not secret:
             raise Unauthorized("this call needs an API key: send 'Authorization: Bearer <key>'",
                                field="Authorization")
-        row = self.store.query_one("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
-                                   (hash_key(secret),))
+        digest = hash_key(secret)
+        cached = self._keys.get(digest)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        row = self.store.query_one("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (digest,))
         if row is None:
             raise Unauthorized("the API key is unknown or revoked", field="Authorization")
-        return _key_view(row)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        view = _key_view(row)
+        self._keys[digest] = (view, time.monotonic() + CACHE_SECONDS)
+        return view
 
     def authorize(self, secret: str | None, allowed_roles) -> dict | None:
         """Check a bearer token against the roles a route allows; open when no key exists."""
@@ -116,8 +132,9 @@ class Access:
             return None
         key = self.key_for(secret)
         if key["role"] not in allowed_roles:
-            raise Forbidden(f"a {key['role']} key may not make this call; it needs a "
-                            f"{' or '.join(allowed_roles)} key")
+            needed = " or ".join(allowed_roles)
+            raise Forbidden(f"a {key['role']} key may not make this call; it needs "
+                            f"{'an' if needed[0] in 'aeiou' else 'a'} {needed} key")
         return key
 
     # -- users ---------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bandit.encoding import action_text, context_text
 from bandit.policy import Policy
 from experiments.clock import SystemClock
+from experiments.labels import imitation, learnable, slot_texts
 from experiments.spec import parse_spec
 from experiments.store import loads
 
@@ -54,6 +55,7 @@ class _Track:
     learned: int
     published_at: float
     dirty: bool = False
+    reset_id: int = 0
 
 
 class Learner:
@@ -76,18 +78,21 @@ class Learner:
     def _track(self, key: str, spec) -> _Track:
         settings = spec.policy_settings()
         args = settings.args()
+        reset_id, floor = self.store.model_reset(key)  # a reset model never learns what came before it
         track = self._tracks.get(key)
-        if track and track.args == args:
+        if track and track.args == args and track.reset_id == reset_id:
             return track
         row = self.store.latest_model(key)
         version = row["version"] if row else 0
-        if track is None and row and row["args"] == args:
+        fresh = track is None or track.reset_id != reset_id
+        if fresh and row and row["args"] == args and row["cursor_seq"] >= floor:
             track = _Track(Policy(settings, row["model"]), args, version, row["cursor_seq"], row["learned"],
-                           self.clock.now())
-        else:  # first model, or settings changed: rebuild from the start of the log
+                           self.clock.now(), reset_id=reset_id)
+        else:  # first model, or settings changed: rebuild from the start of the log (or the last reset)
             if track is not None or row:
                 log.info("learning settings of %s changed; rebuilding its model from the log", key)
-            track = _Track(Policy(settings), args, version, 0, 0, self.clock.now(), dirty=bool(row))
+            track = _Track(Policy(settings), args, version, floor, 0, self.clock.now(), dirty=bool(row),
+                           reset_id=reset_id)
         self._tracks[key] = track
         return track
 
@@ -118,11 +123,12 @@ class Learner:
             by_seq = defaultdict(list)
             for r in self.store.rewards_for([row["seq"] for row in rows]):
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
+            learned = 0
             for row in rows:
                 actions = self._encoded(row["candidate_set"])
-                self._learn_one(track, row, actions, by_seq.get(row["seq"], []), reward)
+                learned += self._learn_one(track, row, actions, by_seq.get(row["seq"], []), reward)
             track.cursor = rows[-1]["seq"]
-            track.learned += len(rows)
+            track.learned += learned
             track.dirty = True
             total += len(rows)
             if len(rows) < self.batch_size:
@@ -138,16 +144,19 @@ class Learner:
         return actions
 
     @staticmethod
-    def _learn_one(track: _Track, row: dict, actions: list[str], rewards, reward_spec) -> None:
+    def _learn_one(track: _Track, row: dict, actions: list[str], rewards, reward_spec) -> bool:
+        if not learnable(row):
+            return False  # skipped for good: never activated, or logged only
         slate = loads(row["slate"])
         if track.policy.settings.slots < len(slate):
             slate = slate[: track.policy.settings.slots]  # slots were reduced since; learn the ones it has
         shared = context_text(loads(row["context"]))
         values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])
-        chosen = [(s["index"], s["probability"]) for s in slate]
+        chosen, values = imitation(row, [(s["index"], s["probability"]) for s in slate], values)
         if not track.policy.settings.is_slate:
             chosen, values = chosen[:1], values[:1]
-        track.policy.learn(shared, actions, chosen, values)
+        track.policy.learn(shared, actions, chosen[: len(values)], values, slot_texts=slot_texts(row))
+        return True
 
     def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> None:
         now = self.clock.now()

@@ -1,10 +1,10 @@
-"""Read one experiment's decision and reward log as grouped counts and numpy arrays.
+"""Read one experiment's decision and reward log as numpy arrays.
 
-Reports run over millions of decisions, so nothing here loops over decisions in
-Python: SQLite groups the decisions (per time bucket, variant, first-slot item,
-slate length and model version), rewards are sparse and come back as arrays,
-and only a bounded, deterministic sample of decisions is read row by row (for
-off-policy estimates, which need each decision's context and candidates).
+Reports run over millions of decisions, so nothing here makes a Python object
+per decision: SQLite concatenates each decision's numbers into one text that
+numpy parses in C, rewards (sparse) come back as rows, and only a bounded,
+deterministic sample of decisions is read row by row (for off-policy estimates,
+which need each decision's context and candidates).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from experiments.store import loads
 
 VARIANTS = ("bandit", "holdout", "fallback")
 VARIANT_CODE = "CASE {} WHEN 'bandit' THEN 0 WHEN 'holdout' THEN 1 ELSE 2 END"
-SAMPLE_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: seq * M mod 2^32 spreads seqs evenly
+SAMPLE_MULTIPLIER = 2654435761  # Knuth: seq * M mod 2^32 spreads seqs evenly (exact while seq < 3.4e9)
 SAMPLE_MODULUS = 2**32
 
 
@@ -34,63 +34,103 @@ class Window:
 
 
 @dataclass
-class DecisionGroups:
-    """Decision counts per (bucket, variant, first-slot item, slate length, model version)."""
+class DecisionRows:
+    """One entry per decision, in log order: seq, time bucket, variant code, first-slot item, slate length, model."""
 
+    seq: np.ndarray
     bucket: np.ndarray
     variant: np.ndarray
     item: np.ndarray  # codes into ``items``
     slots: np.ndarray
     model_version: np.ndarray
-    count: np.ndarray
     items: list[str]
+    first_created: float | None = None
+    last_created: float | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.seq.size)
 
 
 @dataclass
 class RewardRows:
-    """Every reward of the window's decisions, oldest first; ``slot`` is -1 when not attributed."""
+    """Every reward of the window's decisions in arrival order; ``slot`` is -1 when not attributed.
+
+    ``position`` is the index of the reward's decision in the ``DecisionRows``.
+    """
 
     seq: np.ndarray
+    position: np.ndarray
     slot: np.ndarray
     value: np.ndarray
     type: np.ndarray  # codes into ``types``
     late: np.ndarray
     duplicates: np.ndarray
-    variant: np.ndarray
-    created_at: np.ndarray
-    slots: np.ndarray
     types: list[str]
+
+    @property
+    def size(self) -> int:
+        return int(self.seq.size)
 
 
 @dataclass
 class RewardedDecisions:
-    """Decisions with at least one on-time reward, with their reward summed over slots and slot 0's."""
+    """Decisions with at least one on-time reward: their reward summed over slots, and slot 0's reward."""
 
     seq: np.ndarray
     variant: np.ndarray
-    created_at: np.ndarray
+    bucket: np.ndarray
     slots: np.ndarray
     total: np.ndarray
     first_slot: np.ndarray
 
 
-def decision_groups(store, window: Window) -> DecisionGroups:
-    """Count decisions per bucket, variant, first-slot item, slate length and model version."""
-    rows = store.conn.execute(
-        f"SELECT CAST(created_at / ? AS INTEGER), {VARIANT_CODE.format('variant')},"
-        " json_extract(slate, '$[0].id'), json_array_length(slate), model_version, count(*)"
-        " FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ?"
-        " GROUP BY 1, 2, 3, 4, 5",
-        (window.width, *window.params()),
-    ).fetchall()
-    if not rows:
-        empty = np.zeros(0, dtype=np.int64)
-        return DecisionGroups(empty, empty, empty, empty, empty, empty, [])
-    bucket, variant, item, slots, version, count = zip(*rows)
-    items, codes = np.unique(np.array(item, dtype=object).astype(str), return_inverse=True)
-    return DecisionGroups(np.array(bucket, dtype=np.int64), np.array(variant, dtype=np.int64), codes,
-                          np.array(slots, dtype=np.int64), np.array(version, dtype=np.int64),
-                          np.array(count, dtype=np.int64), items.tolist())
+CHUNK_SEQS = 1_000_000  # decisions per query at most (seq span), so one text stays well under SQLite's limit
+ITEM_SEPARATOR = "\x1f"
+_ROWS_SQL = (
+    "SELECT group_concat(seq || ',' || CAST(created_at / ? AS INTEGER) || ',' || {variant} || ',' || {length}"
+    " || ',' || coalesce(model_version, 0), ','), group_concat({item}, char(31)), count(*)"
+    " FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq BETWEEN ? AND ?"
+)
+_PLAIN_ITEM = "coalesce(json_extract(slate, '$[0].id'), '')"
+_SAFE_ITEM = "coalesce(replace(json_extract(slate, '$[0].id'), char(31), ' '), '')"
+
+
+def decision_rows(store, window: Window, slate_lengths: bool = True) -> DecisionRows:
+    """Read every decision of the window as arrays, a span of ``CHUNK_SEQS`` sequence numbers at a time.
+
+    Slate lengths cost a second JSON read per decision; without ``slate_lengths`` they are all 1.
+    """
+    low, high, first, last = store.conn.execute(
+        "SELECT min(seq), max(seq), min(created_at), max(created_at) FROM decisions"
+        " WHERE experiment = ? AND created_at >= ? AND created_at < ?", window.params()).fetchone()
+    numbers, items = [], []
+    for start in range(low or 0, (high or -1) + 1, CHUNK_SEQS):
+        chunk = _chunk(store, window, start, min(high, start + CHUNK_SEQS - 1), slate_lengths)
+        if chunk:
+            numbers.append(chunk[0])
+            items.extend(chunk[1])
+    values = np.concatenate(numbers).reshape(-1, 5) if numbers else np.zeros((0, 5), dtype=np.int64)
+    order = np.argsort(values[:, 0], kind="stable")
+    values = values[order]
+    lookup = {item: code for code, item in enumerate(dict.fromkeys(items))}
+    codes = np.fromiter(map(lookup.__getitem__, items), dtype=np.int64, count=len(items))[order]
+    return DecisionRows(values[:, 0], values[:, 1], values[:, 2], codes, values[:, 3], values[:, 4], list(lookup),
+                        first, last)
+
+
+def _chunk(store, window: Window, low: int, high: int, slate_lengths: bool):
+    """Return (numbers, first-slot ids) of decisions with seq in [low, high], or None when there are none."""
+    length = "json_array_length(slate)" if slate_lengths else "1"
+    for item in (_PLAIN_ITEM, _SAFE_ITEM):  # the safe form only when an id holds the separator
+        sql = _ROWS_SQL.format(variant=VARIANT_CODE.format("variant"), length=length, item=item)
+        text, ids, count = store.conn.execute(sql, (window.width, *window.params(), low, high)).fetchone()
+        if not count:
+            return None
+        ids = ids.split(ITEM_SEPARATOR)
+        if len(ids) == count:
+            return np.fromstring(text, dtype=np.int64, sep=","), ids
+    raise RuntimeError("decisions: first-slot ids and numbers do not line up")
 
 
 def unit_counts(store, window: Window) -> dict[str, int]:
@@ -103,24 +143,24 @@ def unit_counts(store, window: Window) -> dict[str, int]:
     return dict(rows)
 
 
-def reward_rows(store, window: Window) -> RewardRows:
+def reward_rows(store, window: Window, decisions: DecisionRows) -> RewardRows:
     """Return the rewards of the window's decisions in the order they arrived."""
     rows = store.conn.execute(
-        f"SELECT r.decision_seq, coalesce(r.slot, -1), r.value, r.type, r.late, r.duplicates,"
-        f" {VARIANT_CODE.format('d.variant')}, d.created_at, json_array_length(d.slate)"
-        " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-        " WHERE r.experiment = ? AND d.created_at >= ? AND d.created_at < ? ORDER BY r.received_at, r.id",
-        window.params(),
+        "SELECT decision_seq, coalesce(slot, -1), value, type, late, duplicates FROM rewards"
+        " WHERE experiment = ? AND decision_seq BETWEEN ? AND ? ORDER BY received_at, id",
+        (window.key, int(decisions.seq[0]) if decisions.size else 0, int(decisions.seq[-1]) if decisions.size else -1),
     ).fetchall()
     if not rows:
-        ints, floats = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return RewardRows(ints, ints, floats, ints, ints, ints, ints, floats, ints, [])
-    seq, slot, value, kind, late, duplicates, variant, created_at, slots = zip(*rows)
-    types, codes = np.unique(np.array(kind, dtype=object).astype(str), return_inverse=True)
-    as_int = lambda column: np.array(column, dtype=np.int64)  # noqa: E731
-    return RewardRows(as_int(seq), as_int(slot), np.array(value, dtype=float), codes, as_int(late),
-                      as_int(duplicates), as_int(variant), np.array(created_at, dtype=float), as_int(slots),
-                      types.tolist())
+        ints = np.zeros(0, dtype=np.int64)
+        return RewardRows(ints, ints, ints, np.zeros(0), ints, ints, ints, [])
+    seq, slot, value, kind, late, duplicates = zip(*rows)
+    seq = np.array(seq, dtype=np.int64)
+    position = np.minimum(np.searchsorted(decisions.seq, seq), decisions.size - 1)
+    mine = decisions.seq[position] == seq  # the decision is in the window (its time range)
+    types, codes = np.unique(np.array(kind, dtype=object)[mine].astype(str), return_inverse=True)
+    as_int = lambda column: np.array(column, dtype=np.int64)[mine]  # noqa: E731
+    return RewardRows(seq[mine], position[mine], as_int(slot), np.array(value, dtype=float)[mine], codes.ravel(),
+                      as_int(late), as_int(duplicates), types.tolist())
 
 
 def aggregate_slots(seq, slot, value, aggregation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,7 +191,8 @@ def aggregate_slots(seq, slot, value, aggregation: str) -> tuple[np.ndarray, np.
     return key[starts] // span, key[starts] % span, combined
 
 
-def rewarded_decisions(rows: RewardRows, aggregation: str, default: float) -> RewardedDecisions:
+def rewarded_decisions(rows: RewardRows, decisions: DecisionRows, aggregation: str,
+                       default: float) -> RewardedDecisions:
     """Sum each rewarded decision's per-slot rewards (on time only), a slot without any counting ``default``.
 
     Late rewards and rewards not attributed to a slot are not in the value, as
@@ -159,7 +200,8 @@ def rewarded_decisions(rows: RewardRows, aggregation: str, default: float) -> Re
     """
     on_time = rows.late == 0
     seq, first = np.unique(rows.seq[on_time], return_index=True)
-    variant, created_at, slots = (a[on_time][first] for a in (rows.variant, rows.created_at, rows.slots))
+    at = rows.position[on_time][first]
+    variant, bucket, slots = decisions.variant[at], decisions.bucket[at], decisions.slots[at]
     attributed = on_time & (rows.slot >= 0)
     pair_seq, pair_slot, combined = aggregate_slots(rows.seq[attributed], rows.slot[attributed],
                                                     rows.value[attributed], aggregation)
@@ -168,7 +210,7 @@ def rewarded_decisions(rows: RewardRows, aggregation: str, default: float) -> Re
     np.add.at(total, position, combined - default)
     first_slot = np.full(seq.size, float(default))
     first_slot[position[pair_slot == 0]] = combined[pair_slot == 0]
-    return RewardedDecisions(seq, variant, created_at, slots, total, first_slot)
+    return RewardedDecisions(seq, variant, bucket, slots, total, first_slot)
 
 
 def sample_decisions(store, window: Window, fraction: float) -> list[dict]:

@@ -9,7 +9,6 @@ each item in the same sample, shrunk towards the overall mean.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,8 +17,6 @@ import numpy as np
 from bandit import estimators
 from bandit.encoding import action_text, context_text
 from bandit.policy import Policy, PolicySettings
-
-log = logging.getLogger(__name__)
 
 SHRINKAGE = 1.0  # pseudo-observations of the overall mean in each item's reward estimate
 
@@ -162,3 +159,27 @@ def estimates(reward, p_logged, p_target, q_logged, q_target) -> dict:
     return {"ips": estimators.ips(reward, p_logged, p_target).to_dict(),
             "snips": estimators.snips(reward, p_logged, p_target).to_dict(),
             "dr": estimators.dr(reward, p_logged, p_target, q_logged, q_target).to_dict()}
+
+
+class OnlineRewardModel:
+    """Running mean first-slot reward per item, for DR during a replay (it only knows the past)."""
+
+    def __init__(self):
+        self._totals: dict[str, list[float]] = {}
+        self._sum, self._count = 0.0, 0
+
+    def predict(self, candidates: list[dict]) -> np.ndarray:
+        overall = self._sum / self._count if self._count else 0.0
+        out = np.full(len(candidates), overall)
+        for i, candidate in enumerate(candidates):
+            entry = self._totals.get(candidate["id"])
+            if entry:
+                out[i] = (entry[0] + SHRINKAGE * overall) / (entry[1] + SHRINKAGE)
+        return out
+
+    def update(self, item: str, reward: float) -> None:
+        entry = self._totals.setdefault(item, [0.0, 0])
+        entry[0] += reward
+        entry[1] += 1
+        self._sum += reward
+        self._count += 1

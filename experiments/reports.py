@@ -116,63 +116,62 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
         raise NotFound(f"experiment {key!r} does not exist", field="key")
     spec = parse_spec(experiment["spec"])
     reward = spec.reward
-    groups = logdata.decision_groups(store, window)
-    rows = logdata.reward_rows(store, window)
-    rewarded = logdata.rewarded_decisions(rows, reward["aggregation"], reward["default"])
-    variants, values = variant_summaries(groups, logdata.unit_counts(store, window), rows, rewarded,
+    decisions = logdata.decision_rows(store, window, slate_lengths=reward["default"] != 0)
+    rows = logdata.reward_rows(store, window, decisions)
+    rewarded = logdata.rewarded_decisions(rows, decisions, reward["aggregation"], reward["default"])
+    variants, values = variant_summaries(decisions, logdata.unit_counts(store, window), rows, rewarded,
                                          reward["default"])
     return {
         "experiment": {"key": key, "name": experiment["name"], "kind": experiment["kind"],
                        "status": experiment["status"], "version": experiment["version"], "slots": spec.slots},
-        "range": _range(store, window, interval or "hour"),
+        "range": _range(window, decisions, interval or "hour"),
         "generated_at": iso((clock or SystemClock()).now()),
         "variants": variants,
         "lift": lift(values),
         "sample_ratio": sample_ratio(variants, spec.traffic["holdout"]),
-        **off_policy(store, window, spec, int(groups.count.sum()), rewarded, ope_sample),
-        "time_series": time_series(groups, rewarded, window.width, interval or "hour", reward["default"]),
+        **off_policy(store, window, spec, decisions.size, rewarded, ope_sample),
+        "time_series": time_series(decisions, rewarded, window.width, interval or "hour", reward["default"]),
         "rewards": reward_counts(rows),
-        "model_versions": model_versions(store, window, groups),
+        "model_versions": model_versions(store, window, decisions),
     }
 
 
-def _range(store, window: Window, interval: str) -> dict:
-    first, last = store.conn.execute(
-        "SELECT min(created_at), max(created_at) FROM decisions WHERE experiment = ? AND created_at >= ?"
-        " AND created_at < ?", window.params()).fetchone()
+def _range(window: Window, decisions, interval: str) -> dict:
     bound = lambda x: iso(x) if math.isfinite(x) else None  # noqa: E731
     return {"from": bound(window.start), "to": bound(window.end), "interval": interval,
-            "first_decision": iso(first), "last_decision": iso(last)}
+            "first_decision": iso(decisions.first_created), "last_decision": iso(decisions.last_created)}
 
 
 # -- variants and lift ---------------------------------------------------------------------------
-def variant_values(groups, rewarded, code: int, default: float) -> np.ndarray:
-    """Return every decision's reward in one variant (defaults for unrewarded decisions)."""
-    mine = groups.variant == code
-    lengths = np.bincount(groups.slots[mine], weights=groups.count[mine]).astype(np.int64)
-    won = rewarded.variant == code
-    lengths -= np.bincount(rewarded.slots[won], minlength=lengths.size)[: lengths.size]
+def variant_values(decisions, rewarded, code: int, default: float) -> np.ndarray:
+    """Return every decision's reward in one variant (slots x default for unrewarded decisions)."""
+    mine, won = decisions.variant == code, rewarded.variant == code
+    if default == 0:
+        return np.concatenate([np.zeros(int(mine.sum()) - int(won.sum())), rewarded.total[won]])
+    lengths = np.bincount(decisions.slots[mine], minlength=int(rewarded.slots.max(initial=0)) + 1)
+    lengths[: lengths.size] -= np.bincount(rewarded.slots[won], minlength=lengths.size)
     quiet = np.repeat(default * np.arange(lengths.size, dtype=float), np.maximum(lengths, 0))
     return np.concatenate([quiet, rewarded.total[won]])
 
 
-def variant_summaries(groups, units: dict, rows, rewarded, default: float) -> tuple[list[dict], dict]:
+def variant_summaries(decisions, units: dict, rows, rewarded, default: float) -> tuple[list[dict], dict]:
     """Per variant that has decisions: counts, rates per reward type and mean reward."""
     on_time = rows.late == 0
-    pairs = np.unique(np.stack([rows.seq[on_time], rows.type[on_time], rows.variant[on_time]]), axis=1)
+    pairs = np.unique(np.stack([rows.seq[on_time], rows.type[on_time], decisions.variant[rows.position[on_time]]]),
+                      axis=1)
     summaries, values = [], {}
     for code, name in enumerate(VARIANTS):
-        decisions = int(groups.count[groups.variant == code].sum())
-        if decisions == 0:
+        made = int((decisions.variant == code).sum())
+        if made == 0:
             continue
-        values[name] = variant_values(groups, rewarded, code, default)
+        values[name] = variant_values(decisions, rewarded, code, default)
         won = int((rewarded.variant == code).sum())
         typed = np.bincount(pairs[1][pairs[2] == code], minlength=len(rows.types))
         summaries.append({
-            "variant": name, "decisions": decisions, "units": int(units.get(name, 0)), "rewarded": won,
-            "rewarded_rate": wilson_interval(won, decisions).to_dict(),
+            "variant": name, "decisions": made, "units": int(units.get(name, 0)), "rewarded": won,
+            "rewarded_rate": wilson_interval(won, made).to_dict(),
             "reward": estimators.mean_interval(values[name]).to_dict(),
-            "rates": {kind: wilson_interval(int(typed[i]), decisions).to_dict() for i, kind in enumerate(rows.types)},
+            "rates": {kind: wilson_interval(int(typed[i]), made).to_dict() for i, kind in enumerate(rows.types)},
         })
     return summaries, values
 
@@ -254,30 +253,29 @@ def off_policy(store, window: Window, spec, total: int, rewarded, ope_sample: in
 
 
 # -- time series ---------------------------------------------------------------------------------
-def time_series(groups, rewarded, width: int, interval: str, default: float) -> dict:
+def time_series(decisions, rewarded, width: int, interval: str, default: float) -> dict:
     """Decisions, reward rate and mean reward per bucket and variant, and first-slot item shares."""
-    if groups.count.size == 0:
+    if decisions.size == 0:
         return {"interval": interval, "buckets": [], "variants": {}, "shares": {"slot": 0, "items": [],
                                                                                 "variants": {}}}
-    first = int(groups.bucket.min())
-    size = int(groups.bucket.max()) - first + 1
-    at = groups.bucket - first
-    won_at = (rewarded.created_at // width).astype(np.int64) - first
+    first = int(decisions.bucket.min())
+    size = int(decisions.bucket.max()) - first + 1
+    at = decisions.bucket - first
+    won_at = rewarded.bucket - first
     series = {}
     for code, name in enumerate(VARIANTS):
-        mine, won = groups.variant == code, rewarded.variant == code
+        mine, won = decisions.variant == code, rewarded.variant == code
         if not mine.any():
             continue
-        decisions = np.bincount(at[mine], weights=groups.count[mine], minlength=size)
-        slot_sum = np.bincount(at[mine], weights=(groups.count * groups.slots)[mine], minlength=size)
+        made = np.bincount(at[mine], minlength=size)
+        slot_sum = np.bincount(at[mine], weights=decisions.slots[mine], minlength=size)
         hits = np.bincount(won_at[won], minlength=size)[:size]
         extra = np.bincount(won_at[won], weights=rewarded.total[won] - default * rewarded.slots[won],
                             minlength=size)[:size]
-        series[name] = {"decisions": decisions.astype(int).tolist(), "rewarded": hits.astype(int).tolist(),
-                        "reward_rate": _ratio(hits, decisions), "mean_reward": _ratio(default * slot_sum + extra,
-                                                                                      decisions)}
+        series[name] = {"decisions": made.astype(int).tolist(), "rewarded": hits.astype(int).tolist(),
+                        "reward_rate": _ratio(hits, made), "mean_reward": _ratio(default * slot_sum + extra, made)}
     buckets = [iso(float((first + i) * width)) for i in range(size)]
-    return {"interval": interval, "buckets": buckets, "variants": series, "shares": shares(groups, at, size)}
+    return {"interval": interval, "buckets": buckets, "variants": series, "shares": shares(decisions, at, size)}
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list:
@@ -286,21 +284,21 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list:
     return [round(float(x), 6) if math.isfinite(x) else None for x in out]
 
 
-def shares(groups, at: np.ndarray, size: int) -> dict:
+def shares(decisions, at: np.ndarray, size: int) -> dict:
     """Share of each of the most shown first-slot items per bucket and variant, the rest as (other)."""
-    totals = np.bincount(groups.item, weights=groups.count)
+    totals = np.bincount(decisions.item)
     top = np.argsort(-totals, kind="stable")[:TOP_ITEMS]
     column = np.full(totals.size, top.size)
     column[top] = np.arange(top.size)
-    names = [groups.items[i] for i in top] + (["(other)"] if totals.size > top.size else [])
+    names = [decisions.items[i] for i in top] + (["(other)"] if totals.size > top.size else [])
     out = {}
     for code, name in enumerate(VARIANTS):
-        mine = groups.variant == code
+        mine = decisions.variant == code
         if not mine.any():
             continue
-        table = np.zeros((size, top.size + 1))
-        np.add.at(table, (at[mine], column[groups.item[mine]]), groups.count[mine])
-        table = table[:, : len(names)]
+        cells = top.size + 1
+        table = np.bincount(at[mine] * cells + column[decisions.item[mine]], minlength=size * cells)
+        table = table.reshape(size, cells)[:, : len(names)].astype(float)
         sums = table.sum(axis=1, keepdims=True)
         table = np.divide(table, sums, out=np.zeros_like(table), where=sums > 0)
         out[name] = np.round(table, 4).tolist()
@@ -311,14 +309,14 @@ def shares(groups, at: np.ndarray, size: int) -> dict:
 def reward_counts(rows) -> dict:
     """Count received, late, duplicate and unattributed rewards, and rewards per type."""
     by_type = np.bincount(rows.type, minlength=len(rows.types))
-    return {"received": int(rows.seq.size), "on_time": int((rows.late == 0).sum()), "late": int(rows.late.sum()),
+    return {"received": rows.size, "on_time": int((rows.late == 0).sum()), "late": int(rows.late.sum()),
             "duplicate": int(rows.duplicates.sum()), "unattributed": int((rows.slot < 0).sum()),
             "by_type": {kind: int(by_type[i]) for i, kind in enumerate(rows.types)}}
 
 
-def model_versions(store, window: Window, groups) -> dict:
+def model_versions(store, window: Window, decisions) -> dict:
     """Which model versions served decisions in the range, and the snapshots published in it."""
-    served = np.bincount(groups.model_version, weights=groups.count) if groups.count.size else np.zeros(0)
+    served = np.bincount(decisions.model_version)
     published = store.query(
         "SELECT version, learned, created_at, spec_version FROM models WHERE experiment = ? AND created_at >= ?"
         " AND created_at < ? ORDER BY version", window.params())

@@ -120,39 +120,28 @@ def default_baselines(n: int, slots: int, excluded: tuple = (), given: list | No
     return tuple(baseline)
 
 
-def parse_options(body: dict, candidates: list[dict], actions: list[str], slots: int):
-    """Validate the options; return (options, candidates, actions).
-
-    With a single slot, that slot's exclusions simply leave the candidate list,
-    which is what they mean for a one-action choice.
-    """
+def parse_options(body: dict, candidates: list[dict], slots: int) -> RequestOptions:
+    """Validate the options against the candidates left after exclude."""
     defer = _defer(body)
     raw = body.get("slot_context")
     if raw is None:
-        return RequestOptions(baseline=default_baselines(len(candidates), slots), defer_activation=defer), \
-            candidates, actions
+        return RequestOptions(baseline=default_baselines(len(candidates), slots), defer_activation=defer)
     entries = _slot_entries(raw, slots)
     if slots == 1 and entries[0].get("exclude"):
-        drop = set(entries[0]["exclude"])
-        kept = [(c, a) for c, a in zip(candidates, actions) if c["id"] not in drop]
-        if not kept:
-            raise InvalidField("slot_context[0].exclude", "excludes every candidate")
-        candidates, actions = [c for c, _ in kept], [a for _, a in kept]
-        entries = [{**entries[0], "exclude": []}]
+        raise InvalidField("slot_context[0].exclude", "a one-slot request excludes candidates with exclude")
     index = {c["id"]: i for i, c in enumerate(candidates)}
     excluded = tuple(frozenset(index[x] for x in (e.get("exclude") or []) if x in index) for e in entries)
     for k, blocked in enumerate(excluded):
         if len(blocked) == len(candidates):
             raise InvalidField(f"slot_context[{k}].exclude", "excludes every candidate")
     given = _given_baselines(entries, index, list(excluded))
-    options = RequestOptions(
+    return RequestOptions(
         slot_ids=tuple(e.get("id") for e in entries),
         slot_features=tuple(e.get("features") or {} for e in entries),
         excluded=excluded,
         baseline=default_baselines(len(candidates), slots, excluded, given),
         defer_activation=defer,
     )
-    return options, candidates, actions
 
 
 def serve(mode: str, chosen: list[tuple[int, float]], options: RequestOptions):

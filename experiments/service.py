@@ -136,6 +136,10 @@ class Service:
             self._experiments[key] = cached
         return cached
 
+    def spec(self, key: str):
+        """Return an experiment's parsed spec, from the same cache serving uses."""
+        return self._experiment(key)[1]
+
     def _view(self, row: dict, counts: bool = True) -> dict:
         view = {
             "key": row["key"],

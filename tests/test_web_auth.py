@@ -17,9 +17,11 @@ ROUTES = [
     ("patch", "PATCH", "/v1/experiments/home", {"name": "Home"}, {"admin"}),
     ("history", "GET", "/v1/experiments/home/history", None, {"admin"}),
     ("report", "GET", "/v1/experiments/home/report", None, {"admin"}),
+    ("evaluations", "GET", "/v1/experiments/home/evaluations", None, {"admin"}),
     ("catalog", "GET", "/v1/catalog/items", None, {"admin"}),
     ("slate", "POST", "/v1/experiments/home/slate", {"unit": "u1", "candidates": CANDIDATES}, {"shop", "admin"}),
     ("reward", "POST", "/v1/events/ev-1/rewards", {"type": "click"}, {"shop", "admin"}),
+    ("activate", "POST", "/v1/events/ev-1/activate", None, {"shop", "admin"}),
 ]
 
 
@@ -65,7 +67,8 @@ def test_each_route_family_answers_401_and_403_by_role(client, keyed, family, me
         else:
             assert response.status_code == 403
             assert response.get_json()["error"]["code"] == "forbidden"
-            assert "shop key may not" in response.get_json()["error"]["message"]
+            message = response.get_json()["error"]["message"]
+            assert message == "a shop key may not make this call; it needs an admin key"
 
 
 def test_rejected_calls_write_nothing(client, keyed, db_path):

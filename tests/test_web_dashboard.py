@@ -1,4 +1,6 @@
 """The dashboard through Flask's test client: sign-in, every page, forms, CSRF and confirmations."""
+import re
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -129,6 +131,9 @@ def test_every_page_renders_for_a_signed_in_admin(admin, experiment, shop):
     for path in pages:
         page = admin.get(path)
         assert "<html" in page.text and "alice" in page.text and "Sign out" in page.text, path
+        assert not re.search(r'(src|href)="(https?:)?//', page.text), f"{path} loads something from elsewhere"
+    for asset in ("/static/dashboard.css", "/static/dashboard.js"):
+        assert admin.get(asset).status_code == 200
     listing = admin.get("/").text
     assert "Home recommendations" in listing and "running" in listing and "90% bandit · 10% holdout" in listing
 
@@ -176,7 +181,8 @@ def test_strategies_experiment_round_trips_through_the_form(admin, client):
                           "exploration.softmax.lambda": "5", "reward.events": "click = 1\npurchase = 12.5"})
     spec = client.get("/v1/experiments/banner").get_json()["spec"]
     assert [a["id"] for a in spec["arms"]] == ["bestsellers", "new-in", "sale"]
-    assert spec["arms"][0]["features"] == {"source": "popularity"} and spec["traffic"]["control"] == {"arm": "bestsellers"}
+    assert spec["arms"][0]["features"] == {"source": "popularity"}
+    assert spec["traffic"]["control"] == {"arm": "bestsellers"}
     assert spec["exploration"] == {"algorithm": "softmax", "lambda": 5.0}
     assert spec["reward"]["events"] == {"click": 1.0, "purchase": 12.5}
     edit = Form(admin.get("/experiments/banner/edit").text).values
@@ -240,3 +246,83 @@ def test_sign_out_ends_the_session(admin, client):
 def test_unknown_experiment_is_a_404_page(admin):
     page = admin.get("/experiments/missing", expect=404).text
     assert "does not exist" in page and "<html" in page
+
+
+def row_of(listing: str, key: str) -> str:
+    """Return the list's table row of one experiment."""
+    start = listing.rindex("<tr>", 0, listing.index(f'href="/experiments/{key}"'))
+    return listing[start:listing.index("</tr>", start)]
+
+
+def traffic(shop, key, n=60, reward_every=3, segment="new"):
+    for i in range(n):
+        answer = shop.slate(key, unit=f"{segment}-{i}", candidates=ITEMS, context={"user": {"segment": segment}})
+        if reward_every and i % reward_every == 0:
+            shop.reward(answer["event_id"], type="click", item=answer["slate"][0]["id"])
+
+
+def test_experiment_page_shows_the_report_with_tables_and_charts(admin, experiment, shop):
+    traffic(shop, experiment, n=90)
+    shop.learn(seconds=700)
+    page = admin.get(f"/experiments/{experiment}").text
+    for text in ("Variants", "bandit", "holdout", "Rewarded share", "click rate", "Lift, relative", "Sample ratio",
+                 "Off-policy estimates", "uniform random", "IPS", "SNIPS", "DR", "Published models"):
+        assert text in page, text
+    assert page.count("<svg") == 4 and "Model versions" in page and "Item shares over time" in page
+    assert "item-" in page and 'class="legend"' in page
+
+
+def test_report_range_errors_appear_next_to_their_inputs(admin, experiment):
+    page = Form(admin.get(f"/experiments/{experiment}?from=yesterday&interval=hour").text)
+    assert "ISO 8601" in page.errors["from"]
+    page = Form(admin.get(f"/experiments/{experiment}?interval=week").text)
+    assert "must be one of hour, day" in page.errors["interval"]
+    assert admin.get(f"/experiments/{experiment}?from=2026-01-01T00:00:00Z&interval=day").status_code == 200
+
+
+def test_list_shows_lift_with_interval_and_warning_badges(admin, shop, client, clock):
+    shop.create("lively", slots=1, reward={"wait_seconds": 60})
+    traffic(shop, "lively", n=60, reward_every=2)
+    shop.create("quiet", slots=1, reward={"wait_seconds": 60})
+    traffic(shop, "quiet", n=60, reward_every=0)
+    clock.advance(120)
+    assert client.patch("/v1/experiments/lively", json={"traffic": {"holdout": 0.9}}).status_code == 200
+    listing = admin.get("/").text
+    lively, quiet = (row_of(listing, key) for key in ("lively", "quiet"))
+    assert "sample ratio mismatch" in lively and "no rewards arriving" not in lively
+    assert "no rewards arriving" in quiet and "sample ratio" not in quiet
+    assert re.search(r"[+-]?\d+\.\d%</span>\s*<span class=\"muted\">\[", lively)  # lift with its interval
+    assert ">60</td>" in quiet  # decisions today
+
+
+def test_counterfactual_evaluation_runs_and_shows_both_policies(admin, experiment, shop):
+    traffic(shop, experiment, n=40)
+    shop.clock.advance(700)
+    bad = admin.submit(f"/experiments/{experiment}/evaluate", {"exploration.epsilon.epsilon": "3"}, expect=400)
+    assert "must be <= 1" in Form(bad.text).errors["exploration-epsilon-epsilon"]
+    bad = admin.submit(f"/experiments/{experiment}/evaluate", {"limit": "0"}, expect=400)
+    assert "must be an integer from 1" in Form(bad.text).errors["limit"]
+    started = admin.submit(f"/experiments/{experiment}/evaluate",
+                           {"exploration.algorithm": "squarecb", "exploration.squarecb.gamma_scale": "20"})
+    location = started.headers["Location"]
+    assert "run=" in location
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        page = admin.get(location).text
+        if "Verdict" in page or "failed" in page:
+            break
+        assert 'http-equiv="refresh"' in page
+        time.sleep(0.2)
+    assert "Verdict" in page, page[:3000]
+    assert "Alternative settings" in page and "Live settings" in page and "squarecb (gamma_scale 20" in page
+    assert "epsilon (epsilon 0.1)" in page and "Difference" in page and "Earlier runs" in page
+    assert 'http-equiv="refresh"' not in page
+
+
+def test_dashboard_chart_examples_run():
+    import doctest
+
+    from web import dashboard_charts, formatting, forms
+
+    for module in (dashboard_charts, formatting, forms):
+        assert doctest.testmod(module).failed == 0

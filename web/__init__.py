@@ -37,6 +37,12 @@ def create_app(config: dict | None = None) -> Flask:
     errors.register(app)
     metrics.register(app)
     app.register_blueprint(api.bp)
+    from web import personalizer  # Personalizer's REST API under /personalizer
+
+    app.register_blueprint(personalizer.bp)
+    from web import reports_api  # reports and evaluations under /v1
+
+    app.register_blueprint(reports_api.bp)
     app.add_url_rule("/healthz", "healthz", api.healthz)
     from web import auth, dashboard
 

@@ -71,6 +71,11 @@ def reward(event_id):
     return jsonify(answer), 202
 
 
+@bp.post("/events/<event_id>/activate")
+def activate(event_id):
+    return jsonify(service().activate(event_id))
+
+
 @bp.put("/catalog/items")
 def upsert_catalog_items():
     items = catalog.parse_items(json_body())

@@ -1,9 +1,10 @@
 """Access in the web layer: bearer keys on ``/v1``, sessions and CSRF for the dashboard, safe binding.
 
-The ``/v1`` rule: ``shop`` keys may only pick slates and post rewards, ``admin``
-keys may call everything. With no key created at all the API stays open, which
-is what ``silent demo`` and a first local try rely on; ``check_bind`` then keeps
-``silent serve`` on loopback so an open API is never reachable from the network.
+The ``/v1`` rule: ``shop`` keys may only pick slates, post rewards and activate a
+deferred slate; ``admin`` keys may call everything. With no key created at all the
+API stays open, which is what ``silent demo`` and a first local try rely on;
+``check_bind`` then keeps ``silent serve`` on loopback so an open API is never
+reachable from the network.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import ipaddress
 import secrets
 
 from flask import abort, current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 
 from experiments.auth import Access, Unauthorized
 from web.errors import error_response
 
-SHOP_ENDPOINTS = {"api.slate", "api.reward"}
+# The shop's side of the loop: pick a slate, report outcomes, and activate a slate it deferred.
+SHOP_ENDPOINTS = {"api.slate", "api.reward", "api.activate"}
 ADMIN_ONLY = ("admin",)
 SHOP_OR_ADMIN = ("shop", "admin")
 CSRF_FIELD = "csrf_token"
@@ -137,6 +140,15 @@ def check_bind(host: str, store) -> str:
             "create keys with 'silent keys create --role shop|admin' to serve other hosts")
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Skip the signing machinery on requests without a session cookie: every shop API call."""
+
+    def open_session(self, app, request):
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def register(app) -> None:
     """Hang ``Access`` on the app, set the secret key and cookie flags, and guard ``/v1``."""
     silent = app.extensions["silent"]
@@ -144,6 +156,7 @@ def register(app) -> None:
     app.secret_key = app.config["SECRET_KEY"] or silent["access"].secret_key()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=app.config["SECURE_COOKIES"], SESSION_COOKIE_NAME="silent_session")
+    app.session_interface = CookieSessions()
     app.register_error_handler(Unauthorized, unauthorized)
     app.before_request(check_api_key)
     app.jinja_env.globals.update(csrf_token=csrf_token, current_user=current_user, csrf_field=CSRF_FIELD)

@@ -145,6 +145,20 @@ from web.access_commands import keys, users  # noqa: E402  (after cli, which the
 cli.add_command(keys)
 cli.add_command(users)
 
+from web.report_commands import evaluate, export, report  # noqa: E402
+
+for _command in (report, export, evaluate):
+    cli.add_command(_command)
+
+from web.personalizer_commands import personalizer  # noqa: E402
+
+cli.add_command(personalizer)
+
+from web.simulate_commands import demo, simulate  # noqa: E402
+
+cli.add_command(demo)
+cli.add_command(simulate)
+
 
 def main():  # pragma: no cover - console entry point
     sys.exit(cli())

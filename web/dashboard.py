@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
-from web import auth, forms, report_views
+from web import auth, evaluation_views, forms, report_views
 from web.formatting import FILTERS
 
 bp = Blueprint("dashboard", __name__)
@@ -98,7 +98,7 @@ def _form_page(template_values: dict, values: dict, errors: dict, status: int = 
 def _errors_for(exc: ServiceError, form) -> dict:
     """Place a domain error next to its input, or at the top of the form when no input fits."""
     field = forms.field_for(exc.field, form.get("exploration.algorithm", ""))
-    return {field or "_form": exc.message}
+    return {field or "_form": forms.message_for(exc, field)}
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -189,5 +189,15 @@ def experiment(key):
 @bp.route("/experiments/<key>/evaluate", methods=["GET", "POST"])
 @auth.login_required
 def evaluate(key):
+    """Replay the log with alternative settings (POST starts a run) and show runs beside the live policy."""
     row = service().get_experiment(key)
-    return render_template("evaluate.html", row=row, **report_views.evaluation_page(row, request))
+    values, errors = evaluation_views.form_values(row["spec"]), {}
+    if request.method == "POST":
+        started, errors = evaluation_views.submit(key, request.form)
+        if started:
+            flash(f"Evaluation {started['id']} started; this page refreshes until it is done.")
+            return redirect(url_for("dashboard.evaluate", key=key, run=started["id"]))
+        values = request.form
+    shown = evaluation_views.page(key, row["spec"], request.args.get("run", type=int))
+    return render_template("evaluate.html", row=row, values=values, errors=errors, **forms.form_choices(),
+                           **shown), 400 if errors else 200

@@ -40,7 +40,7 @@ def all_fields() -> set[str]:
     return set(NUMBER_FIELDS) | set(TEXT_FIELDS) | set(exploration_fields())
 
 
-def _number(text: str):
+def parse_number(text: str):
     """Parse a number input; leave text that is no number for the spec to reject by field."""
     text = text.strip()
     try:
@@ -85,7 +85,7 @@ def _events(text: str) -> dict:
         name, sep, value = line.partition("=")
         if not sep or not name.strip():
             raise InvalidField("reward.events", f"line {number}: write it as name = value, like purchase = 10")
-        events[name.strip()] = _number(value)
+        events[name.strip()] = parse_number(value)
     return events
 
 
@@ -97,7 +97,7 @@ def _exploration(form) -> dict:
         if isinstance(default, bool):
             out[name] = form.get(field) in ("on", "true", "1")
         elif form.get(field, "").strip():
-            out[name] = _number(form[field])
+            out[name] = parse_number(form[field])
     return out
 
 
@@ -109,7 +109,7 @@ def spec_from_form(form) -> dict:
             _put(spec, field, form[field].strip())
     for field in NUMBER_FIELDS:
         if form.get(field, "").strip():
-            _put(spec, field, _number(form[field]))
+            _put(spec, field, parse_number(form[field]))
     if not spec.get("name"):
         spec.pop("name", None)
     spec["arms"] = _arms(form.get("arms", ""))
@@ -163,6 +163,23 @@ def field_for(error_field: str | None, algorithm: str = "") -> str | None:
     return None
 
 
+def message_for(exc: InvalidField, field: str | None) -> str:
+    """Word an error for its input: drop the field name it repeats, name an arm by its line.
+
+    >>> message_for(InvalidField("arms[1].id", "duplicate arm id 'a'"), "arms")
+    "line 2: duplicate arm id 'a'"
+    """
+    message = exc.message
+    if field and exc.field and message.startswith(f"{exc.field}: "):
+        message = message[len(exc.field) + 2:]
+        arm = re.match(r"^arms\[(\d+)\]", exc.field)
+        if arm and field == "arms":
+            message = f"line {int(arm.group(1)) + 1}: {message}"
+        elif field != exc.field:
+            message = f"{exc.field.split('.')[-1]}: {message}"
+    return message
+
+
 def _parents(path: str):
     """Yield a field path and each of its parents: ``arms[2].id``, ``arms[2]``, ``arms``."""
     while path:
@@ -174,6 +191,7 @@ def _parents(path: str):
 
 
 def form_choices() -> dict:
-    return {"kinds": KINDS, "aggregations": AGGREGATIONS, "learning_modes": LEARNING_MODES, "algorithms": list(EXPLORATIONS),
-            "exploration_settings": exploration_defaults()}
+    """Return the options of the form's select inputs."""
+    return {"kinds": KINDS, "aggregations": AGGREGATIONS, "learning_modes": LEARNING_MODES,
+            "algorithms": list(EXPLORATIONS), "exploration_settings": exploration_defaults()}
 

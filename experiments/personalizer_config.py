@@ -1,0 +1,282 @@
+"""Personalizer's configuration documents, translated to and from an experiment spec.
+
+The service configuration maps field by field onto the spec (``rewardWaitTime``
+is ``reward.wait_seconds``, ``explorationPercentage`` the epsilon of epsilon
+exploration, and so on); the learning policy ``{name, arguments}`` is a VW
+command line split into exploration, interactions, learning rate and extra VW
+arguments. Fields that have no native meaning (``logRetentionDays`` ...) are kept
+verbatim next to the experiment. Pure functions: no store, no Flask.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from numbers import Real
+
+from bandit.exploration import SettingError, exploration_to_dict, parse_exploration
+from experiments.errors import InvalidField
+
+MAX_DURATION_SECONDS = 30 * 86400
+AGGREGATIONS = {"earliest": "first", "sum": "sum", "max": "max"}
+MODES = {"Online": "online", "Apprentice": "apprentice", "LoggingOnly": "logging_only"}
+STORED_DEFAULTS = {"logRetentionDays": -1, "modelRetrainDays": 0, "isAutoOptimizationEnabled": False}
+STORED_TYPES = {"logRetentionDays": int, "modelRetrainDays": int, "isAutoOptimizationEnabled": bool,
+                "autoOptimizationFrequency": str, "autoOptimizationStartDate": str, "logMirrorEnabled": bool,
+                "logMirrorSasUri": str}
+READ_ONLY = {"lastConfigurationEditDate", "latestApprenticeModeMetrics"}
+SERVICE_FIELDS = {"rewardWaitTime", "defaultReward", "rewardAggregation", "explorationPercentage",
+                  "modelExportFrequency", "learningMode", *STORED_TYPES, *READ_ONLY}
+VW_EPSILON_DEFAULT = 0.05  # what --cb_explore_adf explores with when no --epsilon is given
+
+# A new resource's experiment: Personalizer's defaults (10 minute wait, earliest reward,
+# 20% exploration, all namespace pairs crossed) on a model that learns at VW's own rate.
+DEFAULT_POLICY = {"exploration": {"algorithm": "epsilon", "epsilon": 0.2},
+                  "learning": {"interactions": ["::"], "learning_rate": 0.5, "vw_args": ""}}
+DEFAULT_SPEC = {
+    "kind": "items",
+    "exploration": DEFAULT_POLICY["exploration"],
+    "learning": {**DEFAULT_POLICY["learning"], "update_seconds": 60.0, "mode": "online"},
+    "reward": {"wait_seconds": 600.0, "default": 0.0, "aggregation": "first"},
+    "traffic": {"holdout": 0.0},
+}
+
+_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+_TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<hours>\d+):(?P<minutes>\d\d):(?P<seconds>\d\d(?:\.\d+)?)$")
+
+
+def parse_duration(text, field: str) -> float:
+    """Read an ISO 8601 duration (or a .NET ``d.hh:mm:ss`` time span) as seconds.
+
+    >>> parse_duration("PT10M", "rewardWaitTime"), parse_duration("P1DT0.5S", "x"), parse_duration("00:00:05", "x")
+    (600.0, 86400.5, 5.0)
+    """
+    if not isinstance(text, str):
+        raise InvalidField(field, "must be an ISO 8601 duration such as PT10M")
+    match = _DURATION.match(text.strip().upper()) or _TIMESPAN.match(text.strip())
+    if not match or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
+        raise InvalidField(field, f"{text!r} is not an ISO 8601 duration such as PT10M or PT5S")
+    parts = {name: float(value or 0) for name, value in match.groupdict().items()}
+    seconds = parts["days"] * 86400 + parts["hours"] * 3600 + parts["minutes"] * 60 + parts["seconds"]
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidField(field, "must be at most 30 days")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Write seconds as an ISO 8601 duration.
+
+    >>> format_duration(600), format_duration(90061.5), format_duration(0)
+    ('PT10M', 'P1DT1H1M1.5S', 'PT0S')
+    """
+    days, rest = divmod(float(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    secs = round(secs, 3)
+    date = f"{int(days)}D" if days else ""
+    clock = "".join(f"{int(v)}{unit}" for v, unit in ((hours, "H"), (minutes, "M")) if v)
+    if secs:
+        clock += f"{int(secs) if secs == int(secs) else secs}S"
+    if not date and not clock:
+        return "PT0S"
+    return "P" + date + ("T" + clock if clock else "")
+
+
+def _finite(value, field: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise InvalidField(field, "must be a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidField(field, f"must be between {low:g} and {high:g}")
+    return float(value)
+
+
+# -- service configuration ---------------------------------------------------------
+def exploration_percentage(exploration: dict) -> float:
+    """Return the share of explored ranks that a spec's exploration stands for, in percent."""
+    return round(100.0 * exploration.get("epsilon", 0.0), 6) if "epsilon" in exploration else 0.0
+
+
+def service_configuration(spec: dict, stored: dict, edited_at: str | None) -> dict:
+    """Return the service configuration document of an experiment spec."""
+    reward, learning = spec["reward"], spec["learning"]
+    aggregation = {v: k for k, v in AGGREGATIONS.items()}[reward["aggregation"]]
+    config = {
+        "rewardWaitTime": format_duration(reward["wait_seconds"]),
+        "defaultReward": reward["default"],
+        "rewardAggregation": aggregation,
+        "explorationPercentage": exploration_percentage(spec["exploration"]),
+        "modelExportFrequency": format_duration(learning["update_seconds"]),
+        "learningMode": {v: k for k, v in MODES.items()}[learning.get("mode", "online")],
+        **{**STORED_DEFAULTS, **stored},
+        "lastConfigurationEditDate": edited_at,
+    }
+    return config
+
+
+def _exploration_patch(percentage, exploration: dict) -> dict | None:
+    epsilon = _finite(percentage, "explorationPercentage", 0, 100) / 100.0
+    if "epsilon" in exploration:
+        return None if exploration["epsilon"] == epsilon else {**exploration, "epsilon": epsilon}
+    if epsilon == exploration_percentage(exploration) / 100.0:
+        return None
+    return {"algorithm": "epsilon", "epsilon": epsilon}  # a new percentage means epsilon-greedy
+
+
+def _stored(body: dict) -> dict:
+    stored = {}
+    for name, kind in STORED_TYPES.items():
+        if name in body and body[name] is not None:
+            value = body[name]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise InvalidField(name, f"must be {'an integer' if kind is int else kind.__name__}")
+            stored[name] = value
+    return stored
+
+
+def _check_retention(days: int, wait_seconds: float) -> None:
+    least = math.ceil(wait_seconds / 86400) + 1
+    if days != -1 and days < least:
+        raise InvalidField("logRetentionDays", f"must be -1 (keep forever) or at least the reward wait time plus "
+                                               f"one day, rounded up ({least})")
+
+
+def configuration_patch(body, spec: dict) -> tuple[dict, dict]:
+    """Translate a service configuration into (spec patch, fields kept verbatim)."""
+    if not isinstance(body, dict):
+        raise InvalidField("", "the body must be a JSON object")
+    unknown = set(body) - SERVICE_FIELDS
+    if unknown:
+        raise InvalidField(sorted(unknown)[0], "unknown field")
+    reward, learning = {}, {}
+    if "rewardWaitTime" in body:
+        reward["wait_seconds"] = parse_duration(body["rewardWaitTime"], "rewardWaitTime")
+    if "defaultReward" in body:
+        reward["default"] = _finite(body["defaultReward"], "defaultReward", -1, 1)
+    if "rewardAggregation" in body:
+        name = body["rewardAggregation"]
+        if not isinstance(name, str) or name.lower() not in AGGREGATIONS:
+            raise InvalidField("rewardAggregation", "must be earliest or sum")
+        reward["aggregation"] = AGGREGATIONS[name.lower()]
+    if "modelExportFrequency" in body:
+        learning["update_seconds"] = parse_duration(body["modelExportFrequency"], "modelExportFrequency")
+    if "learningMode" in body:
+        modes = {k.lower(): v for k, v in MODES.items()}
+        if not isinstance(body["learningMode"], str) or body["learningMode"].lower() not in modes:
+            raise InvalidField("learningMode", "must be Online, Apprentice or LoggingOnly")
+        learning["mode"] = modes[body["learningMode"].lower()]
+    patch = {name: part for name, part in (("reward", reward), ("learning", learning)) if part}
+    if "explorationPercentage" in body:
+        exploration = _exploration_patch(body["explorationPercentage"], spec["exploration"])
+        if exploration is not None:
+            patch["exploration"] = exploration
+    stored = _stored(body)
+    if "logRetentionDays" in stored:
+        _check_retention(stored["logRetentionDays"], reward.get("wait_seconds", spec["reward"]["wait_seconds"]))
+    return patch, stored
+
+
+# -- learning policy ----------------------------------------------------------------
+_DROPPED = {"--cb_explore_adf", "--ccb_explore_adf", "--cb_adf", "--quiet"}
+_ALGORITHM_FLAGS = {"--squarecb": "squarecb", "--bag": "bag", "--softmax": "softmax", "--cover": "cover"}
+EXPLORATION_OPTIONS = {  # per algorithm: flag -> (field, type); a type of None is a switch
+    "epsilon": {"--epsilon": ("epsilon", float)},
+    "squarecb": {"--squarecb": (None, None), "--gamma_scale": ("gamma_scale", float),
+                 "--gamma_exponent": ("gamma_exponent", float), "--elim": ("elim", None)},
+    "bag": {"--bag": ("bag", int), "--epsilon": ("epsilon", float), "--greedify": ("greedify", None)},
+    "softmax": {"--softmax": (None, None), "--lambda": ("lambda", float)},
+    "cover": {"--cover": ("cover", int), "--psi": ("psi", float), "--nounif": ("nounif", None)},
+}
+_VALUE_FLAGS = {"-l": "learning_rate", "--learning_rate": "learning_rate", "-q": "interaction",
+                "--quadratic": "interaction"}
+
+
+def _tokens(arguments) -> list[str]:
+    if not isinstance(arguments, str) or not arguments.strip():
+        raise InvalidField("arguments", "must be a Vowpal Wabbit command line such as "
+                                        "\"--cb_explore_adf --epsilon 0.2 -q ::\"")
+    try:
+        tokens = shlex.split(arguments)
+    except ValueError as exc:
+        raise InvalidField("arguments", f"cannot be parsed: {exc}") from None
+    out = []
+    for token in tokens:  # --flag=value and -qUA become two tokens
+        if token.startswith("--") and "=" in token:
+            out += token.split("=", 1)
+        elif re.match(r"^-[lq].+", token):
+            out += [token[:2], token[2:]]
+        else:
+            out.append(token)
+    return out
+
+
+def _value(tokens: list[str], i: int, flag: str, kind):
+    if i + 1 >= len(tokens):
+        raise InvalidField("arguments", f"{flag} needs a value")
+    try:
+        return kind(tokens[i + 1])
+    except ValueError:
+        raise InvalidField("arguments", f"{flag} needs a {kind.__name__} value, not {tokens[i + 1]!r}") from None
+
+
+def policy_patch(arguments) -> dict:
+    """Split a VW command line into the spec's exploration and learning settings.
+
+    >>> policy_patch("--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::")
+    {'exploration': {'algorithm': 'epsilon', 'epsilon': 0.2}, 'learning': {'interactions': ['::'], \
+'learning_rate': 0.001, 'vw_args': '--power_t 0 --cb_type mtr'}}
+    """
+    tokens = _tokens(arguments)
+    algorithm = next((_ALGORITHM_FLAGS[t] for t in tokens if t in _ALGORITHM_FLAGS), "epsilon")
+    options = EXPLORATION_OPTIONS[algorithm]
+    exploration = {"epsilon": VW_EPSILON_DEFAULT} if algorithm == "epsilon" else {}
+    interactions, learning_rate, rest = [], 0.5, []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in _DROPPED:
+            i += 1
+        elif token in options:
+            name, kind = options[token]
+            if kind is None:
+                if name:
+                    exploration[name] = True
+                i += 1
+            else:
+                exploration[name] = _value(tokens, i, token, kind)
+                i += 2
+        elif token in _VALUE_FLAGS:
+            if _VALUE_FLAGS[token] == "learning_rate":
+                learning_rate = _value(tokens, i, token, float)
+            else:
+                interactions.append(_value(tokens, i, token, str))
+            i += 2
+        else:
+            rest.append(token)
+            i += 1
+    try:
+        setting = parse_exploration({"algorithm": algorithm, **exploration})
+    except SettingError as exc:
+        raise InvalidField("arguments", f"{exc.field}: {exc.message}") from None
+    return {"exploration": exploration_to_dict(setting),
+            "learning": {"interactions": interactions, "learning_rate": learning_rate, "vw_args": shlex.join(rest)}}
+
+
+def policy_arguments(vw_command: str) -> str:
+    """Return a spec's VW command line as Personalizer shows it (without ``--quiet``)."""
+    return " ".join(token for token in vw_command.split() if token != "--quiet")
+
+
+def check_policy_body(body) -> tuple[str, str]:
+    """Validate a ``{name, arguments}`` policy document; return (name, arguments)."""
+    if not isinstance(body, dict):
+        raise InvalidField("", "the body must be a JSON object with name and arguments")
+    unknown = set(body) - {"name", "arguments"}
+    if unknown:
+        raise InvalidField(sorted(unknown)[0], "unknown field")
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 256:
+        raise InvalidField("name", "must be a string of 1-256 characters")
+    return name, body.get("arguments")

@@ -1,0 +1,331 @@
+"""Drive the simulated shop through the real service and grade what the bandit learned.
+
+``run(settings, target, clock)`` plays ``settings.events`` page views of a
+``bandit.simulation`` scenario against a target: ``InProcessTarget`` (the real
+``Service`` and ``Learner`` on a SQLite file, on a ``VirtualClock``; fast and
+reproducible bit for bit) or ``HttpTarget`` (a running server, see
+``experiments.simulate_http``). Page views arrive ``1 / rate`` virtual seconds
+apart; each view's clicks, add-to-carts and purchases are scheduled at their
+delays and posted once the virtual clock passes them; in-process, the learner
+makes a pass every ``learn_seconds`` virtual seconds, as ``silent serve``'s
+learner does every half second of real time.
+
+The result (``summary``) holds measured click rates (clicks per decision, all
+slots of a slate) of the bandit and the holdout over the last 20% of events, and
+of uniform random, the best fixed slate and the oracle on the bandit's own page
+views of that window. Those three are counterfactual: each is shown to the same
+simulated user with the same random numbers the bandit's slate met (common random
+numbers), so the differences are measured with little noise. ``expected`` gives
+the same figures under the true click model.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from numbers import Real
+
+import numpy as np
+
+from bandit.simulation import SCENARIOS, normalized_lift, scenario
+from experiments.assignment import BANDIT, FALLBACK, HOLDOUT
+from experiments.errors import InvalidField
+from experiments.learner import Learner
+from experiments.service import Service
+from experiments.store import Store
+
+VARIANT_CODES = {BANDIT: 0, HOLDOUT: 1, FALLBACK: 2}
+TAIL_SHARE = 0.2  # normalized lift and the CTRs are measured over the last 20% of events
+GRACE_SECONDS = 1.0  # as LEARNER_GRACE_SECONDS in serving
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """What to simulate; ``exploration`` and ``learning`` override the spec defaults when given."""
+
+    scenario: str = "items"
+    events: int = 20_000
+    seed: int = 0
+    rate: float = 2.0  # page views per virtual second
+    learn_seconds: float = 30.0  # virtual seconds between learner passes (in-process)
+    wait_seconds: float = 120.0  # the experiment's reward window
+    holdout: float = 0.1
+    exploration: dict | None = None
+    learning: dict | None = None
+    key: str | None = None
+    name: str | None = None
+    curve_points: int = 20
+
+    def validate(self) -> "SimulationSettings":
+        if self.scenario not in SCENARIOS:
+            raise InvalidField("scenario", f"must be one of {', '.join(SCENARIOS)}")
+        _check(self.events, "events", 1, integer=True)
+        _check(self.seed, "seed", 0, integer=True)
+        _check(self.rate, "rate", 0, open_low=True)
+        _check(self.learn_seconds, "learn_seconds", 0, open_low=True)
+        _check(self.wait_seconds, "wait_seconds", 0)
+        _check(self.curve_points, "curve_points", 1, integer=True)
+        if not isinstance(self.holdout, Real) or not 0 <= self.holdout < 1:
+            raise InvalidField("holdout", "must be a number in [0, 1)")
+        return self
+
+    @property
+    def tail_start(self) -> int:
+        """Return the index of the first event of the graded window (the last 20%)."""
+        return self.events - max(1, round(self.events * TAIL_SHARE))
+
+
+def _check(value, name, low, integer=False, open_low=False) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise InvalidField(name, "must be a finite number")
+    if integer and int(value) != value:
+        raise InvalidField(name, "must be an integer")
+    if value < low or open_low and value == low:
+        raise InvalidField(name, f"must be {'>' if open_low else '>='} {low}")
+
+
+def experiment_spec(sc: dict, settings: SimulationSettings) -> dict:
+    """Return the spec of the simulated experiment: the scenario's, with the run's window and split."""
+    spec = {**sc["spec"], "status": "running", "reward": {**sc["spec"]["reward"], "wait_seconds": settings.wait_seconds},
+            "traffic": {"holdout": settings.holdout}}
+    spec["key"] = settings.key or spec["key"]
+    spec["name"] = settings.name or spec["name"]
+    if settings.exploration is not None:
+        spec["exploration"] = settings.exploration
+    if settings.learning is not None:
+        spec["learning"] = settings.learning
+    return spec
+
+
+# -- targets ---------------------------------------------------------------------------------------
+class InProcessTarget:
+    """The real service and learner on one SQLite file, on the simulation's virtual clock."""
+
+    mode = "in-process"
+
+    def __init__(self, db_path: str, clock, learn_seconds: float = 30.0, grace_seconds: float = GRACE_SECONDS):
+        self.db_path = db_path
+        self.clock = clock
+        self.learn_seconds = learn_seconds
+        self.grace_seconds = grace_seconds
+        self.store = Store(db_path)
+        self.service = Service(self.store, clock)
+        self.learner = Learner(self.store, clock, grace_seconds=grace_seconds)
+        self._next_pass = clock.now() + learn_seconds
+
+    def create(self, spec: dict) -> dict:
+        return self.service.create_experiment(spec, actor="simulate")
+
+    def decide(self, key: str, body: dict) -> dict:
+        return self.service.decide(key, body)
+
+    def reward(self, event_id: str, body: dict) -> None:
+        self.service.record_reward(event_id, body)
+
+    def tick(self) -> None:
+        """Make the learner passes that are due by now."""
+        if self.clock.now() < self._next_pass:
+            return
+        self.learner.run_once()
+        while self._next_pass <= self.clock.now():
+            self._next_pass += self.learn_seconds
+
+    def finish(self, wait_seconds: float) -> None:
+        """Let every reward window close, learn the rest and publish the final model."""
+        self.clock.advance(wait_seconds + self.grace_seconds + 1.0)
+        self.learner.run_once(force_publish=True)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+# -- the run ---------------------------------------------------------------------------------------
+class OutcomeQueue:
+    """Outcomes waiting for their time, posted in time order once the clock passes them."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def schedule(self, decided_at: float, event_id: str, index: int, outcomes) -> None:
+        for n, outcome in enumerate(outcomes):
+            heapq.heappush(self._heap, (decided_at + outcome.delay_seconds, self._count, event_id, index, n, outcome))
+            self._count += 1
+
+    def next_time(self) -> float:
+        return self._heap[0][0]
+
+    def due(self, now: float):
+        """Yield (event_id, index, n, outcome) of every outcome due by ``now``, oldest first."""
+        while self._heap and self._heap[0][0] <= now:
+            _, _, event_id, index, n, outcome = heapq.heappop(self._heap)
+            yield event_id, index, n, outcome
+
+
+@dataclass
+class Trace:
+    """What happened on every page view, plus the graded window's views for the counterfactuals."""
+
+    variant: np.ndarray
+    clicks: np.ndarray
+    expected: np.ndarray
+    tail_start: int
+    views: list = field(default_factory=list)  # (index, view, candidate ids) of bandit views in the window
+    posted: dict = field(default_factory=dict)  # outcomes posted, by type
+    log: list | None = None  # per decision: (context, candidate ids, [(index, p)], on-time [(slot, type)])
+
+    @classmethod
+    def empty(cls, events: int, tail_start: int, keep_log: bool) -> "Trace":
+        return cls(np.zeros(events, dtype=np.int8), np.zeros(events, dtype=np.int32), np.zeros(events),
+                   tail_start, log=[] if keep_log else None)
+
+
+def _candidate_ids(sc: dict, body: dict) -> list:
+    return [c["id"] for c in body["candidates"]] if "candidates" in body else [a["id"] for a in sc["spec"]["arms"]]
+
+
+def outcome_rng(seed: int, index: int):
+    """Return the Generator of one page view's outcomes (shared by the counterfactual policies)."""
+    return np.random.default_rng([seed, 2, index])
+
+
+def run(settings: SimulationSettings, target, clock, on_progress=None, event_prefix: str = "sim-") -> dict:
+    """Play the page views against ``target``; return the summary (see ``summarize``)."""
+    sc, trace, spec = play(settings, target, clock, on_progress, event_prefix)
+    return summarize(sc, settings, trace, spec, target.mode)
+
+
+def play(settings: SimulationSettings, target, clock, on_progress=None, event_prefix: str = "sim-",
+         keep_log: bool = False) -> tuple[dict, Trace, dict]:
+    """Play the page views; return the scenario, the trace and the experiment's normalised spec."""
+    settings.validate()
+    sc = scenario(settings.scenario, seed=settings.seed)
+    spec = target.create(experiment_spec(sc, settings))["spec"]
+    trace = Trace.empty(settings.events, settings.tail_start, keep_log)
+    queue = OutcomeQueue()
+    view_rng = np.random.default_rng([settings.seed, 0])
+    request_rng = np.random.default_rng([settings.seed, 1])
+    window = {}
+    for i in range(settings.events):
+        clock.advance(1.0 / settings.rate)
+        _post_due(queue, target, clock.now(), trace, window)
+        target.tick()
+        view = sc["shop"].page_view(view_rng)
+        body = {**sc["request"](view, request_rng), "event_id": f"{event_prefix}{i}"}
+        answer = target.decide(spec["key"], body)
+        chosen = [s["id"] for s in answer["slate"]]
+        outcomes = sc["outcomes"](view, chosen, outcome_rng(settings.seed, i))
+        queue.schedule(clock.now(), answer["event_id"], i, outcomes)
+        window[answer["event_id"]] = clock.now() + spec["reward"]["wait_seconds"]
+        _record(sc, trace, i, view, body, answer, outcomes)
+        if on_progress is not None:
+            on_progress(1)
+    while len(queue):
+        clock.set(queue.next_time())
+        _post_due(queue, target, clock.now(), trace, window)
+        target.tick()
+    target.finish(spec["reward"]["wait_seconds"])
+    return sc, trace, spec
+
+
+def _post_due(queue: OutcomeQueue, target, now: float, trace: Trace, window: dict) -> None:
+    for event_id, index, n, outcome in queue.due(now):
+        target.reward(event_id, {"type": outcome.type, "item": outcome.item, "id": f"{event_id}-{n}"})
+        trace.posted[outcome.type] = trace.posted.get(outcome.type, 0) + 1
+        if trace.log is not None and now <= window[event_id]:
+            trace.log[index][3].append((outcome.slot, outcome.type))
+
+
+def _record(sc: dict, trace: Trace, i: int, view, body: dict, answer: dict, outcomes) -> None:
+    chosen = [s["id"] for s in answer["slate"]]
+    trace.variant[i] = VARIANT_CODES[answer["variant"]]
+    trace.clicks[i] = sum(o.type == "click" for o in outcomes)
+    trace.expected[i] = sc["value"](view, chosen)
+    ids = _candidate_ids(sc, body)
+    if i >= trace.tail_start and answer["variant"] == BANDIT:
+        trace.views.append((i, view, ids))
+    if trace.log is not None:
+        position = {item: k for k, item in enumerate(ids)}
+        slate = [(position[s["id"]], s["probability"]) for s in answer["slate"]]
+        trace.log.append((view.context, ids, slate, []))
+
+
+# -- grading ---------------------------------------------------------------------------------------
+def measured_clicks(sc: dict, seed: int, index: int, view, chosen) -> int:
+    """Count the clicks a slate gets from this page view's user, with the view's own random numbers."""
+    return sum(o.type == "click" for o in sc["outcomes"](view, chosen, outcome_rng(seed, index)))
+
+
+def reference_rates(sc: dict, settings: SimulationSettings, views: list) -> tuple[dict, dict]:
+    """Measure and compute uniform, best fixed and oracle on the graded window's bandit views."""
+    if not views:
+        nan = float("nan")
+        return dict.fromkeys(("uniform", "best_fixed", "oracle"), nan), dict.fromkeys(("uniform", "best_fixed",
+                                                                                      "oracle"), nan)
+    rng = np.random.default_rng([settings.seed, 3])
+    slots = sc["slots"]
+    ranking, best_fixed_value = sc["best_fixed"]([v for _, v, _ in views], [ids for _, _, ids in views])
+    clicks = {"uniform": [], "best_fixed": [], "oracle": []}
+    expected = {"uniform": [], "oracle": []}
+    for index, view, ids in views:
+        allowed = set(ids)
+        uniform = [ids[k] for k in rng.permutation(len(ids))[:slots]]
+        fixed = [item for item in ranking if item in allowed][:slots]
+        oracle, oracle_value = sc["oracle"](view, ids)
+        for name, chosen in (("uniform", uniform), ("best_fixed", fixed), ("oracle", oracle)):
+            clicks[name].append(measured_clicks(sc, settings.seed, index, view, chosen))
+        expected["uniform"].append(sc["uniform"](view, ids))
+        expected["oracle"].append(oracle_value)
+    measured = {name: float(np.mean(values)) for name, values in clicks.items()}
+    truth = {"uniform": float(np.mean(expected["uniform"])), "best_fixed": float(best_fixed_value),
+             "oracle": float(np.mean(expected["oracle"]))}
+    return measured, truth
+
+
+def learning_curve(trace: Trace, points: int) -> list[dict]:
+    """Return the bandit's clicks per decision in ``points`` equal stretches of the run."""
+    events = trace.variant.size
+    edges = np.unique(np.linspace(0, events, min(points, events) + 1).round().astype(int))
+    curve = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        mine = trace.variant[low:high] == 0
+        curve.append({"events": int(high), "ctr": _mean(trace.clicks[low:high][mine]),
+                      "expected": _mean(trace.expected[low:high][mine])})
+    return curve
+
+
+def _mean(values) -> float | None:
+    return round(float(np.mean(values)), 6) if len(values) else None
+
+
+def summarize(sc: dict, settings: SimulationSettings, trace: Trace, spec: dict, mode: str) -> dict:
+    """Build the JSON result: measured CTRs, normalized lift, the expected values and the curve."""
+    tail = slice(trace.tail_start, None)
+    variant, clicks, expected = trace.variant[tail], trace.clicks[tail], trace.expected[tail]
+    measured, truth = reference_rates(sc, settings, trace.views)
+    ctr = {"bandit": _mean(clicks[variant == 0]), "holdout": _mean(clicks[variant == 1]),
+           **{k: round(v, 6) for k, v in measured.items()}}
+    truth = {"bandit": _mean(expected[variant == 0]), "holdout": _mean(expected[variant == 1]),
+             **{k: round(v, 6) for k, v in truth.items()}}
+    counts = {name: int((trace.variant == code).sum()) for name, code in VARIANT_CODES.items()}
+    return {
+        "scenario": settings.scenario, "events": settings.events, "seed": settings.seed, "slots": sc["slots"],
+        "ctr": ctr, "normalized_lift": _lift(ctr),
+        "expected": truth, "normalized_lift_expected": _lift(truth),
+        "learning_curve": learning_curve(trace, settings.curve_points),
+        "graded_events": settings.events - trace.tail_start, "decisions": counts, "outcomes": dict(trace.posted),
+        "mode": mode,
+        "experiment": {"key": spec["key"], "exploration": spec["exploration"], "learning": spec["learning"],
+                       "reward": spec["reward"]},
+        "virtual_time": {"rate": settings.rate, "learn_seconds": settings.learn_seconds},
+    }
+
+
+def _lift(rates: dict) -> float | None:
+    if rates["bandit"] is None:
+        return None
+    lift = normalized_lift(rates["bandit"], rates["uniform"], rates["oracle"])
+    return round(lift, 4) if math.isfinite(lift) else None

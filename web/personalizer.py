@@ -1,0 +1,238 @@
+"""Azure AI Personalizer's REST API under ``/personalizer``, for its official clients, unchanged.
+
+Each view parses its input and calls one ``experiments.personalizer`` method.
+The ``Ocp-Apim-Subscription-Key`` header names the resource (the experiment);
+errors come back in Personalizer's own shape, ``{"error": {"code", "message",
+"target"}}``, with its codes and status codes. The ``api-version`` query
+parameter is accepted and ignored, and the path-versioned forms
+(``/personalizer/v1.0/rank``, ``/personalizer/v1.1-preview.3/rank``) work too.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from experiments.errors import InvalidField, NotFound, ServiceError
+from experiments.personalizer import Personalizer
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("personalizer", __name__, url_prefix="/personalizer")
+VERSIONS = ("", "/v1.0", "/v1.1-preview.1", "/v1.1-preview.2", "/v1.1-preview.3")
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+# the error code of a client mistake, per view; anything else is a BadRequest
+BAD_REQUEST_CODES = {
+    "rank": "InvalidRankRequest", "multislot_rank": "InvalidRankRequest",
+    "reward": "InvalidRewardRequest", "multislot_reward": "InvalidRewardRequest",
+    "activate": "InvalidEventIdToActivate", "multislot_activate": "InvalidEventIdToActivate",
+    "update_service_configuration": "InvalidServiceConfiguration",
+    "update_policy": "InvalidPolicyConfiguration",
+    "create_evaluation": "InvalidEvaluationContract",
+}
+NOT_FOUND_CODES = {"get_evaluation": "EvaluationNotFound", "delete_evaluation": "EvaluationNotFound",
+                   "create_evaluation": "EvaluationNotFound"}
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def personalizer() -> Personalizer:
+    """Return the app's Personalizer facade, made on first use over the native service."""
+    extensions = current_app.extensions["silent"]
+    if "personalizer" not in extensions:
+        extensions["personalizer"] = Personalizer(extensions["service"])
+    return extensions["personalizer"]
+
+
+def route(rule: str, **options):
+    """Register a view under every versioned form of its path."""
+    def decorator(view):
+        for version in VERSIONS:
+            bp.add_url_rule(version + rule, view_func=view, **options)
+        return view
+    return decorator
+
+
+def json_body():
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise InvalidField("", "the body must be valid JSON")
+    return data
+
+
+def no_content():
+    return Response(status=204)
+
+
+# -- errors -------------------------------------------------------------------
+def error_response(status: int, code: str, message: str, target: str | None = None):
+    error = {"code": code, "message": message}
+    if target:
+        error["target"] = target
+    response = jsonify({"error": error})
+    response.status_code = status
+    return response
+
+
+def code_for(status: int, view: str) -> tuple[int, str]:
+    """Map a native status to Personalizer's status and code for the view that failed."""
+    if status == 401:
+        return 401, "401"
+    if status == 404:
+        return 404, NOT_FOUND_CODES.get(view, "ResourceNotFound")
+    if status in (400, 409, 422):  # Personalizer answers conflicts with a 400 too
+        return 400, BAD_REQUEST_CODES.get(view, "BadRequest")
+    if status == 413:
+        return 413, "PayloadSizeExceeded"
+    return status, "BadRequest" if status < 500 else "InternalServerError"
+
+
+@bp.errorhandler(Exception)
+def handle_exception(exc: Exception):
+    """Render every error raised under /personalizer in Personalizer's shape."""
+    view = (request.endpoint or "").rpartition(".")[2]
+    if isinstance(exc, ServiceError):
+        status, code = code_for(exc.status, view)
+        return error_response(status, code, exc.message, exc.field)
+    if isinstance(exc, HTTPException):
+        status, code = code_for(exc.code or 500, view)
+        return error_response(status, code, exc.description or exc.name)
+    log.exception("unhandled error in the Personalizer API")
+    return error_response(500, "InternalServerError", "A generic error has occurred on the server.")
+
+
+@bp.before_request
+def resource():
+    """Find the experiment behind the subscription key (401 without a known one)."""
+    g.resource = personalizer().experiment_for(request.headers.get(KEY_HEADER))
+
+
+# -- rank, reward, activate -------------------------------------------------------
+@route("/rank", methods=["POST"])
+def rank():
+    return jsonify(personalizer().rank(g.resource, json_body())), 201
+
+
+@route("/events/<event_id>/reward", methods=["POST"])
+def reward(event_id):
+    personalizer().reward(g.resource, event_id, json_body())
+    return no_content()
+
+
+@route("/events/<event_id>/activate", methods=["POST"])
+def activate(event_id):
+    personalizer().activate(g.resource, event_id)
+    return no_content()
+
+
+@route("/multislot/rank", methods=["POST"])
+def multislot_rank():
+    return jsonify(personalizer().multislot_rank(g.resource, json_body())), 201
+
+
+@route("/multislot/events/<event_id>/reward", methods=["POST"])
+def multislot_reward(event_id):
+    personalizer().multislot_reward(g.resource, event_id, json_body())
+    return no_content()
+
+
+@route("/multislot/events/<event_id>/activate", methods=["POST"])
+def multislot_activate(event_id):
+    personalizer().activate(g.resource, event_id)
+    return no_content()
+
+
+# -- configurations ---------------------------------------------------------------
+@route("/configurations/service", methods=["GET"])
+def get_service_configuration():
+    return jsonify(personalizer().service_configuration(g.resource))
+
+
+@route("/configurations/service", methods=["PUT"])
+def update_service_configuration():
+    return jsonify(personalizer().update_service_configuration(g.resource, json_body()))
+
+
+@route("/configurations/policy", methods=["GET"])
+def get_policy():
+    return jsonify(personalizer().policy(g.resource))
+
+
+@route("/configurations/policy", methods=["PUT"])
+def update_policy():
+    return jsonify(personalizer().update_policy(g.resource, json_body()))
+
+
+@route("/configurations/policy", methods=["DELETE"])
+def reset_policy():
+    return jsonify(personalizer().reset_policy(g.resource))
+
+
+# -- model and logs -----------------------------------------------------------------
+@route("/model", methods=["GET"])
+def get_model():
+    return Response(personalizer().model(g.resource), mimetype="application/octet-stream")
+
+
+@route("/model", methods=["DELETE"])
+def reset_model():
+    personalizer().reset_model(g.resource)
+    return no_content()
+
+
+@route("/model/properties", methods=["GET"])
+def model_properties():
+    return jsonify(personalizer().model_properties(g.resource))
+
+
+@route("/logs/properties", methods=["GET"])
+def log_properties():
+    return jsonify(personalizer().log_properties(g.resource))
+
+
+@route("/logs", methods=["DELETE"])
+def delete_logs():
+    personalizer().delete_logs(g.resource)
+    return no_content()
+
+
+# -- offline evaluations ---------------------------------------------------------------
+def _count_arg(name: str, default: int | None) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise InvalidField(name, "must be a non-negative integer")
+    return int(value)
+
+
+@route("/evaluations/<evaluation_id>", methods=["PUT"])
+def create_evaluation(evaluation_id):
+    return jsonify(personalizer().create_evaluation(g.resource, evaluation_id, json_body()))
+
+
+@route("/evaluations/<evaluation_id>", methods=["GET"])
+def get_evaluation(evaluation_id):
+    return jsonify(personalizer().evaluation(g.resource, evaluation_id))
+
+
+@route("/evaluations", methods=["GET"])
+def list_evaluations():
+    top, skip = _count_arg("top", None), _count_arg("skip", 0)
+    page, more = personalizer().list_evaluations(g.resource, top, skip)
+    next_link = None
+    if more:
+        next_link = request.base_url + f"?api-version={request.args.get('api-version', '')}&top={top}&skip={skip + top}"
+    return jsonify({"value": page, "nextLink": next_link})
+
+
+@route("/evaluations/<evaluation_id>", methods=["DELETE"])
+def delete_evaluation(evaluation_id):
+    personalizer().delete_evaluation(g.resource, evaluation_id)
+    return no_content()
+
+
+# -- everything else ------------------------------------------------------------------
+@bp.route("/<path:rest>", methods=ALL_METHODS)
+def unsupported(rest):
+    raise NotFound(f"{request.method} /personalizer/{rest} is not an operation of this service")

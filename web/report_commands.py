@@ -1,0 +1,128 @@
+"""``silent report``, ``silent export`` and ``silent evaluate``: thin click commands over experiments."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from tqdm import tqdm
+
+from experiments.errors import ServiceError
+
+DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+FROM_OPTION = click.option("--from", "start", default=None,
+                           help="Only decisions made at or after this time (ISO 8601 UTC or epoch seconds).")
+TO_OPTION = click.option("--to", "end", default=None, help="Only decisions made before this time.")
+
+
+def _fail(exc: ServiceError):
+    field = f" [{exc.field}]" if exc.field else ""
+    raise click.ClickException(f"{exc.message}{field}")
+
+
+def _store(db: str):
+    from experiments.store import Store
+
+    return Store(db)
+
+
+class _Progress:
+    """A tqdm bar driven by (done, total) callbacks; quiet when stderr is not a terminal."""
+
+    def __init__(self, desc: str):
+        self.bar = tqdm(desc=desc, unit=" decisions", disable=None, file=sys.stderr)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@click.command("report")
+@click.argument("key")
+@DB_OPTION
+@FROM_OPTION
+@TO_OPTION
+@click.option("--interval", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
+              help="Time-series bucket.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.File("w"), default="-", help="Write here instead of standard output.")
+def report(key, db, start, end, interval, fmt, output):
+    """Report an experiment: variants, lift, sample ratio, off-policy estimates, time series.
+
+    text is a readable table, json the API's report, html a standalone page with charts.
+
+    Example: silent report home-recs --format html -o report.html
+    """
+    from experiments.reports import report as build
+    from web import report_render
+
+    try:
+        result = build(_store(db), key, start, end, interval)
+    except ServiceError as exc:
+        _fail(exc)
+    if fmt == "json":
+        output.write(json.dumps(result, indent=2) + "\n")
+    else:
+        output.write(report_render.text(result) if fmt == "text" else report_render.html(result))
+
+
+@click.command("export")
+@click.argument("key")
+@DB_OPTION
+@FROM_OPTION
+@TO_OPTION
+@click.option("--format", "fmt", type=click.Choice(["csv", "dsjson"]), required=True,
+              help="csv: decisions joined with their rewards; dsjson: VW's Decision Service JSON log.")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="Write here instead of standard output.")
+def export(key, db, start, end, fmt, output):
+    """Export the decision log with rewards as CSV or as DSJSON for VW's own tools.
+
+    The DSJSON file is read by vw --dsjson --cb_explore_adf (--ccb_explore_adf for slates).
+
+    Example: silent export home-recs --format dsjson -o home-recs.json
+    """
+    from experiments.exports import export as write
+
+    progress = _Progress(f"export {key}")
+    try:
+        count = write(_store(db), key, fmt, output, start, end, progress=progress)
+    except ServiceError as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    if output is not sys.stdout and output.name != "<stdout>":
+        click.echo(f"wrote {count:,} decisions to {output.name}", err=True)
+
+
+@click.command("evaluate")
+@click.argument("key")
+@click.option("--spec", "spec_file", type=click.File("r"), required=True,
+              help='JSON with the settings to try: {"exploration": {...}, "learning": {...}, "limit": N}.')
+@DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def evaluate(key, spec_file, db, fmt):
+    """Replay the log through other exploration or learning settings and compare them with the live ones.
+
+    Example: silent evaluate home-recs --spec squarecb.json
+    """
+    from experiments.evaluation import Evaluations
+    from web import report_render
+
+    try:
+        body = json.load(spec_file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{spec_file.name}: not valid JSON ({exc})")
+    runner = Evaluations(_store(db))
+    progress = _Progress(f"replay {key}")
+    try:
+        view = runner.run(runner.create(key, body)["id"], progress=progress)
+    except ServiceError as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    if view["status"] != "done":
+        raise click.ClickException(f"evaluation {view['id']} failed: {view['error']}")
+    click.echo(json.dumps(view, indent=2) if fmt == "json" else report_render.evaluation_text(view))

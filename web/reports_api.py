@@ -1,0 +1,50 @@
+"""Reports and counterfactual evaluations under ``/v1``: each view parses its input and calls one function."""
+from __future__ import annotations
+
+import threading
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+
+from experiments import reports
+from experiments.evaluation import Evaluations
+from web.api import json_body
+
+bp = Blueprint("reports", __name__, url_prefix="/v1")
+_lock = threading.Lock()
+
+
+def jsonify(value) -> Response:
+    return Response(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY), mimetype="application/json")
+
+
+def evaluations() -> Evaluations:
+    """The app's evaluation runner, made on first use."""
+    silent = current_app.extensions["silent"]
+    with _lock:
+        if "evaluations" not in silent:
+            silent["evaluations"] = Evaluations(silent["store"], silent["clock"])
+    return silent["evaluations"]
+
+
+@bp.get("/experiments/<key>/report")
+def report(key):
+    silent = current_app.extensions["silent"]
+    args = request.args
+    return jsonify(reports.report(silent["store"], key, args.get("from"), args.get("to"), args.get("interval"),
+                                  clock=silent["clock"]))
+
+
+@bp.post("/experiments/<key>/evaluations")
+def create_evaluation(key):
+    return jsonify(evaluations().submit(key, json_body())), 202
+
+
+@bp.get("/experiments/<key>/evaluations")
+def list_evaluations(key):
+    return jsonify({"evaluations": evaluations().list(key)})
+
+
+@bp.get("/experiments/<key>/evaluations/<int:evaluation_id>")
+def get_evaluation(key, evaluation_id):
+    return jsonify(evaluations().get(key, evaluation_id))
