@@ -29,6 +29,7 @@ from bandit.policy import Policy
 from experiments import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField, NotFound
+from experiments.labels import imitation, learnable
 from experiments.learner import slot_rewards
 from experiments.logdata import Window
 from experiments.reports import parse_window
@@ -132,7 +133,8 @@ def _closed_chunks(store, request: Request, closed_by: float, total: int):
     after, seen = 0, 0
     while seen < total:
         rows = store.query(
-            "SELECT seq, variant, context, candidate_set, slate FROM decisions WHERE experiment = ?"
+            "SELECT seq, variant, context, candidate_set, slate, defer_activation, activated_at, learning_mode,"
+            " model_slate FROM decisions WHERE experiment = ?"
             " AND created_at >= ? AND created_at < ? AND window_closes_at <= ? AND seq > ? ORDER BY seq LIMIT ?",
             (*request.window.params(), closed_by, after, min(CHUNK, total - seen)))
         if not rows:
@@ -157,18 +159,18 @@ class _Replay:
         """Score one logged decision with every learner, then let each learn it as the live learner did."""
         slate = loads(row["slate"])
         first = slate[0]
-        if not first["probability"] > 0:
-            return
+        if not first["probability"] > 0 or not learnable(row):
+            return  # the live learner skips these too: never activated, or logged only
         candidates = self.store.candidates(row["candidate_set"])
         actions = self._actions.get(row["candidate_set"])
         if actions is None:
             actions = self._actions[row["candidate_set"]] = [action_text(c) for c in candidates]
         shared = context_text(loads(row["context"]))
         values = slot_rewards(rewards, len(slate), self.reward_spec["aggregation"], self.reward_spec["default"])
-        chosen = [(s["index"], s["probability"]) for s in slate]
+        chosen, learned = imitation(row, [(s["index"], s["probability"]) for s in slate], values)
         predicted = self.model.predict(candidates)
         for track in self.tracks:
-            track.score_and_learn(shared, actions, first["index"], predicted, chosen, values)
+            track.score_and_learn(shared, actions, first["index"], predicted, chosen, learned)
         for name, value in (("reward", values[0]), ("p_logged", min(1.0, first["probability"])),
                             ("q_logged", float(predicted[first["index"]])), ("bandit", row["variant"] == "bandit")):
             self.logged[name].append(value)
