@@ -21,15 +21,25 @@ class SettingError(ValueError):
         self.message = message
 
 
-def _check_number(name, value, low=None, high=None, low_open=False, integer=False):
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False, integer=False):
+    """Return a finite number within bounds (as int or float), else raise naming it.
+
+    >>> check_number("slots", 3, 1, 50, integer=True)
+    3
+    >>> check_number("holdout", 1.0, 0, 1, high_open=True)
+    Traceback (most recent call last):
+    ...
+    bandit.exploration.SettingError: holdout: must be < 1
+    """
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         raise SettingError(name, "must be a finite number")
     if integer and int(value) != value:
         raise SettingError(name, "must be an integer")
     if low is not None and (value <= low if low_open else value < low):
         raise SettingError(name, f"must be {'>' if low_open else '>='} {low}")
-    if high is not None and value > high:
-        raise SettingError(name, f"must be <= {high}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise SettingError(name, f"must be {'<' if high_open else '<='} {high}")
+    return int(value) if integer else float(value)
 
 
 def _check_bool(name, value):
@@ -44,7 +54,7 @@ class Epsilon:
     epsilon: float = 0.1
 
     def validate(self):
-        _check_number("epsilon", self.epsilon, 0, 1)
+        check_number("epsilon", self.epsilon, 0, 1)
 
     def vw_args(self) -> str:
         return f"--epsilon {self.epsilon!r}"
@@ -59,8 +69,8 @@ class SquareCB:
     elim: bool = False
 
     def validate(self):
-        _check_number("gamma_scale", self.gamma_scale, 0, low_open=True)
-        _check_number("gamma_exponent", self.gamma_exponent, 0)
+        check_number("gamma_scale", self.gamma_scale, 0, low_open=True)
+        check_number("gamma_exponent", self.gamma_exponent, 0)
         _check_bool("elim", self.elim)
 
     def vw_args(self) -> str:
@@ -77,8 +87,8 @@ class Bag:
     greedify: bool = False
 
     def validate(self):
-        _check_number("bag", self.bag, 1, 100, integer=True)
-        _check_number("epsilon", self.epsilon, 0, 1)
+        check_number("bag", self.bag, 1, 100, integer=True)
+        check_number("epsilon", self.epsilon, 0, 1)
         _check_bool("greedify", self.greedify)
 
     def vw_args(self) -> str:
@@ -93,7 +103,7 @@ class Softmax:
     lambda_: float = 10.0
 
     def validate(self):
-        _check_number("lambda", self.lambda_, 0, low_open=True)
+        check_number("lambda", self.lambda_, 0, low_open=True)
 
     def vw_args(self) -> str:
         return f"--softmax --lambda {self.lambda_!r}"
@@ -108,8 +118,8 @@ class Cover:
     nounif: bool = False
 
     def validate(self):
-        _check_number("cover", self.cover, 1, 100, integer=True)
-        _check_number("psi", self.psi, 0)
+        check_number("cover", self.cover, 1, 100, integer=True)
+        check_number("psi", self.psi, 0)
         _check_bool("nounif", self.nounif)
 
     def vw_args(self) -> str:

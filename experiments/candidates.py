@@ -15,7 +15,7 @@ import orjson
 
 from bandit.encoding import FeatureError, action_text
 from experiments.errors import InvalidField
-from experiments.spec import MAX_ARMS, check_features, check_id
+from experiments.spec import MAX_ARMS, check_entry, check_features
 from experiments.store import dumps, set_digest
 
 MAX_CANDIDATES = MAX_ARMS
@@ -55,15 +55,7 @@ def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
     seen, candidates, actions, hidden = set(), [], [], set()
     for i, cand in enumerate(raw):
         where = f"{field}[{i}]"
-        if not isinstance(cand, dict):
-            raise InvalidField(where, "must be an object with an id")
-        extra = set(cand) - {"id", "features"}
-        if extra:
-            raise InvalidField(f"{where}.{sorted(extra)[0]}", "unknown field")
-        cand_id = check_id(cand.get("id"), f"{where}.id")
-        if cand_id in seen:
-            raise InvalidField(f"{where}.id", f"duplicate candidate id {cand_id!r}")
-        seen.add(cand_id)
+        cand_id = check_entry(cand, where, {"id", "features"}, seen, "candidate")
         features, available = cand.get("features"), True
         if cand_id in catalog:
             known, available = catalog[cand_id]

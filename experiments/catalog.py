@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from experiments.errors import InvalidField, NotFound
-from experiments.spec import check_features, check_id
+from experiments.spec import check_entry, check_features
 from experiments.store import dumps, loads
 
 MAX_UPSERT = 10_000
@@ -27,15 +27,7 @@ def parse_items(body) -> list[dict]:
     seen, out = set(), []
     for i, item in enumerate(items):
         field = f"{prefix}[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidField(field, "must be an object")
-        extra = set(item) - {"id", "features", "available"}
-        if extra:
-            raise InvalidField(f"{field}.{sorted(extra)[0]}", "unknown field")
-        item_id = check_id(item.get("id"), f"{field}.id")
-        if item_id in seen:
-            raise InvalidField(f"{field}.id", f"duplicate item id {item_id!r}")
-        seen.add(item_id)
+        item_id = check_entry(item, field, {"id", "features", "available"}, seen, "item")
         features = item.get("features", {})
         if not isinstance(features, dict):
             raise InvalidField(f"{field}.features", "must be an object")

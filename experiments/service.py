@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import uuid
 from datetime import datetime, timezone
 from numbers import Real
 
@@ -20,12 +19,13 @@ from bandit.encoding import FeatureError, context_text
 from bandit.policy import Policy
 from bandit.sampling import uniform_draws
 from experiments.assignment import BANDIT, FALLBACK, HOLDOUT, variant_for
-from experiments.clock import SystemClock
-from experiments.errors import Conflict, InvalidField, NotFound
 from experiments.candidates import CandidateCache, prepare
 from experiments.catalog import CatalogCache
+from experiments.clock import SystemClock
+from experiments.errors import Conflict, InvalidField, NotFound
+from experiments.ids import new_id
 from experiments.request_options import OPTION_FIELDS, parse_options, record_fields, serve
-from experiments.spec import apply_patch, check_id, check_transition, parse_spec
+from experiments.spec import apply_patch, check_id, check_object, check_transition, parse_spec
 from experiments.store import dumps, loads
 
 log = logging.getLogger(__name__)
@@ -213,17 +213,13 @@ class Service:
     # -- decisions -----------------------------------------------------------
     def decide(self, key: str, body) -> dict:
         """Pick a slate for one page view and commit the decision before answering."""
-        if not isinstance(body, dict):
-            raise InvalidField("", "the body must be a JSON object")
-        unknown = set(body) - REQUEST_FIELDS
-        if unknown:
-            raise InvalidField(sorted(unknown)[0], "unknown field")
+        check_object(body, "", REQUEST_FIELDS)
         row, spec = self._experiment(key)
         if row["status"] == "draft":
             raise Conflict(f"experiment {key!r} is a draft; start it first", field="status")
         event_id = body.get("event_id")
         if event_id is None:
-            event_id = uuid.uuid4().hex  # fresh, so there is no earlier decision to look up
+            event_id = new_id(self.clock.now())  # fresh, so there is no earlier decision to look up
         else:
             check_id(event_id, "event_id")
             previous = self.store.get_decision(event_id)
@@ -309,11 +305,7 @@ class Service:
     # -- rewards -------------------------------------------------------------
     def record_reward(self, event_id: str, body) -> dict:
         """Attribute an outcome to its decision and slot; the same ``id`` counts once."""
-        if not isinstance(body, dict):
-            raise InvalidField("", "the body must be a JSON object")
-        unknown = set(body) - REWARD_FIELDS
-        if unknown:
-            raise InvalidField(sorted(unknown)[0], "unknown field")
+        check_object(body, "", REWARD_FIELDS)
         decision = self.store.get_decision(event_id)
         if decision is None:
             raise NotFound(f"event {event_id!r} does not exist", field="event_id")
@@ -332,7 +324,7 @@ class Service:
         else:
             value = spec.reward["events"][kind]
         reward_key = body.get("id")
-        reward_key = uuid.uuid4().hex if reward_key is None else check_id(reward_key, "id")
+        reward_key = new_id(self.clock.now()) if reward_key is None else check_id(reward_key, "id")
         item = body.get("item")
         if item is not None:
             check_id(item, "item")

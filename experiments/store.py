@@ -56,6 +56,7 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
+        conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of recent decisions stay hot
         conn.execute("PRAGMA foreign_keys=ON")
         with self._all_lock:
             self._all.append(conn)

@@ -145,7 +145,8 @@ def test_create_shows_each_validation_message_next_to_its_field(admin, db_path):
         ({"key": "x", "slots": "0"}, "slots", "must be >= 1"),
         ({"key": "x", "slots": "two"}, "slots", "must be a finite number"),
         ({"key": "x", "traffic.holdout": "1.5"}, "traffic-holdout", "must be < 1"),
-        ({"key": "x", "exploration.epsilon.epsilon": "2"}, "exploration-epsilon-epsilon", "must be <= 1"),
+        ({"key": "x", "exploration.algorithm": "epsilon", "exploration.epsilon.epsilon": "2"},
+         "exploration-epsilon-epsilon", "must be <= 1"),
         ({"key": "x", "exploration.algorithm": "squarecb", "exploration.squarecb.gamma_scale": "-1"},
          "exploration-squarecb-gamma_scale", "must be > 0"),
         ({"key": "x", "reward.events": "click 1"}, "reward-events", "write it as name = value"),
@@ -298,7 +299,8 @@ def test_list_shows_lift_with_interval_and_warning_badges(admin, shop, client, c
 def test_counterfactual_evaluation_runs_and_shows_both_policies(admin, experiment, shop):
     traffic(shop, experiment, n=40)
     shop.clock.advance(700)
-    bad = admin.submit(f"/experiments/{experiment}/evaluate", {"exploration.epsilon.epsilon": "3"}, expect=400)
+    bad = admin.submit(f"/experiments/{experiment}/evaluate",
+                       {"exploration.algorithm": "epsilon", "exploration.epsilon.epsilon": "3"}, expect=400)
     assert "must be <= 1" in Form(bad.text).errors["exploration-epsilon-epsilon"]
     bad = admin.submit(f"/experiments/{experiment}/evaluate", {"limit": "0"}, expect=400)
     assert "must be an integer from 1" in Form(bad.text).errors["limit"]
@@ -315,7 +317,7 @@ def test_counterfactual_evaluation_runs_and_shows_both_policies(admin, experimen
         time.sleep(0.2)
     assert "Verdict" in page, page[:3000]
     assert "Alternative settings" in page and "Live settings" in page and "squarecb (gamma_scale 20" in page
-    assert "epsilon (epsilon 0.1)" in page and "Difference" in page and "Earlier runs" in page
+    assert "squarecb (gamma_scale 50" in page and "Difference" in page and "Earlier runs" in page
     assert 'http-equiv="refresh"' not in page
 
 
