@@ -56,7 +56,7 @@ class PolicySettings:
             return cached
         parts = ["--ccb_explore_adf" if self.is_slate else "--cb_explore_adf"]
         parts.append(self.exploration.vw_args())
-        parts += [f"-q {q}" for q in self.interactions]
+        parts += [f"{'-q' if len(q) == 2 else '--cubic'} {q}" for q in self.interactions]
         parts.append(f"-l {self.learning_rate!r}")
         if self.vw_args:
             parts.append(self.vw_args)

@@ -77,7 +77,7 @@ def parse_request(store, key: str, body) -> Request:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT):
         raise InvalidField("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     window = parse_window(key, body.get("from"), body.get("to"))
-    return Request(key, patch, candidate, parse_spec(experiment["spec"]), window, limit)
+    return Request(key, patch, candidate, parse_spec(experiment["spec"], check_vw=False), window, limit)
 
 
 # -- replay ----------------------------------------------------------------------------------------

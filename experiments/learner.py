@@ -106,7 +106,7 @@ class Learner:
             for row in self.store.list_experiments():
                 if row["status"] == "draft":
                     continue
-                spec = parse_spec(row["spec"])
+                spec = parse_spec(row["spec"], check_vw=False)
                 track = self._track(row["key"], spec)
                 learned[row["key"]] = self._learn_closed(row["key"], spec, track)
                 self._maybe_publish(row, spec, track, force_publish)

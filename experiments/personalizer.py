@@ -181,7 +181,7 @@ class Personalizer:
         return row
 
     def _spec(self, key: str):
-        return parse_spec(self._row(key)["spec"])
+        return parse_spec(self._row(key)["spec"], check_vw=False)
 
     def _stored(self, key: str) -> dict:
         row = self.store.query_one("SELECT settings FROM personalizer_settings WHERE experiment = ?", (key,))

@@ -114,7 +114,7 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
     experiment = store.get_experiment(key)
     if experiment is None:
         raise NotFound(f"experiment {key!r} does not exist", field="key")
-    spec = parse_spec(experiment["spec"])
+    spec = parse_spec(experiment["spec"], check_vw=False)
     reward = spec.reward
     decisions = logdata.decision_rows(store, window, slate_lengths=reward["default"] != 0)
     rows = logdata.reward_rows(store, window, decisions)

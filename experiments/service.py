@@ -131,7 +131,7 @@ class Service:
         row = self.store.get_experiment(key)
         if row is None:
             raise NotFound(f"experiment {key!r} does not exist", field="key")
-        cached = (row, parse_spec(row["spec"]))
+        cached = (row, parse_spec(row["spec"], check_vw=False))
         with self._cache_lock:
             self._experiments[key] = cached
         return cached

@@ -86,8 +86,8 @@ def _check(value, name, low, integer=False, open_low=False) -> None:
 
 def experiment_spec(sc: dict, settings: SimulationSettings) -> dict:
     """Return the spec of the simulated experiment: the scenario's, with the run's window and split."""
-    spec = {**sc["spec"], "status": "running", "reward": {**sc["spec"]["reward"], "wait_seconds": settings.wait_seconds},
-            "traffic": {"holdout": settings.holdout}}
+    reward = {**sc["spec"]["reward"], "wait_seconds": settings.wait_seconds}
+    spec = {**sc["spec"], "status": "running", "reward": reward, "traffic": {"holdout": settings.holdout}}
     spec["key"] = settings.key or spec["key"]
     spec["name"] = settings.name or spec["name"]
     if settings.exploration is not None:

@@ -222,8 +222,12 @@ def _traffic(value, arms) -> dict:
     return out
 
 
-def parse_spec(data) -> Spec:
-    """Validate a spec, fill in defaults and check that VW accepts its settings."""
+def parse_spec(data, check_vw: bool = True) -> Spec:
+    """Validate a spec, fill in defaults and check that VW accepts its settings.
+
+    Specs read back from the store were checked when they were saved; their
+    readers pass ``check_vw=False`` to skip building a throwaway VW workspace.
+    """
     data = copy.deepcopy(check_object(data, "", TOP_FIELDS))
     key = data.get("key")
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
@@ -249,10 +253,11 @@ def parse_spec(data) -> Spec:
         "reward": _reward(copy.deepcopy(data.get("reward", {}))),
         "traffic": _traffic(data.get("traffic", {}), arms),
     })
-    try:
-        validate_settings(spec.policy_settings())
-    except SettingError as exc:
-        raise InvalidField(f"learning.{exc.field}", exc.message) from None
+    if check_vw:
+        try:
+            validate_settings(spec.policy_settings())
+        except SettingError as exc:
+            raise InvalidField(f"learning.{exc.field}", exc.message) from None
     return spec
 
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_web_server import Server, free_port
+from tests.live import Server, free_port
 
 personalizer = pytest.importorskip("azure.ai.personalizer")
 from azure.core.credentials import AzureKeyCredential  # noqa: E402

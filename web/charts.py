@@ -70,6 +70,9 @@ def line_chart(series: dict[str, list], labels: list[str], title: str = "", y_fo
         color = PALETTE[i % len(PALETTE)]
         for points in _segments(values, xs, y):
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
+            if " " not in points:  # a lone point draws no line: mark it so a first hour still shows
+                cx, cy = points.split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}"/>')
     parts += _legend(list(series), width, bottom)
     parts.append("</svg>")
     return "".join(parts)

@@ -18,6 +18,10 @@ DEMO_KEY = "home-recs"
 DEMO_NAME = "Home page recommendations (simulated shop)"
 DEMO_EVENTS = 20_000
 CHART_FILE = "learning-curve.svg"
+# Over HTTP the server keeps real time while the shop runs fast-forward: a short window and frequent
+# snapshots let the server's learner catch up within a run of a minute or two.
+HTTP_WAIT_SECONDS = 2.0
+HTTP_LEARNING = {"update_seconds": 1.0}
 REFERENCES = (("holdout", "holdout (uniform control)"), ("uniform", "uniform random"),
               ("best_fixed", "best fixed slate"), ("oracle", "oracle (best possible)"))
 
@@ -72,12 +76,14 @@ def rates_text(result: dict) -> list[str]:
     return lines
 
 
-def curve_text(result: dict, every: int = 1) -> list[str]:
+def curve_text(result: dict) -> list[str]:
     """The learning curve as a small table: the bandit's clicks per page view as traffic grows."""
-    lines = ["  page views   bandit clicks/view   expected"]
-    curve = result["learning_curve"]
-    for point in curve[every - 1::every] if every > 1 else curve:
-        lines.append(f"  {point['events']:>10,}   {_rate(point['ctr']):>18}   {_rate(point['expected']):>8}")
+    lines = ["  page views         bandit clicks/view   expected"]
+    first = 1
+    for point in result["learning_curve"]:
+        span = f"{first:,}-{point['events']:,}"
+        lines.append(f"  {span:<17}  {_rate(point['ctr']):>18}   {_rate(point['expected']):>8}")
+        first = point["events"] + 1
     return lines
 
 
@@ -120,7 +126,7 @@ def chart_svg(result: dict) -> str:
 @click.option("--learn-seconds", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
               help="In-process: virtual seconds between learner passes.")
 @click.option("--wait-seconds", type=click.FloatRange(0), default=None,
-              help="Reward window of the experiment it creates  [default: 120; 10 over HTTP, in real seconds].")
+              help="Reward window of the experiment it creates  [default: 120; 2 over HTTP, in real seconds].")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of users who get the uniform control.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the result) and nothing else.")
@@ -138,9 +144,10 @@ def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds,
     from experiments.simulate import SimulationSettings
 
     if wait_seconds is None:
-        wait_seconds = 10.0 if url else 120.0
+        wait_seconds = HTTP_WAIT_SECONDS if url else 120.0
     settings = SimulationSettings(scenario=scenario, events=events, seed=seed, rate=rate, learn_seconds=learn_seconds,
-                                  wait_seconds=wait_seconds, holdout=holdout, key=key)
+                                  wait_seconds=wait_seconds, holdout=holdout, key=key,
+                                  learning=HTTP_LEARNING if url else None)
     try:
         settings.validate()
         if url:
@@ -220,7 +227,8 @@ def demo(events, seed, scenario, folder):
     folder = fresh_folder(folder)
     os.makedirs(folder, exist_ok=True)
     db_path = os.path.join(folder, "silent.db")
-    settings = SimulationSettings(scenario=scenario, events=events, seed=seed, key=DEMO_KEY, name=DEMO_NAME)
+    settings = SimulationSettings(scenario=scenario, events=events, seed=seed, key=DEMO_KEY, name=DEMO_NAME,
+                                  curve_points=10)
     click.echo(f"Silent Customizer demo: {events:,} simulated page views of a shop with 50 products, "
                f"through the real service (database {db_path}).")
     try:
@@ -235,6 +243,6 @@ def demo(events, seed, scenario, folder):
     with open(chart, "w", encoding="utf-8") as fh:
         fh.write(chart_svg(result))
     click.echo("\nThe bandit's clicks per page view as traffic grows:")
-    click.echo("\n".join(curve_text(result, every=2) + [""] + rates_text(result) + [""] + report_lines))
+    click.echo("\n".join(curve_text(result) + [""] + rates_text(result) + [""] + report_lines))
     click.echo(f"\nLearning curve: {chart}\nExplore it: silent serve --db {db_path}   "
                f"(dashboard at http://127.0.0.1:8000/), or: silent report {DEMO_KEY} --db {db_path}")
