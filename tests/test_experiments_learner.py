@@ -79,7 +79,7 @@ def test_restart_resumes_without_learning_twice(db_path, clock, rng):
 
     first = create_app(config)
     shop = Shop(first.test_client(), clock, first.extensions["silent"]["learner"])
-    shop.create("resume", reward={"wait_seconds": 1}, learning={"update_seconds": 1})
+    shop.create("resume", reward={"wait_seconds": 1}, learning={"update_seconds": 1}, traffic={"holdout": 0.0})
     drive(shop, "resume", 40, rng, learn_every=1000)
     shop.learn(seconds=2)
     version = first.extensions["silent"]["store"].latest_model("resume")["version"]
