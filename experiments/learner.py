@@ -62,13 +62,16 @@ class Learner:
     """Learn every closed decision exactly once and publish snapshots every ``update_seconds``."""
 
     def __init__(self, store, clock=None, batch_size: int = 2000, grace_seconds: float = 0.0,
-                 lease_owner: str | None = None, lease_seconds: float = 30.0):
+                 lease_owner: str | None = None, lease_seconds: float = 30.0, checkpoints: bool = False):
+        """``checkpoints``: fold the WAL back after every batch, for a learner process that owns
+        checkpoints (serving workers never run one); a long rebuild then cannot grow the WAL."""
         self.store = store
         self.clock = clock or SystemClock()
         self.batch_size = batch_size
         self.grace_seconds = grace_seconds
         self.lease_owner = lease_owner
         self.lease_seconds = lease_seconds
+        self.checkpoints = checkpoints
         self._tracks: dict[str, _Track] = {}
         self._actions: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -133,6 +136,8 @@ class Learner:
             total += len(rows)
             if len(rows) < self.batch_size:
                 return total
+            if self.checkpoints:
+                self.store.checkpoint()  # more to come: a long catch-up must not grow the WAL
 
     def _encoded(self, digest: str) -> list[str]:
         """Return the VW action lines of a candidate set, encoded once per set."""
@@ -210,7 +215,7 @@ class Learner:
         while not stop.wait(interval):
             try:
                 self.run_once()
-                self.store.checkpoint()
+                self.store.checkpoint()  # also when nothing closed: the workers keep writing
             except Exception:
                 log.exception("learner pass failed; retrying")
         self.stop()

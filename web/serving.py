@@ -18,7 +18,9 @@ import tempfile
 import threading
 import uuid
 
-WORKER_SETTINGS = {"LEARNER_THREAD": False, "WAL_AUTOCHECKPOINT": 10_000}
+# Workers never checkpoint: SQLite runs an automatic checkpoint inside the committing
+# statement, that is under our write lock, and every other writer would wait for it.
+WORKER_SETTINGS = {"LEARNER_THREAD": False, "WAL_AUTOCHECKPOINT": 0}
 
 
 def default_workers() -> int:
@@ -74,9 +76,9 @@ def learner_main(config: dict) -> None:
 
     settings = resolve_settings(config, os.environ)
     os.nice(10)  # learning can wait a moment; a shopper's page view cannot
-    store = Store(settings["DATABASE"])
+    store = Store(settings["DATABASE"], wal_autocheckpoint=0)  # it checkpoints between passes, unlocked
     learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
-                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}", checkpoints=True)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,8 +10,8 @@ SETTINGS = [
     ("LEARNER_INTERVAL_SECONDS", 0.5, "Pause between two learner passes."),
     ("LEARNER_GRACE_SECONDS", 1.0, "Extra wait after a reward window closes, for rewards still in flight."),
     ("CLOCK", None, "A clock object with now(); tests and simulations pass a virtual clock."),
-    ("WAL_AUTOCHECKPOINT", 1000, "WAL pages before a committing request checkpoints; silent serve raises it "
-                                 "and lets the learner process checkpoint, off the request path."),
+    ("WAL_AUTOCHECKPOINT", 1000, "WAL pages before a committing request checkpoints; silent serve sets 0 in "
+                                 "workers and lets the learner process checkpoint, off the request path."),
     ("SECRET_KEY", "", "Signs dashboard session cookies; empty means one generated and kept in the database, "
                        "so every worker shares it."),
     ("SECURE_COOKIES", False, "Send the dashboard session cookie over HTTPS only; turn on behind TLS."),
