@@ -179,7 +179,8 @@ def start_silent(folder: str, n: int) -> tuple[subprocess.Popen, int, dict]:
 def median_run(runs: list[dict]) -> dict:
     """Pick the run with the median requests/s, and keep all rates for the record."""
     ordered = sorted(runs, key=lambda r: r["requests_per_second"])
-    return {**ordered[len(ordered) // 2], "all_requests_per_second": [r["requests_per_second"] for r in runs]}
+    return {**ordered[len(ordered) // 2], "all_requests_per_second": [r["requests_per_second"] for r in runs],
+            "all_p99_ms": [r["p99_ms"] for r in runs]}
 
 
 def measure(folder: str, seconds: int, connections: int, n: int, rounds: int) -> dict:
