@@ -13,12 +13,6 @@ class ServiceError(Exception):
         self.message = message
         self.field = field
 
-    def to_dict(self) -> dict:
-        error = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            error["field"] = self.field
-        return {"error": error}
-
 
 class InvalidField(ServiceError):
     status = 400

@@ -7,8 +7,8 @@ import click
 
 from experiments.auth import ROLES, Access
 from experiments.errors import ServiceError
+from web.cli_common import DB_OPTION
 
-DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
 
 
 def _access(db: str) -> Access:

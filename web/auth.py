@@ -144,7 +144,7 @@ class CookieSessions(SecureCookieSessionInterface):
     """Skip the signing machinery on requests without a session cookie: every shop API call."""
 
     def open_session(self, app, request):
-        if self.get_cookie_name(app) not in request.cookies:
+        if "HTTP_COOKIE" not in request.environ or self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
         return super().open_session(app, request)
 

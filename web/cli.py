@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
 import click
 
 from experiments.errors import ServiceError
-
-
-def _fail(exc: ServiceError):
-    field = f" [{exc.field}]" if exc.field else ""
-    raise click.ClickException(f"{exc.message}{field}")
+from web.cli_common import DB_OPTION, fail
 
 
 def _service(db: str):
@@ -33,7 +28,7 @@ def cli():
 
 
 @cli.command()
-@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+@DB_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
@@ -50,10 +45,13 @@ def serve(db, host, port, workers):
     from web.auth import BindRefused, check_bind
     from web.serving import Supervisor, default_workers
 
+    store = Store(db)
     try:
-        access_notice = check_bind(host, Store(db))
+        access_notice = check_bind(host, store)
     except BindRefused as exc:
         raise click.ClickException(str(exc))
+    finally:
+        store.close()
     workers = workers or default_workers()
     supervisor = Supervisor(db, host, port, workers)
     supervisor.start()
@@ -72,7 +70,7 @@ def experiments():
 
 @experiments.command("create")
 @click.argument("spec_file", type=click.File("r"))
-@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+@DB_OPTION
 @click.option("--start", is_flag=True, help="Start it right away instead of leaving a draft.")
 def create_experiment(spec_file, db, start):
     """Create an experiment from a JSON spec file ('-' reads standard input).
@@ -88,11 +86,11 @@ def create_experiment(spec_file, db, start):
     try:
         _echo_json(_service(db).create_experiment(spec, actor="cli"))
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @experiments.command("list")
-@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+@DB_OPTION
 def list_experiments(db):
     """List experiments with their status and counts.
 
@@ -109,7 +107,7 @@ def list_experiments(db):
 
 @experiments.command("show")
 @click.argument("key")
-@click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+@DB_OPTION
 def show_experiment(key, db):
     """Show one experiment as JSON (spec, status, version, counts).
 
@@ -118,17 +116,17 @@ def show_experiment(key, db):
     try:
         _echo_json(_service(db).get_experiment(key))
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _status_command(name: str, status: str, verb: str):
     @click.argument("key")
-    @click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+    @DB_OPTION
     def command(key, db):
         try:
             row = _service(db).update_experiment(key, {"status": status}, actor="cli")
         except ServiceError as exc:
-            _fail(exc)
+            fail(exc)
         click.echo(f"{row['key']} is now {row['status']} (version {row['version']})")
 
     command.__doc__ = f"{verb} an experiment.\n\n    Example: silent experiments {name} home-recs\n    "

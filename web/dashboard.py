@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
 from web import auth, evaluation_views, forms, report_views
+from web.api import service
 from web.formatting import FILTERS
 
 bp = Blueprint("dashboard", __name__)
@@ -25,10 +26,6 @@ ACTIONS = {
     "stop": ("stopped", "Stop", "Stopping is final: everyone gets the control policy and the experiment "
                                "cannot be started again. The log and the report stay."),
 }
-
-
-def service():
-    return current_app.extensions["silent"]["service"]
 
 
 def actor() -> str:
@@ -95,12 +92,6 @@ def _form_page(template_values: dict, values: dict, errors: dict, status: int = 
                            **template_values), status
 
 
-def _errors_for(exc: ServiceError, form) -> dict:
-    """Place a domain error next to its input, or at the top of the form when no input fits."""
-    field = forms.field_for(exc.field, form.get("exploration.algorithm", ""))
-    return {field or "_form": forms.message_for(exc, field)}
-
-
 @bp.route("/new", methods=["GET", "POST"])
 @auth.login_required
 def create():
@@ -113,7 +104,7 @@ def create():
             body["status"] = "running"
         row = service().create_experiment(body, actor=actor())
     except (InvalidField, Conflict) as exc:
-        return _form_page(page, request.form, _errors_for(exc, request.form), 400)
+        return _form_page(page, request.form, forms.errors_for(exc, request.form), 400)
     flash(f"Created {row['key']} ({row['status']}).")
     return redirect(url_for("dashboard.experiment", key=row["key"]))
 
@@ -149,7 +140,7 @@ def edit(key):
         values = request.form
         if exc.field == "version":
             values = {**forms.form_from_spec(row["spec"]), "version": row["version"]}
-        return _form_page(page, values, _errors_for(exc, request.form), 409 if exc.status == 409 else 400)
+        return _form_page(page, values, forms.errors_for(exc, request.form), 409 if exc.status == 409 else 400)
     flash(f"Saved {key}: changed {', '.join(sorted(changes))}.")
     return redirect(url_for("dashboard.experiment", key=key))
 

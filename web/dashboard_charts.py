@@ -15,7 +15,7 @@ import math
 from datetime import datetime
 from html import escape
 
-from web.charts import PALETTE
+from web.charts import PALETTE, nice_ceiling
 
 OTHER = "#b8bfc6"
 WIDTH, HEIGHT = 640, 240
@@ -52,9 +52,7 @@ def nice_ticks(high: float, count: int = 4) -> list[float]:
     """
     if not high or high <= 0 or not math.isfinite(high):
         return [0.0, 0.25, 0.5, 0.75, 1.0]
-    raw = high / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    step = nice_ceiling(high / count)
     return [float(round(i * step, 10)) for i in range(math.ceil(high / step - 1e-9) + 1)]
 
 

@@ -23,12 +23,12 @@ def form_values(spec: dict) -> dict:
 
 def request_body(form) -> dict:
     """Turn the posted form into an evaluation request (exploration, learning, limit, range)."""
-    body = {"exploration": forms.spec_from_form(form)["exploration"]}
+    body = {"exploration": forms.exploration_from_form(form)}
     learning = {}
     if form.get("learning.learning_rate", "").strip():
         learning["learning_rate"] = forms.parse_number(form["learning.learning_rate"])
     if "learning.interactions" in form:
-        learning["interactions"] = form["learning.interactions"].replace(",", " ").split()
+        learning["interactions"] = forms.interactions(form["learning.interactions"])
     if learning:
         body["learning"] = learning
     limit = form.get("limit", "").strip()
@@ -45,9 +45,7 @@ def submit(key: str, form) -> tuple[dict | None, dict]:
     try:
         return evaluations().submit(key, request_body(form)), {}
     except InvalidField as exc:
-        field = exc.field if exc.field in OPTION_FIELDS else forms.field_for(exc.field,
-                                                                             form.get("exploration.algorithm", ""))
-        return None, {field or "_form": forms.message_for(exc, field)}
+        return None, forms.errors_for(exc, form, OPTION_FIELDS)
 
 
 def settings_text(policy: dict) -> str:

@@ -89,7 +89,7 @@ def _events(text: str) -> dict:
     return events
 
 
-def _exploration(form) -> dict:
+def exploration_from_form(form) -> dict:
     algorithm = form.get("exploration.algorithm", "").strip()
     out = {"algorithm": algorithm}
     for name, default in exploration_defaults().get(algorithm, {}).items():
@@ -99,6 +99,11 @@ def _exploration(form) -> dict:
         elif form.get(field, "").strip():
             out[name] = parse_number(form[field])
     return out
+
+
+def interactions(text: str) -> list[str]:
+    """Interactions as typed: separated by spaces and/or commas."""
+    return text.replace(",", " ").split()
 
 
 def spec_from_form(form) -> dict:
@@ -113,8 +118,8 @@ def spec_from_form(form) -> dict:
     if not spec.get("name"):
         spec.pop("name", None)
     spec["arms"] = _arms(form.get("arms", ""))
-    spec["exploration"] = _exploration(form)
-    _put(spec, "learning.interactions", form.get("learning.interactions", "").replace(",", " ").split())
+    spec["exploration"] = exploration_from_form(form)
+    _put(spec, "learning.interactions", interactions(form.get("learning.interactions", "")))
     _put(spec, "reward.events", _events(form.get("reward.events", "")))
     control = form.get("traffic.control", "").strip()
     _put(spec, "traffic.control", {"arm": control} if control and control != "uniform" else "uniform")
@@ -161,6 +166,12 @@ def field_for(error_field: str | None, algorithm: str = "") -> str | None:
         if path in known:
             return path
     return None
+
+
+def errors_for(exc: InvalidField, form, own_fields=()) -> dict:
+    """Place a domain error next to its input, or at the top of the form (``_form``) when none fits."""
+    field = exc.field if exc.field in own_fields else field_for(exc.field, form.get("exploration.algorithm", ""))
+    return {field or "_form": message_for(exc, field)}
 
 
 def message_for(exc: InvalidField, field: str | None) -> str:

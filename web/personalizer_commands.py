@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 import click
 
 from experiments.errors import ServiceError
+from web.cli_common import DB_OPTION
 
-DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
 
 
 def _personalizer(db: str):

@@ -8,16 +8,11 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
+from web.cli_common import DB_OPTION, fail
 
-DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
 FROM_OPTION = click.option("--from", "start", default=None,
                            help="Only decisions made at or after this time (ISO 8601 UTC or epoch seconds).")
 TO_OPTION = click.option("--to", "end", default=None, help="Only decisions made before this time.")
-
-
-def _fail(exc: ServiceError):
-    field = f" [{exc.field}]" if exc.field else ""
-    raise click.ClickException(f"{exc.message}{field}")
 
 
 def _store(db: str):
@@ -62,7 +57,7 @@ def report(key, db, start, end, interval, fmt, output):
     try:
         result = build(_store(db), key, start, end, interval)
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
     if fmt == "json":
         output.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -90,7 +85,7 @@ def export(key, db, start, end, fmt, output):
     try:
         count = write(_store(db), key, fmt, output, start, end, progress=progress)
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         progress.close()
     if output is not sys.stdout and output.name != "<stdout>":
@@ -120,7 +115,7 @@ def evaluate(key, spec_file, db, fmt):
     try:
         view = runner.run(runner.create(key, body)["id"], progress=progress)
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         progress.close()
     if view["status"] != "done":

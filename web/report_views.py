@@ -10,9 +10,9 @@ from flask import current_app
 from experiments.errors import InvalidField
 from experiments.health import health
 from experiments.reports import report
-from web import dashboard_charts
+from web import dashboard_charts, forms
 from web.charts import line_chart
-from web.formatting import number, percent
+from web.formatting import interval, number, percent
 
 RANGE_FIELDS = ("from", "to", "interval")
 SUMMARY_SECONDS = 60.0
@@ -36,11 +36,10 @@ def estimate(e: dict | None, as_percent: bool = False, signed: bool = False) -> 
     if signed and e["value"] > 0:
         text = "+" + text
     low, high = e.get("low"), e.get("high")
-    interval = f"[{fmt(low)}, {fmt(high)}]" if low is not None and high is not None else ""
     tone = ""
     if signed:  # a difference: colour it only when its interval excludes zero
         tone = "good" if low is not None and low > 0 else "bad-text" if high is not None and high < 0 else ""
-    return {"text": text, "interval": interval, "tone": tone}
+    return {"text": text, "interval": interval(low, high, fmt), "tone": tone}
 
 
 def headline_lift(lift: dict | None) -> dict | None:
@@ -115,7 +114,7 @@ def _report(key: str, values: dict) -> tuple[dict, dict]:
     except InvalidField as exc:
         if exc.field not in RANGE_FIELDS:
             raise
-        errors = {exc.field: exc.message.removeprefix(f"{exc.field}: ")}
+        errors = {exc.field: forms.message_for(exc, exc.field)}
         return report(silent["store"], key, clock=silent["clock"]), errors
 
 

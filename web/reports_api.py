@@ -8,14 +8,14 @@ from flask import Blueprint, Response, current_app, request
 
 from experiments import reports
 from experiments.evaluation import Evaluations
-from web.api import json_body
+from web.api import json_body, jsonify as _jsonify
 
 bp = Blueprint("reports", __name__, url_prefix="/v1")
 _lock = threading.Lock()
 
 
 def jsonify(value) -> Response:
-    return Response(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY), mimetype="application/json")
+    return _jsonify(value, orjson.OPT_SERIALIZE_NUMPY)  # reports carry numpy numbers
 
 
 def evaluations() -> Evaluations:

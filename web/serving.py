@@ -35,6 +35,7 @@ def gunicorn_main(options: dict, config: dict) -> None:
         def load_config(self):
             for key, value in options.items():
                 self.cfg.set(key, value)
+            self.cfg.set("child_exit", _child_exit)  # a function: it cannot travel in the JSON payload
 
         def load(self):
             from web import create_app
@@ -63,7 +64,6 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "child_exit": _child_exit,
     }
 
 
@@ -105,8 +105,7 @@ class Supervisor:
 
         Store(self.db).close()  # migrate once before the workers race to do it
         self._children["gunicorn"] = self._spawn("gunicorn", {
-            "options": {k: v for k, v in gunicorn_options(self.host, self.port, self.workers).items()
-                        if k != "child_exit"},
+            "options": gunicorn_options(self.host, self.port, self.workers),
             "config": self.config})
         self._children["learner"] = self._spawn("learner", {"config": self.config})
 
@@ -138,8 +137,7 @@ class Supervisor:
 def main(argv: list[str]) -> None:
     role, payload = argv[0], json.loads(argv[1])
     if role == "gunicorn":
-        options = {**payload["options"], "child_exit": _child_exit}
-        gunicorn_main(options, payload["config"])
+        gunicorn_main(payload["options"], payload["config"])
     elif role == "learner":
         learner_main(payload["config"])
     else:

@@ -12,6 +12,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
+from web.cli_common import fail
 
 SCENARIO_CHOICE = click.Choice(["items", "slate", "strategies"])
 DEMO_KEY = "home-recs"
@@ -24,11 +25,6 @@ HTTP_WAIT_SECONDS = 2.0
 HTTP_LEARNING = {"update_seconds": 1.0}
 REFERENCES = (("holdout", "holdout (uniform control)"), ("uniform", "uniform random"),
               ("best_fixed", "best fixed slate"), ("oracle", "oracle (best possible)"))
-
-
-def _fail(exc: ServiceError):
-    field = f" [{exc.field}]" if exc.field else ""
-    raise click.ClickException(f"{exc.message}{field}")
 
 
 def _progress(total: int, desc: str):
@@ -155,7 +151,7 @@ def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds,
         else:
             result = _simulate_in_process(settings, db)
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -234,7 +230,7 @@ def demo(events, seed, scenario, folder):
     try:
         result, target, clock = run_in_process(settings, db_path, "simulating shop traffic")
     except ServiceError as exc:
-        _fail(exc)
+        fail(exc)
     try:
         report_lines = headline(target.store, DEMO_KEY, clock)
     finally:

@@ -1,0 +1,17 @@
+"""What every ``silent`` command module shares: the database option and the error exit.
+
+A module of its own because ``web.cli`` imports the command modules at its end.
+"""
+from __future__ import annotations
+
+import click
+
+from experiments.errors import ServiceError
+
+DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+
+
+def fail(exc: ServiceError):
+    """Exit with the service's message and, when it names one, the field at fault."""
+    field = f" [{exc.field}]" if exc.field else ""
+    raise click.ClickException(f"{exc.message}{field}")
