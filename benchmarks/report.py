@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bandit.encoding import action_text, context_text
+from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.assignment import bucket
 from experiments.clock import VirtualClock
@@ -101,7 +101,7 @@ def train_model(store: Store, slots: int, count: int = 2000) -> None:
     for seq, context, digest, slate in store.conn.execute(
             "SELECT seq, context, candidate_set, slate FROM decisions ORDER BY seq LIMIT ?", (count,)):
         chosen = [(s["index"], s["probability"]) for s in json.loads(slate)]
-        actions = [action_text(c) for c in store.candidates(digest)]
+        actions = store.actions(digest)
         rewards = [float(seq % 7 == 0)] * len(chosen)
         policy.learn(context_text(json.loads(context)), actions, chosen if slots > 1 else chosen[:1],
                      rewards if slots > 1 else rewards[:1])

@@ -15,7 +15,7 @@ import orjson
 
 from bandit.encoding import FeatureError, action_text
 from experiments.errors import InvalidField
-from experiments.spec import MAX_ARMS, check_entry, check_features
+from experiments.spec import MAX_ARMS, check_entry
 from experiments.store import dumps, set_digest
 
 MAX_CANDIDATES = MAX_ARMS
@@ -23,20 +23,19 @@ MAX_CANDIDATES = MAX_ARMS
 
 @dataclass(frozen=True)
 class CandidateSet:
-    """Validated candidates with their VW action lines; ``hidden`` are unavailable ids."""
+    """Validated, available candidates with their VW action lines and the digest they are logged under."""
 
     candidates: tuple
     actions: tuple
-    hidden: frozenset
     digest: str
 
     def without(self, excluded: set) -> tuple[list[dict], list[str], str | None]:
-        """Drop excluded and unavailable candidates, keeping order; the digest survives only intact sets."""
-        drop = (excluded | self.hidden) & {c["id"] for c in self.candidates} if excluded or self.hidden else None
-        if not drop:
-            return list(self.candidates), list(self.actions), self.digest
-        kept = [(c, a) for c, a in zip(self.candidates, self.actions) if c["id"] not in drop]
-        return [c for c, _ in kept], [a for _, a in kept], None
+        """Drop excluded candidates, keeping order; the digest survives only an intact set."""
+        if excluded:
+            kept = [(c, a) for c, a in zip(self.candidates, self.actions) if c["id"] not in excluded]
+            if len(kept) < len(self.candidates):
+                return [c for c, _ in kept], [a for _, a in kept], None
+        return list(self.candidates), list(self.actions), self.digest
 
 
 def _encode(cand: dict, field: str) -> str:
@@ -47,12 +46,16 @@ def _encode(cand: dict, field: str) -> str:
 
 
 def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
-    """Validate raw candidates; an id-only candidate takes its features from the catalog."""
+    """Validate raw candidates; an id-only candidate takes its features from the catalog.
+
+    Unavailable catalog items are validated like the rest, then left out once here,
+    not on every request that uses the set.
+    """
     if not isinstance(raw, list) or not raw:
         raise InvalidField(field, "must be a non-empty list of {\"id\", \"features\"} objects")
     if len(raw) > MAX_CANDIDATES:
         raise InvalidField(field, f"at most {MAX_CANDIDATES} candidates")
-    seen, candidates, actions, hidden = set(), [], [], set()
+    seen, candidates, actions = set(), [], []
     for i, cand in enumerate(raw):
         where = f"{field}[{i}]"
         cand_id = check_entry(cand, where, {"id", "features"}, seen, "candidate")
@@ -64,13 +67,12 @@ def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
             features = {}
         if not isinstance(features, dict):
             raise InvalidField(f"{where}.features", "must be an object")
-        check_features(features, f"{where}.features")
         candidate = {"id": cand_id, "features": features}
-        candidates.append(candidate)
-        actions.append(_encode(candidate, where))
-        if not available:
-            hidden.add(cand_id)
-    return CandidateSet(tuple(candidates), tuple(actions), frozenset(hidden), set_digest(dumps(candidates)))
+        action = _encode(candidate, where)  # validates the features too
+        if available:
+            candidates.append(candidate)
+            actions.append(action)
+    return CandidateSet(tuple(candidates), tuple(actions), set_digest(dumps(candidates)))
 
 
 def catalog_set(catalog: dict) -> CandidateSet:

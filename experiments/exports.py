@@ -129,9 +129,16 @@ def _cost(reward: float) -> float:
 
 
 def _dsjson_writer(out: TextIO, slates: bool):
+    actions: dict[str, list[dict]] = {}  # by candidate set: most decisions share a few
+
     def write(d: dict) -> None:
         context = vw_namespaces(context_text(d["context"]))
-        context["_multi"] = [vw_namespaces(action_text(c)) for c in d["candidates"]]
+        multi = actions.get(d["candidate_set"])
+        if multi is None:
+            if len(actions) > 1000:
+                actions.clear()
+            multi = actions[d["candidate_set"]] = [vw_namespaces(action_text(c)) for c in d["candidates"]]
+        context["_multi"] = multi
         line = {"EventId": d["event_id"], "Timestamp": iso(d["created_at"]), "Version": str(d["model_version"])}
         if slates:
             context["_slots"] = [{"_id": f"{d['event_id']}-{s['slot']}"} for s in d["slate"]]

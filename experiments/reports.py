@@ -227,16 +227,12 @@ def _frequent_arms(spec, sample) -> list[str]:
     return sorted(arms, key=lambda arm: -shown.get(arm, 0))[:MAX_OPE_ARMS]
 
 
-def newest_model(store, key: str) -> dict | None:
-    return store.query_one("SELECT * FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1", (key,))
-
-
 def off_policy(store, window: Window, spec, total: int, rewarded, ope_sample: int) -> dict:
     """Estimate each target policy's first-slot reward per decision on a bounded sample."""
     fraction = 1.0 if total <= ope_sample else ope_sample / total
     rows = logdata.sample_decisions(store, window, fraction) if total else []
     sample = offpolicy.logged_sample(rows, rewarded.seq, rewarded.first_slot, spec.reward["default"])
-    model_row = newest_model(store, window.key)
+    model_row = store.latest_model(window.key)
     policies, labels, closers = target_policies(spec, sample, model_row)
     try:
         results = offpolicy.estimate(sample, offpolicy.RewardModel(sample), policies)

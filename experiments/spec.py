@@ -201,6 +201,7 @@ def _reward(value) -> dict:
     events = out["events"]
     if not isinstance(events, dict):
         raise InvalidField("reward.events", "must be an object of event type to value")
+    events = out["events"] = dict(events)  # never write into DEFAULTS
     for name, reward in events.items():
         if not name or len(name) > 64:
             raise InvalidField("reward.events", "event types must be 1-64 characters")
@@ -250,7 +251,7 @@ def parse_spec(data, check_vw: bool = True) -> Spec:
         "slots": slots,
         "exploration": _exploration(data.get("exploration", DEFAULTS["exploration"])),
         "learning": _learning(data.get("learning", {})),
-        "reward": _reward(copy.deepcopy(data.get("reward", {}))),
+        "reward": _reward(data.get("reward", {})),
         "traffic": _traffic(data.get("traffic", {}), arms),
     })
     if check_vw:
@@ -271,7 +272,7 @@ def apply_patch(current: dict, patch) -> tuple[Spec, str | None]:
     for frozen in ("key", "kind"):
         if frozen in patch and patch[frozen] != current[frozen]:
             raise InvalidField(frozen, "cannot be changed; create a new experiment instead")
-    merged = copy.deepcopy(current)
+    merged = dict(current)  # parse_spec copies deeply; only top-level keys change here
     for name, value in patch.items():
         if name in ("status", "key", "kind"):
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import sqlite3
@@ -16,6 +17,7 @@ import threading
 import orjson
 import sqlite_utils
 
+from bandit.encoding import action_text
 from experiments.migrations import migrate
 
 
@@ -32,6 +34,16 @@ def set_digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
+def _insert_sql(verb: str, table: str, cols: tuple) -> str:
+    return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def insert(conn: sqlite3.Connection, table: str, row: dict, verb: str = "INSERT") -> None:
+    """Insert a dict as one row; the statement text is built once per column list."""
+    conn.execute(_insert_sql(verb, table, tuple(row)), list(row.values()))
+
+
 class Store:
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
@@ -46,6 +58,7 @@ class Store:
         self._known_sets: set[str] = set()
         self._lock_fd: int | None = None
         self._sets_cache: dict[str, list] = {}
+        self._actions_cache: dict[str, list[str]] = {}
         migrate(self.db)
 
     # -- connections ---------------------------------------------------------
@@ -155,9 +168,7 @@ class Store:
             current = conn.execute("SELECT version FROM experiments WHERE key = ?", (row["key"],)).fetchone()
             if (current[0] if current else None) != expected_version:
                 raise sqlite3.IntegrityError("version changed concurrently")
-            cols = ", ".join(values)
-            marks = ", ".join("?" for _ in values)
-            conn.execute(f"INSERT OR REPLACE INTO experiments ({cols}) VALUES ({marks})", list(values.values()))
+            insert(conn, "experiments", values, verb="INSERT OR REPLACE")
             conn.execute(
                 "INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -202,12 +213,19 @@ class Store:
             self._sets_cache[digest] = cached
         return cached
 
+    def actions(self, digest: str) -> list[str]:
+        """Return the VW action lines of a logged candidate set, encoded once per set."""
+        cached = self._actions_cache.get(digest)
+        if cached is None:
+            if len(self._actions_cache) > 10_000:
+                self._actions_cache.clear()
+            cached = self._actions_cache[digest] = [action_text(c) for c in self.candidates(digest)]
+        return cached
+
     def insert_decision(self, row: dict) -> None:
         """Commit one decision (a single-statement insert is its own transaction)."""
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
         with self.write_lock():
-            self.conn.execute(f"INSERT INTO decisions ({cols}) VALUES ({marks})", list(row.values()))
+            insert(self.conn, "decisions", row)
 
     def get_decision(self, event_id: str) -> dict | None:
         return self.query_one("SELECT * FROM decisions WHERE event_id = ?", (event_id,))
@@ -221,9 +239,7 @@ class Store:
             if existing:
                 conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
             else:
-                cols = ", ".join(row)
-                marks = ", ".join("?" for _ in row)
-                conn.execute(f"INSERT INTO rewards ({cols}) VALUES ({marks})", list(row.values()))
+                insert(conn, "rewards", row)
         stored = self.query_one("SELECT * FROM rewards WHERE event_id = ? AND reward_key = ?",
                                 (row["event_id"], row["reward_key"]))
         return stored, existing is not None
@@ -312,8 +328,7 @@ class Store:
     def insert_model(self, row: dict, keep: int = 20) -> None:
         """Publish a model snapshot and prune all but the newest ``keep``."""
         with self.transaction() as conn:
-            cols = ", ".join(row)
-            conn.execute(f"INSERT INTO models ({cols}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+            insert(conn, "models", row)
             conn.execute(
                 "DELETE FROM models WHERE experiment = ? AND version <= ?", (row["experiment"], row["version"] - keep)
             )
@@ -349,8 +364,7 @@ class Store:
             conn.execute("INSERT INTO model_resets (experiment, after_seq, at) VALUES (?, ?, ?)",
                          (row["experiment"], after, row["created_at"]))
             model = {**row, "version": version, "cursor_seq": after, "learned": 0}
-            cols = ", ".join(model)
-            conn.execute(f"INSERT INTO models ({cols}) VALUES ({', '.join('?' for _ in model)})", list(model.values()))
+            insert(conn, "models", model)
         return model
 
     def delete_log(self, experiment: str) -> int:
