@@ -24,13 +24,13 @@ from typing import Callable
 import numpy as np
 
 from bandit import estimators
-from bandit.encoding import action_text, context_text
+from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField, NotFound
-from experiments.labels import imitation, learnable
-from experiments.learner import slot_rewards
+from experiments.labels import learnable, slot_texts
+from experiments.learner import training_labels
 from experiments.logdata import Window
 from experiments.reports import parse_window
 from experiments.service import iso
@@ -91,12 +91,11 @@ class _Track:
         self.p_target: list[float] = []
         self.q_target: list[float] = []
 
-    def score_and_learn(self, shared, actions, index, predicted, chosen, values) -> None:
+    def score_and_learn(self, shared, actions, index, predicted, chosen, values, slots) -> None:
         pmf = self.policy.pmf(shared, actions)
         self.p_target.append(float(pmf[index]))
         self.q_target.append(float(pmf @ predicted))
-        slots = self.settings.slots if self.settings.is_slate else 1
-        self.policy.learn(shared, actions, chosen[:slots], values[:slots])
+        self.policy.learn(shared, actions, chosen, values, slot_texts=slots)
 
     def view(self) -> dict:
         return {"policy": self.name, "exploration": self.spec.data["exploration"],
@@ -134,7 +133,7 @@ def _closed_chunks(store, request: Request, closed_by: float, total: int):
     while seen < total:
         rows = store.query(
             "SELECT seq, variant, context, candidate_set, slate, defer_activation, activated_at, learning_mode,"
-            " model_slate FROM decisions WHERE experiment = ?"
+            " model_slate, slot_context FROM decisions WHERE experiment = ?"
             " AND created_at >= ? AND created_at < ? AND window_closes_at <= ? AND seq > ? ORDER BY seq LIMIT ?",
             (*request.window.params(), closed_by, after, min(CHUNK, total - seen)))
         if not rows:
@@ -153,7 +152,6 @@ class _Replay:
         self.store, self.tracks, self.reward_spec = store, tracks, reward_spec
         self.model = offpolicy.OnlineRewardModel()
         self.logged = {"reward": [], "p_logged": [], "q_logged": [], "bandit": []}
-        self._actions: dict[str, list[str]] = {}
 
     def step(self, row: dict, rewards: list) -> None:
         """Score one logged decision with every learner, then let each learn it as the live learner did."""
@@ -162,15 +160,14 @@ class _Replay:
         if not first["probability"] > 0 or not learnable(row):
             return  # the live learner skips these too: never activated, or logged only
         candidates = self.store.candidates(row["candidate_set"])
-        actions = self._actions.get(row["candidate_set"])
-        if actions is None:
-            actions = self._actions[row["candidate_set"]] = [action_text(c) for c in candidates]
+        actions = self.store.actions(row["candidate_set"])
         shared = context_text(loads(row["context"]))
-        values = slot_rewards(rewards, len(slate), self.reward_spec["aggregation"], self.reward_spec["default"])
-        chosen, learned = imitation(row, [(s["index"], s["probability"]) for s in slate], values)
+        # every track has the experiment's slots: only exploration and learning settings differ
+        values, chosen, learned = training_labels(row, rewards, self.reward_spec, self.tracks[0].settings.slots)
         predicted = self.model.predict(candidates)
+        slots = slot_texts(row)
         for track in self.tracks:
-            track.score_and_learn(shared, actions, first["index"], predicted, chosen, learned)
+            track.score_and_learn(shared, actions, first["index"], predicted, chosen, learned, slots)
         for name, value in (("reward", values[0]), ("p_logged", min(1.0, first["probability"])),
                             ("q_logged", float(predicted[first["index"]])), ("bandit", row["variant"] == "bandit")):
             self.logged[name].append(value)

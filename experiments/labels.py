@@ -23,8 +23,10 @@ def learnable(row: dict) -> bool:
     return row.get("learning_mode") != LOGGING_ONLY
 
 
-def imitation(row: dict, chosen: list, values: list) -> tuple[list, list]:
+def imitation(row: dict, chosen: list, values: list, slate: list | None = None) -> tuple[list, list]:
     """Return the (index, probability) labels and rewards to learn for the decision's mode.
+
+    ``slate`` is the decision's parsed slate, when the caller has it already.
 
     >>> row = {"learning_mode": "apprentice", "slate": '[{"index": 0, "probability": 1.0}]',
     ...        "model_slate": '[{"index": 2, "probability": 0.8}]'}
@@ -33,8 +35,9 @@ def imitation(row: dict, chosen: list, values: list) -> tuple[list, list]:
     """
     if row.get("learning_mode") != APPRENTICE:
         return chosen, values
-    served = [s["index"] for s in loads(row["slate"])]
-    model = loads(row["model_slate"]) if row.get("model_slate") else loads(row["slate"])
+    slate = loads(row["slate"]) if slate is None else slate
+    served = [s["index"] for s in slate]
+    model = loads(row["model_slate"]) if row.get("model_slate") else slate
     labels = [(m["index"], m["probability"]) for m in model]
     rewards = [IMITATED if k < len(served) and index == served[k] else NOT_IMITATED
                for k, (index, _) in enumerate(labels)]

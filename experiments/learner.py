@@ -14,7 +14,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
-from bandit.encoding import action_text, context_text
+from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.clock import SystemClock
 from experiments.labels import imitation, learnable, slot_texts
@@ -42,6 +42,19 @@ def slot_rewards(rewards: list[tuple[int | None, float]], slots: int, aggregatio
             per_slot[slot].append(value)
     combine = AGGREGATE[aggregation]
     return [float(combine(per_slot[k])) if per_slot[k] else float(default) for k in range(slots)]
+
+
+def training_labels(row: dict, rewards, reward_spec: dict, slots: int) -> tuple[list, list, list]:
+    """Return (slot rewards, labels, rewards to learn) of a closed decision: what the learner learns.
+
+    The slate is cut to the experiment's current ``slots`` (they may have been
+    reduced since); the counterfactual replay uses this too, to learn the same.
+    """
+    logged = loads(row["slate"])
+    slate = logged[:slots]
+    values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])
+    chosen, learned = imitation(row, [(s["index"], s["probability"]) for s in slate], values, logged)
+    return values, chosen[:slots], learned[:slots]
 
 
 @dataclass
@@ -73,7 +86,6 @@ class Learner:
         self.lease_seconds = lease_seconds
         self.checkpoints = checkpoints
         self._tracks: dict[str, _Track] = {}
-        self._actions: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -128,7 +140,7 @@ class Learner:
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
             learned = 0
             for row in rows:
-                actions = self._encoded(row["candidate_set"])
+                actions = self.store.actions(row["candidate_set"])
                 learned += self._learn_one(track, row, actions, by_seq.get(row["seq"], []), reward)
             track.cursor = rows[-1]["seq"]
             track.learned += learned
@@ -139,28 +151,12 @@ class Learner:
             if self.checkpoints:
                 self.store.checkpoint()  # more to come: a long catch-up must not grow the WAL
 
-    def _encoded(self, digest: str) -> list[str]:
-        """Return the VW action lines of a candidate set, encoded once per set."""
-        actions = self._actions.get(digest)
-        if actions is None:
-            if len(self._actions) > 4096:
-                self._actions.clear()
-            actions = self._actions[digest] = [action_text(c) for c in self.store.candidates(digest)]
-        return actions
-
     @staticmethod
     def _learn_one(track: _Track, row: dict, actions: list[str], rewards, reward_spec) -> bool:
         if not learnable(row):
             return False  # skipped for good: never activated, or logged only
-        slate = loads(row["slate"])
-        if track.policy.settings.slots < len(slate):
-            slate = slate[: track.policy.settings.slots]  # slots were reduced since; learn the ones it has
-        shared = context_text(loads(row["context"]))
-        values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])
-        chosen, values = imitation(row, [(s["index"], s["probability"]) for s in slate], values)
-        if not track.policy.settings.is_slate:
-            chosen, values = chosen[:1], values[:1]
-        track.policy.learn(shared, actions, chosen[: len(values)], values, slot_texts=slot_texts(row))
+        _, chosen, learned = training_labels(row, rewards, reward_spec, track.policy.settings.slots)
+        track.policy.learn(context_text(loads(row["context"])), actions, chosen, learned, slot_texts=slot_texts(row))
         return True
 
     def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> None:
