@@ -184,11 +184,9 @@ def ccb_lines(
     if labels is not None:
         lines += [slot(k, f"{i}:{cost!r}:{p!r}") for k, (i, cost, p) in enumerate(labels)]
         return lines
-    forced = forced or []
-    lines += [slot(k, str(i)) for k, i in enumerate(forced)]
-    open_slots = slots - len(forced)
-    if include is not None and open_slots > 0:
-        lines.append(slot(len(lines) - len(actions) - 1, ",".join(map(str, include))))
-        open_slots -= 1
-    lines += [slot(k, "") for k in range(slots - open_slots, slots)]
+    heads = [str(i) for i in forced or []]
+    if include is not None and len(heads) < slots:
+        heads.append(",".join(map(str, include)))
+    heads += [""] * (slots - len(heads))
+    lines += [slot(k, head) for k, head in enumerate(heads)]
     return lines

@@ -12,17 +12,6 @@ import itertools
 import math
 
 
-
-def seed_for(event_id: str, salt: str = "") -> int:
-    """Derive a stable 64-bit seed from an event id (independent of PYTHONHASHSEED).
-
-    >>> seed_for("evt-1") == seed_for("evt-1") != seed_for("evt-2")
-    True
-    """
-    digest = hashlib.blake2b(f"{salt}\x00{event_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
 def uniform_draws(event_id: str, count: int) -> list[float]:
     """Return ``count`` uniform numbers in [0, 1) seeded by the event id, one per slot.
 
@@ -62,16 +51,32 @@ def sample_index(pmf, u: float) -> int:
     return index
 
 
-def uniform_slate(n: int, slots: int, event_id: str) -> list[tuple[int, float]]:
-    """Sample ``slots`` distinct indices uniformly; slot k's probability is 1/(n-k).
+def uniform_slate(n: int, slots: int, event_id: str, first: int | None = None,
+                  excluded: tuple = ()) -> list[tuple[int, float]]:
+    """Sample ``slots`` distinct indices uniformly without replacement, or a fixed index first.
+
+    Slot k of a uniform slate has probability 1/(n-k); a fixed ``first`` index has
+    probability 1 in the first slot and the later slots are uniform over the rest.
+    ``excluded`` holds, per slot, the indices that slot may not show; the slate
+    stops early when a slot has nothing left to show.
 
     >>> [p for _, p in uniform_slate(4, 2, "evt")]
     [0.25, 0.3333333333333333]
+    >>> [i for i, _ in uniform_slate(4, 2, "evt", first=3)][0]
+    3
     """
     draws = uniform_draws(event_id, slots)
     remaining = list(range(n))
     chosen = []
-    for k in range(slots):
-        pick = remaining.pop(int(draws[k] * len(remaining)))
-        chosen.append((pick, 1.0 / (n - k)))
+    if first is not None and not (excluded and first in excluded[0]):
+        remaining.remove(first)
+        chosen.append((first, 1.0))
+    while len(chosen) < slots:
+        k = len(chosen)
+        allowed = [i for i in remaining if not excluded or i not in excluded[k]]
+        if not allowed:
+            break
+        pick = allowed[int(draws[k] * len(allowed))]
+        remaining.remove(pick)
+        chosen.append((pick, 1.0 / len(allowed)))
     return chosen

@@ -158,6 +158,10 @@ class SimulatedShop:
         self._z_price = (log_price - log_price.mean()) / (log_price.std() or 1.0)
         self._ids = [f"sku-{i}" for i in range(n)]
         self._index = {item: i for i, item in enumerate(self._ids)}
+        self._catalog = [{"id": self._ids[i], "features": {"category": f"c{self._item_category[i]}",
+                                                           "price": float(self._price[i]),
+                                                           "popularity": float(self._popularity[i])}}
+                         for i in range(n)]
 
     def _build_segments(self, rng) -> None:
         s, k = self.n_segments, self.n_categories
@@ -186,7 +190,6 @@ class SimulatedShop:
     def _build_downstream(self) -> None:
         price_aversion = self._w_price[:, None] * self._z_price[None, :]
         self._p_add_to_cart = np.clip(ADD_TO_CART_BASE - 0.08 * price_aversion, 0.05, 0.6)
-        self._p_purchase = PURCHASE_RATE
 
     def _item_logits(self) -> np.ndarray:
         """Return the (segment, item) logit before offset, page, history and context shifts."""
@@ -209,11 +212,11 @@ class SimulatedShop:
 
     @property
     def catalog(self) -> list:
-        """Return the catalog as candidates: ``{"id", "features": {category, price, popularity}}``."""
-        return [{"id": self._ids[i], "features": {"category": f"c{self._item_category[i]}",
-                                                 "price": float(self._price[i]),
-                                                 "popularity": float(self._popularity[i])}}
-                for i in range(self.n_items)]
+        """Return the catalog as candidates: ``{"id", "features": {category, price, popularity}}``.
+
+        Built once and shared by every call: treat it as read-only.
+        """
+        return self._catalog
 
     def candidates(self, rng=None, count=None) -> list:
         """Return the candidates of one request: the whole catalog, or ``count`` items drawn by ``rng``.
@@ -328,18 +331,20 @@ class SimulatedShop:
 
     def expected_clicks(self, view: PageView, slate_ids) -> float:
         """Return the slate's expected clicks for this view (for one slot: the CTR)."""
-        return float(self.slot_click_probabilities(view, slate_ids).sum())
+        return self.expected_reward(view, slate_ids)
 
     def _item_values(self, view: PageView, events=None) -> np.ndarray:
         """Return each item's expected reward when seen: clicks only, or weighted by ``events``."""
         attractive = self._attractiveness(view)
         if events is None:
             return attractive
-        after = events.get("add_to_cart", 0.0) + self._p_purchase * events.get("purchase", 0.0)
+        after = events.get("add_to_cart", 0.0) + PURCHASE_RATE * events.get("purchase", 0.0)
         return attractive * (events.get("click", 0.0) + self._p_add_to_cart[view.segment] * after)
 
-    def expected_reward(self, view: PageView, slate_ids, events) -> float:
+    def expected_reward(self, view: PageView, slate_ids, events=None) -> float:
         """Return the slate's expected reward with event values like ``{"click": 1, "purchase": 10}``.
+
+        Without ``events`` it is the expected clicks.
 
         >>> shop = SimulatedShop(seed=0)
         >>> view = shop.page_view(np.random.default_rng(0))
@@ -365,10 +370,10 @@ class SimulatedShop:
         (3, True)
         """
         pool = self._pool(candidates)
-        values = self._item_values(view, events)[pool]
-        order = pool[np.argsort(-values, kind="stable")][:slots]
+        values = self._item_values(view, events)
+        order = pool[np.argsort(-values[pool], kind="stable")][:slots]
         ids = [self._ids[i] for i in order]
-        return ids, float((self._item_values(view, events)[order] * self.bias(len(order))).sum())
+        return ids, float((values[order] * self.bias(len(order))).sum())
 
     def uniform_value(self, view: PageView, slots: int, candidates=None, events=None) -> float:
         """Return the expected clicks (or reward) of a uniformly random slate: each slot's item is uniform.
@@ -431,16 +436,17 @@ class SimulatedShop:
         for slot, item in enumerate(idx):
             if u[slot, 0] >= p_click[slot]:
                 continue
-            found += self._after_click(view, self._ids[item], slot, u[slot])
+            found += self._after_click(view, item, slot, u[slot])
         return sorted(found, key=lambda o: o.delay_seconds)
 
-    def _after_click(self, view: PageView, item_id: str, slot: int, u) -> list:
+    def _after_click(self, view: PageView, item: int, slot: int, u) -> list:
+        item_id = self._ids[item]
         delay = 1.0 - CLICK_DELAY_MEAN * np.log1p(-u[1])  # 1 s plus an exponential
         events = [Outcome("click", item_id, slot, float(delay))]
-        if u[2] < self._p_add_to_cart[view.segment, self._index[item_id]]:
+        if u[2] < self._p_add_to_cart[view.segment, item]:
             delay += ADD_TO_CART_DELAY[0] + (ADD_TO_CART_DELAY[1] - ADD_TO_CART_DELAY[0]) * u[3]
             events.append(Outcome("add_to_cart", item_id, slot, float(delay)))
-            if u[4] < self._p_purchase:
+            if u[4] < PURCHASE_RATE:
                 delay += PURCHASE_DELAY[0] + (PURCHASE_DELAY[1] - PURCHASE_DELAY[0]) * u[5]
                 events.append(Outcome("purchase", item_id, slot, float(delay)))
         return events
@@ -468,10 +474,7 @@ class SimulatedShop:
 
     def strategy_value(self, name: str, view: PageView, slots: int, events=None) -> float:
         """Return the expected clicks (or reward) of the named strategy's slate for this view."""
-        slate = self.strategy_slate(name, view, slots)
-        if events is None:
-            return self.expected_clicks(view, slate)
-        return self.expected_reward(view, slate, events)
+        return self.expected_reward(view, self.strategy_slate(name, view, slots), events)
 
     def strategy_values(self, view: PageView, slots: int, events=None) -> dict:
         """Return every strategy's expected clicks (or reward) for this view, by name."""
@@ -592,7 +595,7 @@ def _item_request(shop, preset, view, rng) -> dict:
 
 
 def _item_value(shop, preset, view, chosen) -> float:
-    return shop.expected_reward(view, chosen, preset["events"] or CLICK_EVENTS)
+    return shop.expected_reward(view, chosen, preset["events"] or None)  # {} counts clicks, as the spec does
 
 
 def _item_oracle(shop, preset, view, candidates=None) -> tuple:

@@ -27,7 +27,7 @@ from numbers import Real
 
 import numpy as np
 
-from bandit.simulation import SCENARIOS, normalized_lift, scenario
+from bandit.simulation import SCENARIOS, normalized_lift, reference_values, scenario
 from experiments.assignment import BANDIT, FALLBACK, HOLDOUT
 from experiments.errors import InvalidField
 from experiments.learner import Learner
@@ -104,7 +104,6 @@ class InProcessTarget:
     mode = "in-process"
 
     def __init__(self, db_path: str, clock, learn_seconds: float = 30.0, grace_seconds: float = GRACE_SECONDS):
-        self.db_path = db_path
         self.clock = clock
         self.learn_seconds = learn_seconds
         self.grace_seconds = grace_seconds
@@ -220,7 +219,7 @@ def play(settings: SimulationSettings, target, clock, on_progress=None, event_pr
         outcomes = sc["outcomes"](view, chosen, outcome_rng(settings.seed, i))
         queue.schedule(clock.now(), answer["event_id"], i, outcomes)
         window[answer["event_id"]] = clock.now() + spec["reward"]["wait_seconds"]
-        _record(sc, trace, i, view, body, answer, outcomes)
+        _record(sc, trace, i, view, body, answer, chosen, outcomes)
         if on_progress is not None:
             on_progress(1)
     while len(queue):
@@ -239,8 +238,7 @@ def _post_due(queue: OutcomeQueue, target, now: float, trace: Trace, window: dic
             trace.log[index][3].append((outcome.slot, outcome.type))
 
 
-def _record(sc: dict, trace: Trace, i: int, view, body: dict, answer: dict, outcomes) -> None:
-    chosen = [s["id"] for s in answer["slate"]]
+def _record(sc: dict, trace: Trace, i: int, view, body: dict, answer: dict, chosen: list, outcomes) -> None:
     trace.variant[i] = VARIANT_CODES[answer["variant"]]
     trace.clicks[i] = sum(o.type == "click" for o in outcomes)
     trace.expected[i] = sc["value"](view, chosen)
@@ -267,21 +265,18 @@ def reference_rates(sc: dict, settings: SimulationSettings, views: list) -> tupl
                                                                                       "oracle"), nan)
     rng = np.random.default_rng([settings.seed, 3])
     slots = sc["slots"]
-    ranking, best_fixed_value = sc["best_fixed"]([v for _, v, _ in views], [ids for _, _, ids in views])
+    ref = reference_values(sc, [v for _, v, _ in views], [ids for _, _, ids in views])
+    ranking = ref.pop("best_fixed_ids")
     clicks = {"uniform": [], "best_fixed": [], "oracle": []}
-    expected = {"uniform": [], "oracle": []}
     for index, view, ids in views:
         allowed = set(ids)
         uniform = [ids[k] for k in rng.permutation(len(ids))[:slots]]
         fixed = [item for item in ranking if item in allowed][:slots]
-        oracle, oracle_value = sc["oracle"](view, ids)
+        oracle = sc["oracle"](view, ids)[0]
         for name, chosen in (("uniform", uniform), ("best_fixed", fixed), ("oracle", oracle)):
             clicks[name].append(measured_clicks(sc, settings.seed, index, view, chosen))
-        expected["uniform"].append(sc["uniform"](view, ids))
-        expected["oracle"].append(oracle_value)
     measured = {name: float(np.mean(values)) for name, values in clicks.items()}
-    truth = {"uniform": float(np.mean(expected["uniform"])), "best_fixed": float(best_fixed_value),
-             "oracle": float(np.mean(expected["oracle"]))}
+    truth = {name: float(ref[name]) for name in ("uniform", "best_fixed", "oracle")}
     return measured, truth
 
 
