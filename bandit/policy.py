@@ -205,3 +205,12 @@ class Policy:
             lines = cb_lines(with_slot(shared, slot_texts), actions, label=labels[0])
         with self._lock:
             self._learn(lines)
+
+
+def empty_model(settings: PolicySettings) -> bytes:
+    """Return a freshly made, untrained model for these settings (VW's own format)."""
+    policy = Policy(settings)
+    try:
+        return policy.save()
+    finally:
+        policy.close()

@@ -13,7 +13,7 @@ import contextlib
 import secrets
 
 from bandit.encoding import action_text, context_text
-from bandit.policy import Policy
+from bandit.policy import empty_model
 from experiments import personalizer_config as config
 from experiments import personalizer_requests as requests
 from experiments.personalizer_evaluations import PersonalizerEvaluations
@@ -123,8 +123,10 @@ class Personalizer:
             try:
                 answer = self.service.decide(key, native)
             except InvalidField as exc:
-                if exc.field == "slots" and "experiment's slots" in exc.message:
-                    most = self._spec(key).slots
+                if exc.field != "slots":
+                    raise
+                most = self.service.spec(key).slots  # the cached spec decide just checked against
+                if native["slots"] > most:
                     raise InvalidField("slots", f"this resource ranks at most {most} slot{'s' * (most > 1)}; "
                                                 f"raise the slots of experiment {key!r} to rank more") from None
                 raise
@@ -154,16 +156,16 @@ class Personalizer:
         rewards = requests.multislot_rewards(body)
         decision = self._decision(key, event_id)
         slate = loads(decision["slate"])
-        slot_ids = [s["id"] for s in loads(decision["slot_context"] or "[]")]
+        position = {s["id"]: k for k, s in enumerate(loads(decision["slot_context"] or "[]"))}
         natives = []
         for i, (slot_id, value) in enumerate(rewards):
-            if slot_id not in slot_ids:
+            k = position.get(slot_id)
+            if k is None:
                 raise InvalidField(f"reward[{i}].slotId", f"event {event_id!r} has no slot {slot_id!r}")
-            k = slot_ids.index(slot_id)
-            natives.append({"value": value, "item": slate[k]["id"] if k < len(slate) else None})
+            natives.append({"value": value, "item": slate[k]["id"]} if k < len(slate) else {"value": value})
         with personalizer_fields():
             for native in natives:
-                self.service.record_reward(event_id, {k: v for k, v in native.items() if v is not None})
+                self.service.record_reward(event_id, native)
 
     def activate(self, key: str, event_id: str) -> None:
         """Activate a deferred event; after its reward wait time this is refused."""
@@ -259,11 +261,7 @@ class Personalizer:
         row = self.store.latest_model(key)
         if row is not None:
             return row["model"]
-        empty = Policy(self._spec(key).policy_settings())
-        try:
-            return empty.save()
-        finally:
-            empty.close()
+        return empty_model(self._spec(key).policy_settings())
 
     def reset_model(self, key: str) -> None:
         self._row(key)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from numbers import Real
 
 from bandit.exploration import SettingError, exploration_to_dict, parse_exploration
 from experiments.errors import InvalidField
+from experiments.personalizer_requests import check_body, check_name, finite_number
 
 MAX_DURATION_SECONDS = 30 * 86400
 AGGREGATIONS = {"earliest": "first", "sum": "sum", "max": "max"}
@@ -85,14 +85,6 @@ def format_duration(seconds: float) -> str:
     return "P" + date + ("T" + clock if clock else "")
 
 
-def _finite(value, field: str, low: float | None = None, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise InvalidField(field, "must be a number")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidField(field, f"must be between {low:g} and {high:g}")
-    return float(value)
-
-
 # -- service configuration ---------------------------------------------------------
 def exploration_percentage(exploration: dict) -> float:
     """Return the share of explored ranks that a spec's exploration stands for, in percent."""
@@ -117,7 +109,7 @@ def service_configuration(spec: dict, stored: dict, edited_at: str | None) -> di
 
 
 def _exploration_patch(percentage, exploration: dict) -> dict | None:
-    epsilon = _finite(percentage, "explorationPercentage", 0, 100) / 100.0
+    epsilon = finite_number(percentage, "explorationPercentage", 0, 100) / 100.0
     if "epsilon" in exploration:
         return None if exploration["epsilon"] == epsilon else {**exploration, "epsilon": epsilon}
     if epsilon == exploration_percentage(exploration) / 100.0:
@@ -145,16 +137,12 @@ def _check_retention(days: int, wait_seconds: float) -> None:
 
 def configuration_patch(body, spec: dict) -> tuple[dict, dict]:
     """Translate a service configuration into (spec patch, fields kept verbatim)."""
-    if not isinstance(body, dict):
-        raise InvalidField("", "the body must be a JSON object")
-    unknown = set(body) - SERVICE_FIELDS
-    if unknown:
-        raise InvalidField(sorted(unknown)[0], "unknown field")
+    check_body(body, SERVICE_FIELDS)
     reward, learning = {}, {}
     if "rewardWaitTime" in body:
         reward["wait_seconds"] = parse_duration(body["rewardWaitTime"], "rewardWaitTime")
     if "defaultReward" in body:
-        reward["default"] = _finite(body["defaultReward"], "defaultReward", -1, 1)
+        reward["default"] = finite_number(body["defaultReward"], "defaultReward", -1, 1)
     if "rewardAggregation" in body:
         name = body["rewardAggregation"]
         if not isinstance(name, str) or name.lower() not in AGGREGATIONS:
@@ -271,12 +259,5 @@ def policy_arguments(vw_command: str) -> str:
 
 def check_policy_body(body) -> tuple[str, str]:
     """Validate a ``{name, arguments}`` policy document; return (name, arguments)."""
-    if not isinstance(body, dict):
-        raise InvalidField("", "the body must be a JSON object with name and arguments")
-    unknown = set(body) - {"name", "arguments"}
-    if unknown:
-        raise InvalidField(sorted(unknown)[0], "unknown field")
-    name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 256:
-        raise InvalidField("name", "must be a string of 1-256 characters")
-    return name, body.get("arguments")
+    check_body(body, {"name", "arguments"}, "the body must be a JSON object with name and arguments")
+    return check_name(body.get("name")), body.get("arguments")

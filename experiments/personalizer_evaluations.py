@@ -15,6 +15,7 @@ import re
 from experiments import personalizer_config as config
 from experiments.errors import Conflict, InvalidField, NotFound
 from experiments.evaluation import Evaluations, parse_request
+from experiments.personalizer_requests import check_body, check_name
 from experiments.reports import parse_time
 from experiments.service import iso
 from experiments.store import dumps, loads
@@ -49,14 +50,8 @@ def parse_evaluation(evaluation_id: str, body) -> dict:
     """Validate an evaluation contract; return it normalised."""
     if not isinstance(evaluation_id, str) or not ID_PATTERN.match(evaluation_id):
         raise InvalidField("evaluationId", "must be 1-256 letters, digits, '.', '_' or '-'")
-    if not isinstance(body, dict):
-        raise InvalidField("", "the body must be a JSON object")
-    unknown = set(body) - FIELDS
-    if unknown:
-        raise InvalidField(sorted(unknown)[0], "unknown field")
-    name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 256:
-        raise InvalidField("name", "must be a string of 1-256 characters")
+    check_body(body, FIELDS)
+    name = check_name(body.get("name"))
     start, end = parse_time(body.get("startTime"), "startTime"), parse_time(body.get("endTime"), "endTime")
     if start is None or end is None:
         raise InvalidField("startTime" if start is None else "endTime", "is required")

@@ -30,13 +30,30 @@ WHOLE_FIELD_NAMES = [("exploration", "arguments"), ("learning", "arguments")]  #
 SLOT_FIELD_NAMES = {"exclude": "excludedActions", "baseline": "baselineAction"}
 
 
-def _check_object(body, allowed: set) -> dict:
+def check_body(body, allowed: set, message: str = "the body must be a JSON object") -> dict:
+    """Return ``body`` if it is a JSON object with only ``allowed`` fields; blame the first unknown one."""
     if not isinstance(body, dict):
-        raise InvalidField("", "the body must be a JSON object")
+        raise InvalidField("", message)
     unknown = set(body) - allowed
     if unknown:
         raise InvalidField(sorted(unknown)[0], "unknown field")
     return body
+
+
+def check_name(value, field: str = "name") -> str:
+    """Return ``value`` if it is a name of 1-256 characters."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 256:
+        raise InvalidField(field, "must be a string of 1-256 characters")
+    return value
+
+
+def finite_number(value, field: str, low: float | None = None, high: float | None = None) -> float:
+    """Return ``value`` as a float if it is a finite number (from ``low`` to ``high`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise InvalidField(field, "must be a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidField(field, f"must be between {low:g} and {high:g}")
+    return float(value)
 
 
 def _without_nulls(value):
@@ -117,7 +134,7 @@ def _event_id(body: dict) -> str | None:
 
 def rank_request(body) -> dict:
     """Translate a single-slot Rank request into a native slate request."""
-    body = _check_object(body, RANK_FIELDS)
+    body = check_body(body, RANK_FIELDS)
     cands = candidates(body.get("actions"))
     excluded = _action_ids(body.get("excludedActions"), "excludedActions", {c["id"] for c in cands})
     if len(set(excluded)) >= len({c["id"] for c in cands}):
@@ -133,7 +150,7 @@ def _slot(slot, k: int, known: set) -> dict:
     where = f"slots[{k}]"
     if not isinstance(slot, dict):
         raise InvalidField(where, "must be an object (slots cannot be null)")
-    _check_object(slot, SLOT_FIELDS)
+    check_body(slot, SLOT_FIELDS)
     if not isinstance(slot.get("id"), str) or not slot["id"]:
         raise InvalidField(f"{where}.id", "every slot needs a unique, non-empty id")
     baseline = slot.get("baselineAction")
@@ -148,7 +165,7 @@ def _slot(slot, k: int, known: set) -> dict:
 
 def multislot_request(body) -> dict:
     """Translate a multi-slot Rank request into a native slate request with ``slot_context``."""
-    body = _check_object(body, MULTISLOT_FIELDS)
+    body = check_body(body, MULTISLOT_FIELDS)
     cands = candidates(body.get("actions"))
     known = {c["id"] for c in cands}
     raw = body.get("slots")
@@ -172,16 +189,12 @@ def multislot_request(body) -> dict:
 
 def reward_value(value, field: str = "value") -> float:
     """Check a Personalizer reward: a number from -1 to 1."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise InvalidField(field, "must be a number")
-    if not REWARD_LOW <= value <= REWARD_HIGH:
-        raise InvalidField(field, "must be between -1 and 1")
-    return float(value)
+    return finite_number(value, field, REWARD_LOW, REWARD_HIGH)
 
 
 def single_reward(body) -> float:
     """Return the value of a single-slot Reward document ``{"value": ...}``."""
-    body = _check_object(body, {"value"})
+    body = check_body(body, {"value"})
     if "value" not in body:
         raise InvalidField("value", "is required")
     return reward_value(body["value"])
@@ -189,7 +202,7 @@ def single_reward(body) -> float:
 
 def multislot_rewards(body) -> list[tuple[str, float]]:
     """Return (slot id, value) pairs of a multi-slot Reward document ``{"reward": [...]}``."""
-    body = _check_object(body, {"reward"})
+    body = check_body(body, {"reward"})
     rewards = body.get("reward")
     if not isinstance(rewards, list) or not rewards:
         raise InvalidField("reward", "must be a non-empty list of {\"slotId\", \"value\"} objects")
@@ -197,7 +210,7 @@ def multislot_rewards(body) -> list[tuple[str, float]]:
     for i, item in enumerate(rewards):
         if not isinstance(item, dict) or not isinstance(item.get("slotId"), str):
             raise InvalidField(f"reward[{i}].slotId", "must be a slot id")
-        _check_object(item, {"slotId", "value"})
+        check_body(item, {"slotId", "value"})
         out.append((item["slotId"], reward_value(item.get("value"), f"reward[{i}].value")))
     return out
 

@@ -7,6 +7,7 @@ from flask import Flask
 
 from experiments.clock import SystemClock
 from experiments.learner import Learner
+from experiments.personalizer import Personalizer
 from experiments.service import Service
 from experiments.store import Store
 from web.settings import resolve_settings
@@ -16,8 +17,9 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the app; settings come from defaults, ``SILENT_*`` variables, then ``config``.
 
     Long-lived objects hang on ``app.extensions["silent"]``: the store, the
-    service and the learner. The learner thread only runs when ``LEARNER_THREAD``
-    is set (``silent serve`` sets it; tests drive ``learner.run_once`` themselves).
+    service, the learner and the Personalizer facade over the service. The
+    learner thread only runs when ``LEARNER_THREAD`` is set (``silent serve``
+    sets it; tests drive ``learner.run_once`` themselves).
     """
     settings = resolve_settings(config or {}, os.environ)
     app = Flask(__name__)
@@ -30,7 +32,8 @@ def create_app(config: dict | None = None) -> Flask:
     service = Service(store, clock, model_refresh_seconds=settings["MODEL_REFRESH_SECONDS"],
                       spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"])
     learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"])
-    app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock}
+    app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock,
+                                "personalizer": Personalizer(service)}
 
     from web import api, errors, metrics
 

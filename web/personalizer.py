@@ -26,7 +26,7 @@ KEY_HEADER = "Ocp-Apim-Subscription-Key"
 BAD_REQUEST_CODES = {
     "rank": "InvalidRankRequest", "multislot_rank": "InvalidRankRequest",
     "reward": "InvalidRewardRequest", "multislot_reward": "InvalidRewardRequest",
-    "activate": "InvalidEventIdToActivate", "multislot_activate": "InvalidEventIdToActivate",
+    "activate": "InvalidEventIdToActivate",
     "update_service_configuration": "InvalidServiceConfiguration",
     "update_policy": "InvalidPolicyConfiguration",
     "create_evaluation": "InvalidEvaluationContract",
@@ -37,11 +37,8 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def personalizer() -> Personalizer:
-    """Return the app's Personalizer facade, made on first use over the native service."""
-    extensions = current_app.extensions["silent"]
-    if "personalizer" not in extensions:
-        extensions["personalizer"] = Personalizer(extensions["service"])
-    return extensions["personalizer"]
+    """Return the app's Personalizer facade over the native service (made by ``create_app``)."""
+    return current_app.extensions["silent"]["personalizer"]
 
 
 def route(rule: str, **options):
@@ -120,6 +117,7 @@ def reward(event_id):
 
 
 @route("/events/<event_id>/activate", methods=["POST"])
+@route("/multislot/events/<event_id>/activate", methods=["POST"])
 def activate(event_id):
     personalizer().activate(g.resource, event_id)
     return no_content()
@@ -133,12 +131,6 @@ def multislot_rank():
 @route("/multislot/events/<event_id>/reward", methods=["POST"])
 def multislot_reward(event_id):
     personalizer().multislot_reward(g.resource, event_id, json_body())
-    return no_content()
-
-
-@route("/multislot/events/<event_id>/activate", methods=["POST"])
-def multislot_activate(event_id):
-    personalizer().activate(g.resource, event_id)
     return no_content()
 
 
