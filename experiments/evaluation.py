@@ -61,9 +61,7 @@ class Request:
 
 def parse_request(store, key: str, body) -> Request:
     """Validate a body like {"exploration": {...}, "learning": {...}, "limit": 50000, "from", "to"}."""
-    experiment = store.get_experiment(key)
-    if experiment is None:
-        raise NotFound(f"experiment {key!r} does not exist", field="key")
+    experiment = store.existing_experiment(key)
     if not isinstance(body, dict):
         raise InvalidField("", "the body must be a JSON object")
     unknown = set(body) - REQUEST_FIELDS
@@ -300,8 +298,7 @@ class Evaluations:
 
     def list(self, key: str) -> list[dict]:
         """Return an experiment's evaluations, newest first, without their results."""
-        if self.store.get_experiment(key) is None:
-            raise NotFound(f"experiment {key!r} does not exist", field="key")
+        self.store.existing_experiment(key)
         self._expire_stale(key)
         rows = self.store.query("SELECT * FROM evaluations WHERE experiment = ? ORDER BY id DESC", (key,))
         return [{k: v for k, v in _view(row).items() if k != "result"} for row in rows]

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from typing import Callable, TextIO
 
 from bandit.encoding import action_text, context_text
-from experiments.errors import InvalidField, NotFound
+from experiments.errors import InvalidField
 from experiments.learner import slot_rewards
 from experiments.reports import parse_window
 from experiments.service import iso
@@ -41,9 +41,7 @@ def export(store, key: str, fmt: str, out: TextIO, start=None, end=None,
     if fmt not in FORMATS:
         raise InvalidField("format", f"must be one of {', '.join(FORMATS)}")
     window = parse_window(key, start, end)
-    experiment = store.get_experiment(key)
-    if experiment is None:
-        raise NotFound(f"experiment {key!r} does not exist", field="key")
+    experiment = store.existing_experiment(key)
     spec = parse_spec(experiment["spec"], check_vw=False)
     total = store.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ? AND created_at >= ?"
                                " AND created_at < ?", window.params()).fetchone()[0]

@@ -55,7 +55,7 @@ from bandit import estimators
 from bandit.intervals import wilson_interval
 from experiments import logdata, offpolicy
 from experiments.clock import SystemClock
-from experiments.errors import InvalidField, NotFound
+from experiments.errors import InvalidField
 from experiments.logdata import VARIANTS, Window
 from experiments.service import iso
 from experiments.spec import parse_spec
@@ -111,9 +111,7 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
            clock=None) -> dict:
     """Build the report of one experiment over decisions created in [start, end)."""
     window = parse_window(key, start, end, interval)
-    experiment = store.get_experiment(key)
-    if experiment is None:
-        raise NotFound(f"experiment {key!r} does not exist", field="key")
+    experiment = store.existing_experiment(key)
     spec = parse_spec(experiment["spec"], check_vw=False)
     reward = spec.reward
     decisions = logdata.decision_rows(store, window, slate_lengths=reward["default"] != 0)

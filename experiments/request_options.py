@@ -156,7 +156,8 @@ def serve(mode: str, chosen: list[tuple[int, float]], options: RequestOptions):
     return served, (chosen if mode == APPRENTICE else None)
 
 
-def _entries(chosen, candidates) -> list[dict]:
+def slate_entries(chosen, candidates) -> list[dict]:
+    """The logged slate: one entry per slot with the candidate's id, index and probability."""
     return [{"slot": k, "id": candidates[i]["id"], "index": i, "probability": p} for k, (i, p) in enumerate(chosen)]
 
 
@@ -171,6 +172,6 @@ def record_fields(options: RequestOptions, mode: str, model_chosen, candidates: 
     return {
         "defer_activation": int(options.defer_activation),
         "learning_mode": mode,
-        "model_slate": None if model_chosen is None else dumps(_entries(model_chosen, candidates)),
+        "model_slate": None if model_chosen is None else dumps(slate_entries(model_chosen, candidates)),
         "slot_context": None if context is None else dumps(context),
     }

@@ -16,15 +16,15 @@ from numbers import Real
 import math
 
 from bandit.encoding import FeatureError, context_text
-from bandit.policy import Policy
-from bandit.sampling import uniform_draws
-from experiments.assignment import BANDIT, FALLBACK, HOLDOUT, variant_for
+from bandit.policy import Policy, empty_model
+from bandit.sampling import uniform_slate
+from experiments.assignment import BANDIT, FALLBACK, variant_for
 from experiments.candidates import CandidateCache, prepare
 from experiments.catalog import CatalogCache
 from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound
 from experiments.ids import new_id
-from experiments.request_options import OPTION_FIELDS, parse_options, record_fields, serve
+from experiments.request_options import OPTION_FIELDS, parse_options, record_fields, serve, slate_entries
 from experiments.spec import apply_patch, check_id, check_object, check_transition, parse_spec
 from experiments.store import dumps, loads
 
@@ -39,31 +39,6 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def control_slate(n: int, slots: int, event_id: str, arm_index: int | None = None,
-                  excluded: tuple = ()) -> list[tuple[int, float]]:
-    """Sample the control policy: uniform without replacement, or a fixed arm first.
-
-    Slot k of a uniform slate has probability 1/(n-k); a fixed arm has probability 1
-    in the first slot and the later slots are uniform over the rest. ``excluded``
-    holds, per slot, the indices that slot may not show.
-    """
-    draws = uniform_draws(event_id, slots)
-    remaining = list(range(n))
-    chosen = []
-    if arm_index is not None and not (excluded and arm_index in excluded[0]):
-        remaining.remove(arm_index)
-        chosen.append((arm_index, 1.0))
-    while len(chosen) < slots:
-        k = len(chosen)
-        allowed = [i for i in remaining if not excluded or i not in excluded[k]]
-        if not allowed:
-            break
-        pick = allowed[int(draws[k] * len(allowed))]
-        remaining.remove(pick)
-        chosen.append((pick, 1.0 / len(allowed)))
-    return chosen
 
 
 class ServingModels:
@@ -128,9 +103,7 @@ class Service:
             cached = self._experiments.get(key)
         if cached:
             return cached
-        row = self.store.get_experiment(key)
-        if row is None:
-            raise NotFound(f"experiment {key!r} does not exist", field="key")
+        row = self.store.existing_experiment(key)
         cached = (row, parse_spec(row["spec"], check_vw=False))
         with self._cache_lock:
             self._experiments[key] = cached
@@ -182,10 +155,7 @@ class Service:
         return [self._view(row) for row in self.store.list_experiments()]
 
     def get_experiment(self, key: str) -> dict:
-        row = self.store.get_experiment(key)
-        if row is None:
-            raise NotFound(f"experiment {key!r} does not exist", field="key")
-        return self._view(row)
+        return self._view(self.store.existing_experiment(key))
 
     def history(self, key: str) -> list[dict]:
         self.get_experiment(key)
@@ -194,9 +164,7 @@ class Service:
 
     def update_experiment(self, key: str, body, actor: str = "api") -> dict:
         """Change settings and/or status; every change becomes a new version in the history."""
-        row = self.store.get_experiment(key)
-        if row is None:
-            raise NotFound(f"experiment {key!r} does not exist", field="key")
+        row = self.store.existing_experiment(key)
         spec, status = apply_patch(row["spec"], body)
         status = status or row["status"]
         check_transition(row["status"], status)
@@ -249,11 +217,11 @@ class Service:
                 log.exception("model of %s failed; serving the control policy", key)
                 variant = FALLBACK
         if chosen is None:
-            chosen = control_slate(len(candidates), slots, event_id, self._control_arm(spec, candidates),
+            chosen = uniform_slate(len(candidates), slots, event_id, self._control_arm(spec, candidates),
                                    options.excluded)
         now = self.clock.now()
         chosen, model_chosen = serve(spec.learning["mode"], chosen, options)
-        slate = [{"slot": k, "id": candidates[i]["id"], "index": i, "probability": p} for k, (i, p) in enumerate(chosen)]
+        slate = slate_entries(chosen, candidates)
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
             "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
@@ -360,11 +328,7 @@ class Service:
         """Publish an empty model; the learner starts afresh from decisions logged after this."""
         row, spec = self._experiment(key)
         settings = spec.policy_settings()
-        empty = Policy(settings)
-        try:
-            model = empty.save()
-        finally:
-            empty.close()
+        model = empty_model(settings)
         published = self.store.reset_model({
             "experiment": key, "args": settings.args(), "spec_version": row["version"],
             "created_at": self.clock.now(), "learner": f"reset by {actor}", "model": model,

@@ -18,6 +18,7 @@ import orjson
 import sqlite_utils
 
 from bandit.encoding import action_text
+from experiments.errors import NotFound
 from experiments.migrations import migrate
 
 
@@ -147,6 +148,13 @@ class Store:
         row = self.query_one("SELECT * FROM experiments WHERE key = ?", (key,))
         if row:
             row["spec"] = loads(row["spec"])
+        return row
+
+    def existing_experiment(self, key: str) -> dict:
+        """Return an experiment's row, or raise the 404 every surface answers for an unknown key."""
+        row = self.get_experiment(key)
+        if row is None:
+            raise NotFound(f"experiment {key!r} does not exist", field="key")
         return row
 
     def list_experiments(self) -> list[dict]:
