@@ -222,9 +222,12 @@ class Evaluations:
         self.store = store
         self.clock = clock or SystemClock()
 
-    def create(self, key: str, body) -> dict:
-        """Validate a request and store it as queued; nothing is written when it is invalid."""
-        request = parse_request(self.store, key, body)
+    def create(self, key: str, body, request: Request | None = None) -> dict:
+        """Validate a request and store it as queued; nothing is written when it is invalid.
+
+        A caller that validated the body already passes its ``parse_request`` result.
+        """
+        request = request or parse_request(self.store, key, body)
         now = self.clock.now()
         options = {"limit": request.limit, "from": body.get("from"), "to": body.get("to")}
         with self.store.transaction() as conn:
@@ -233,9 +236,9 @@ class Evaluations:
                 " VALUES (?, 'queued', ?, ?, 0, 0, ?, ?)", (key, dumps(request.patch), dumps(options), now, now))
         return self.get(key, cursor.lastrowid)
 
-    def submit(self, key: str, body) -> dict:
+    def submit(self, key: str, body, request: Request | None = None) -> dict:
         """Create an evaluation and run it in a background thread; return it as queued."""
-        view = self.create(key, body)
+        view = self.create(key, body, request)
         threading.Thread(target=self.run, args=(view["id"],), name=f"silent-evaluation-{view['id']}",
                          daemon=True).start()
         return view

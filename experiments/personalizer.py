@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 
-from bandit.encoding import action_text, context_text
+from bandit.encoding import context_text
 from bandit.policy import empty_model
 from experiments import personalizer_config as config
 from experiments import personalizer_requests as requests
@@ -109,7 +109,8 @@ class Personalizer:
         if decision["variant"] == "bandit" and (decision.get("learning_mode") or "online") == "online":
             version, policy = self.service.models.get(key, self.service.spec(key).policy_settings())
             if version == decision["model_version"]:
-                pmf = policy.pmf(context_text(loads(decision["context"])), [action_text(c) for c in cands])
+                actions = self.store.actions(decision["candidate_set"])
+                pmf = policy.pmf(context_text(loads(decision["context"])), actions)
                 others = sum(pmf) - pmf[chosen["index"]]
                 if others > 0:
                     rest = [float(q) * (1.0 - p) / others for q in pmf]

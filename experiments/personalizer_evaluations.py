@@ -85,13 +85,14 @@ class PersonalizerEvaluations:
             except InvalidField as exc:
                 raise InvalidField(f"policies[{i}].arguments", exc.message.partition(": ")[2]) from None
             bodies.append((name, arguments, {**patch, "from": contract["startTime"], "to": contract["endTime"]}))
+        parsed = []
         for i, (_, _, native) in enumerate(bodies):  # a policy VW rejects fails the whole request
             try:
-                parse_request(self.store, key, native)
+                parsed.append(parse_request(self.store, key, native))
             except InvalidField as exc:
                 raise InvalidField(f"policies[{i}].arguments", exc.message) from None
-        runs = [{"policy": name, "arguments": arguments, "id": self.native.submit(key, native)["id"]}
-                for name, arguments, native in bodies]
+        runs = [{"policy": name, "arguments": arguments, "id": self.native.submit(key, native, request)["id"]}
+                for (name, arguments, native), request in zip(bodies, parsed)]
         with self.store.write_lock():
             self.store.conn.execute(
                 "INSERT INTO personalizer_evaluations (experiment, id, name, request, evaluation_id, created_at)"

@@ -222,16 +222,17 @@ class Service:
         now = self.clock.now()
         chosen, model_chosen = serve(spec.learning["mode"], chosen, options)
         slate = slate_entries(chosen, candidates)
+        digest, new_set = self.store.new_candidate_set(candidates, set_digest)
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
             "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
-            "candidate_set": self.store.candidate_set(candidates, set_digest),
+            "candidate_set": digest,
             "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
             "window_closes_at": now + spec.reward["wait_seconds"],
             **record_fields(options, spec.learning["mode"], model_chosen, candidates),
         }
         try:
-            self.store.insert_decision(record)
+            self.store.insert_decision(record, new_set)
         except sqlite3.IntegrityError:  # the same event id raced in from another request
             return self._replay_answer(self.store.get_decision(event_id), key)
         return self._answer(event_id, key, variant, model_version, slate)

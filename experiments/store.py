@@ -35,6 +35,9 @@ def set_digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+INSERT_SET = "INSERT OR IGNORE INTO candidate_sets (hash, candidates, size) VALUES (?, ?, ?)"
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_sql(verb: str, table: str, cols: tuple) -> str:
     return f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
@@ -191,24 +194,30 @@ class Store:
 
     # -- decisions and rewards -----------------------------------------------
     def candidate_set(self, candidates: list[dict], digest: str | None = None) -> str:
-        """Store a candidate list once per distinct content; return its hash.
+        """Store a candidate list once per distinct content; return its hash."""
+        digest, new = self.new_candidate_set(candidates, digest)
+        if new:
+            with self.write_lock():
+                self.conn.execute(INSERT_SET, new)
+            self._remember_set(digest)
+        return digest
 
-        A caller that already knows the list's ``set_digest`` passes it, and a list
-        this process has stored before costs nothing.
+    def new_candidate_set(self, candidates: list[dict], digest: str | None = None) -> tuple[str, tuple | None]:
+        """Return (hash, row to insert, or None when this process has stored the list before).
+
+        A caller that already knows the list's ``set_digest`` passes it, and a known
+        list then costs nothing.
         """
         if digest is not None and digest in self._known_sets:
-            return digest
+            return digest, None
         text = dumps(candidates)
         digest = digest or set_digest(text)
-        known = self._known_sets
-        if digest not in known:
-            with self.write_lock():
-                self.conn.execute("INSERT OR IGNORE INTO candidate_sets (hash, candidates, size) VALUES (?, ?, ?)",
-                                  (digest, text, len(candidates)))
-            if len(known) > 100_000:
-                known.clear()
-            known.add(digest)
-        return digest
+        return digest, None if digest in self._known_sets else (digest, text, len(candidates))
+
+    def _remember_set(self, digest: str) -> None:
+        if len(self._known_sets) > 100_000:
+            self._known_sets.clear()
+        self._known_sets.add(digest)
 
     def candidates(self, digest: str) -> list[dict]:
         """Return the candidate list a decision was made from."""
@@ -230,10 +239,20 @@ class Store:
             cached = self._actions_cache[digest] = [action_text(c) for c in self.candidates(digest)]
         return cached
 
-    def insert_decision(self, row: dict) -> None:
-        """Commit one decision (a single-statement insert is its own transaction)."""
-        with self.write_lock():
-            insert(self.conn, "decisions", row)
+    def insert_decision(self, row: dict, new_set: tuple | None = None) -> None:
+        """Commit one decision, with its candidate set when that is new, in one transaction.
+
+        ``new_set`` comes from ``new_candidate_set``; without one, the single-statement
+        insert is its own transaction.
+        """
+        if new_set is None:
+            with self.write_lock():
+                insert(self.conn, "decisions", row)
+            return
+        with self.transaction() as conn:
+            conn.execute(INSERT_SET, new_set)
+            insert(conn, "decisions", row)
+        self._remember_set(new_set[0])
 
     def get_decision(self, event_id: str) -> dict | None:
         return self.query_one("SELECT * FROM decisions WHERE event_id = ?", (event_id,))
