@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["bandit", "bandit.*", "experiments", "experiments.*", "web", "web.*"]),
     include_package_data=True,
-    package_data={"web": ["templates/*.html", "static/*"]},
+    package_data={"web": ["static/*"], "web.dashboard": ["templates/*.html"]},
     install_requires=[
         "vowpalwabbit>=9.9",
         "flask>=3.0",

@@ -3,7 +3,7 @@
 Usage: python benchmarks/learning.py [--events 20000] [--seeds 0 1 2] [--scenarios items slate strategies]
 
 Each scenario and seed runs the simulated shop through the real service and
-learner (``experiments.simulate``, in-process on virtual time, the spec
+learner (``experiments.simulation.runner``, in-process on virtual time, the spec
 defaults) and reports ``normalized_lift`` (measured clicks, last 20% of events)
 and ``normalized_lift_expected`` (the same under the true click model). Then the
 very decisions the service logged (context, candidates, chosen, probability) and
@@ -31,7 +31,7 @@ from bandit.policy import Policy
 from bandit.simulation import normalized_lift
 from experiments.clock import VirtualClock
 from experiments.learner import slot_rewards
-from experiments.simulate import InProcessTarget, SimulationSettings, outcome_rng, play, summarize
+from experiments.simulation.runner import InProcessTarget, SimulationSettings, outcome_rng, play, summarize
 from experiments.spec import parse_spec
 
 GOALS = {"items": 0.8, "slate": 0.7, "strategies": 0.8}

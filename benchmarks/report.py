@@ -7,7 +7,7 @@ The log is written straight into a temporary SQLite file with ``executemany``
 (a week of traffic, 10% holdout, 40 candidate sets of 10 items, clicks, add to
 carts and purchases, some late, duplicate and unattributed rewards) together
 with one model snapshot trained on the first decisions, so the learned policy's
-off-policy estimate does real VW work. Then ``experiments.reports.report`` runs
+off-policy estimate does real VW work. Then ``experiments.reporting.reports.report`` runs
 ``--repeat`` times and the figures are printed.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.assignment import bucket
 from experiments.clock import VirtualClock
-from experiments.reports import report
+from experiments.reporting.reports import report
 from experiments.service import Service
 from experiments.spec import parse_spec
 from experiments.store import Store, dumps

@@ -10,7 +10,7 @@ from bandit.encoding import action_text, context_text
 from bandit.exploration import Softmax
 from bandit.policy import Policy, PolicySettings
 from experiments.errors import InvalidField, NotFound
-from experiments.exports import CSV_COLUMNS, export
+from experiments.reporting.exports import CSV_COLUMNS, export
 from tests.test_experiments_reports import T0, create, log_decisions, log_rewards, store  # noqa: F401
 
 CONTEXTS = [{"user": {"segment": "new", "age": 31}, "page": {"type": "home"}, "hour": 9},

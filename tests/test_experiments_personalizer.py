@@ -2,9 +2,9 @@
 import pytest
 
 from bandit.policy import Policy
-from experiments import personalizer_config as config
+from experiments.personalizer import config
 from experiments.errors import InvalidField
-from experiments.personalizer_requests import merge_features, renamed
+from experiments.personalizer.requests import merge_features, renamed
 from tests.conftest import table_counts
 from web.personalizer import personalizer
 

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 
 import bandit.intervals
-import experiments.exports
-import experiments.logdata
-import web.charts
-import web.report_render
+import experiments.reporting.exports
+import experiments.reporting.logdata
+import web.dashboard.charts
+import web.dashboard.report_render
 from bandit.encoding import action_text, context_text
 from bandit.policy import Policy
 from experiments.clock import VirtualClock
 from experiments.errors import InvalidField, NotFound
 from experiments.learner import slot_rewards
-from experiments.logdata import aggregate_slots
-from experiments.reports import parse_window, report
+from experiments.reporting.logdata import aggregate_slots
+from experiments.reporting.reports import parse_window, report
 from experiments.service import Service
 from experiments.spec import parse_spec
 from experiments.store import Store, dumps
@@ -62,7 +62,7 @@ def by_variant(result):
 
 
 def test_modules_doctests_pass():
-    for module in (experiments.logdata, bandit.intervals, experiments.exports, web.charts, web.report_render):
+    for module in (experiments.reporting.logdata, bandit.intervals, experiments.reporting.exports, web.dashboard.charts, web.dashboard.report_render):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from experiments.clock import VirtualClock
 from experiments.errors import InvalidField
-from experiments.simulate import InProcessTarget, OutcomeQueue, SimulationSettings, run
+from experiments.simulation.runner import InProcessTarget, OutcomeQueue, SimulationSettings, run
 from bandit.simulation import Outcome
 
 

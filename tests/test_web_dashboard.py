@@ -324,7 +324,11 @@ def test_counterfactual_evaluation_runs_and_shows_both_policies(admin, experimen
 def test_dashboard_chart_examples_run():
     import doctest
 
-    from web import dashboard_charts, formatting, forms
+    from web.dashboard import bar_charts
 
-    for module in (dashboard_charts, formatting, forms):
+    from web.dashboard import formatting
+
+    from web.dashboard import forms
+
+    for module in (bar_charts, formatting, forms):
         assert doctest.testmod(module).failed == 0

@@ -1,6 +1,6 @@
 """Azure AI Personalizer's REST API under ``/personalizer``, for its official clients, unchanged.
 
-Each view parses its input and calls one ``experiments.personalizer`` method.
+Each view parses its input and calls one ``experiments.personalizer.mapping`` method.
 The ``Ocp-Apim-Subscription-Key`` header names the resource (the experiment);
 errors come back in Personalizer's own shape, ``{"error": {"code", "message",
 "target"}}``, with its codes and status codes. The ``api-version`` query

@@ -6,8 +6,8 @@ import threading
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from experiments import reports
-from experiments.evaluation import Evaluations
+from experiments.reporting import reports
+from experiments.reporting.evaluation import Evaluations
 from web.api import json_body, jsonify as _jsonify
 
 bp = Blueprint("reports", __name__, url_prefix="/v1")

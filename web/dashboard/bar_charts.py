@@ -1,4 +1,4 @@
-"""The dashboard's bar charts as server-side SVG, beside ``web.charts.line_chart`` for time lines.
+"""The dashboard's bar charts as server-side SVG, beside ``web.dashboard.charts.line_chart`` for time lines.
 
 ``stacked_bars`` shows item or arm shares per time bucket; ``bar_chart`` shows
 decisions per model version. Both return SVG text that scales with its container
@@ -15,7 +15,7 @@ import math
 from datetime import datetime
 from html import escape
 
-from web.charts import PALETTE, nice_ceiling
+from web.dashboard.charts import PALETTE, nice_ceiling
 
 OTHER = "#b8bfc6"
 WIDTH, HEIGHT = 640, 240

@@ -26,13 +26,13 @@ import numpy as np
 from bandit import estimators
 from bandit.encoding import context_text
 from bandit.policy import Policy
-from experiments import offpolicy
+from experiments.reporting import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField, NotFound
 from experiments.labels import learnable, slot_texts
 from experiments.learner import training_labels
-from experiments.logdata import Window
-from experiments.reports import parse_window
+from experiments.reporting.logdata import Window
+from experiments.reporting.reports import parse_window
 from experiments.service import iso
 from experiments.spec import apply_patch, parse_spec
 from experiments.store import dumps, loads

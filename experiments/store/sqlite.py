@@ -19,7 +19,7 @@ import sqlite_utils
 
 from bandit.encoding import action_text
 from experiments.errors import NotFound
-from experiments.migrations import migrate
+from experiments.store.migrations import migrate
 
 
 def dumps(value) -> str:

@@ -11,11 +11,14 @@ from werkzeug.exceptions import HTTPException
 
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
-from web import auth, evaluation_views, forms, report_views
+from web import auth
+from web.dashboard import evaluation_views
+from web.dashboard import forms
+from web.dashboard import report_views
 from web.api import service
-from web.formatting import FILTERS
+from web.dashboard.formatting import FILTERS
 
-bp = Blueprint("dashboard", __name__)
+bp = Blueprint("dashboard", __name__, template_folder="templates")
 for _name, _filter in FILTERS.items():
     bp.add_app_template_filter(_filter, _name)
 ACTIONS = {

@@ -1,11 +1,11 @@
-"""Render a report (the JSON of ``experiments.reports.report``) as a text table or a standalone HTML page."""
+"""Render a report (the JSON of ``experiments.reporting.reports.report``) as a text table or a standalone HTML page."""
 from __future__ import annotations
 
 import math
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from web.charts import line_chart
+from web.dashboard.charts import line_chart
 
 
 def estimate(e: dict | None, percent: bool = False, signed: bool = False) -> str:
@@ -110,7 +110,7 @@ def charts(report: dict) -> dict[str, str]:
     return out
 
 
-_env = Environment(loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"]))
+_env = Environment(loader=PackageLoader("web.dashboard", "templates"), autoescape=select_autoescape(["html"]))
 _env.filters["estimate"] = estimate
 _env.filters["p_value"] = _p_value
 _env.globals["isfinite"] = math.isfinite

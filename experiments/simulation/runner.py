@@ -4,7 +4,7 @@
 ``bandit.simulation`` scenario against a target: ``InProcessTarget`` (the real
 ``Service`` and ``Learner`` on a SQLite file, on a ``VirtualClock``; fast and
 reproducible bit for bit) or ``HttpTarget`` (a running server, see
-``experiments.simulate_http``). Page views arrive ``1 / rate`` virtual seconds
+``experiments.simulation.http_target``). Page views arrive ``1 / rate`` virtual seconds
 apart; each view's clicks, add-to-carts and purchases are scheduled at their
 delays and posted once the virtual clock passes them; in-process, the learner
 makes a pass every ``learn_seconds`` virtual seconds, as ``silent serve``'s

@@ -16,7 +16,7 @@ a JSON-ready dict. Definitions, used throughout:
   decisions (a hash of the sequence number picks them) and the first slot of
   each slate; the learned policy is the newest published model snapshot, which
   has learned from these same decisions, so its estimate leans optimistic (the
-  counterfactual replay in ``experiments.evaluation`` is the honest comparison).
+  counterfactual replay in ``experiments.reporting.evaluation`` is the honest comparison).
 
 The JSON shape (``E`` is an estimate ``{"value", "low", "high", "n", "alpha"}``,
 numbers that cannot be computed are ``null``; times are ISO 8601 UTC)::
@@ -53,10 +53,11 @@ import numpy as np
 
 from bandit import estimators
 from bandit.intervals import wilson_interval
-from experiments import logdata, offpolicy
+from experiments.reporting import logdata
+from experiments.reporting import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField
-from experiments.logdata import VARIANTS, Window
+from experiments.reporting.logdata import VARIANTS, Window
 from experiments.service import iso
 from experiments.spec import parse_spec
 

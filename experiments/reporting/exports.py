@@ -23,7 +23,7 @@ from typing import Callable, TextIO
 from bandit.encoding import action_text, context_text
 from experiments.errors import InvalidField
 from experiments.learner import slot_rewards
-from experiments.reports import parse_window
+from experiments.reporting.reports import parse_window
 from experiments.service import iso
 from experiments.spec import parse_spec
 from experiments.store import dumps, loads

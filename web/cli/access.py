@@ -7,7 +7,7 @@ import click
 
 from experiments.auth import ROLES, Access
 from experiments.errors import ServiceError
-from web.cli_common import DB_OPTION
+from web.cli.common import DB_OPTION
 
 
 

@@ -1,6 +1,6 @@
 """What every ``silent`` command module shares: the database option and the error exit.
 
-A module of its own because ``web.cli`` imports the command modules at its end.
+A module of its own because ``web.cli.main`` imports the command modules at its end.
 """
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ import secrets
 
 from bandit.encoding import context_text
 from bandit.policy import empty_model
-from experiments import personalizer_config as config
-from experiments import personalizer_requests as requests
-from experiments.personalizer_evaluations import PersonalizerEvaluations
+from experiments.personalizer import config
+from experiments.personalizer import requests
+from experiments.personalizer.evaluations import PersonalizerEvaluations
 from experiments.auth import Unauthorized, hash_key
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.service import iso

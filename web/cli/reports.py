@@ -8,7 +8,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from web.cli_common import DB_OPTION, fail
+from web.cli.common import DB_OPTION, fail
 
 FROM_OPTION = click.option("--from", "start", default=None,
                            help="Only decisions made at or after this time (ISO 8601 UTC or epoch seconds).")
@@ -51,8 +51,8 @@ def report(key, db, start, end, interval, fmt, output):
 
     Example: silent report home-recs --format html -o report.html
     """
-    from experiments.reports import report as build
-    from web import report_render
+    from experiments.reporting.reports import report as build
+    from web.dashboard import report_render
 
     try:
         result = build(_store(db), key, start, end, interval)
@@ -79,7 +79,7 @@ def export(key, db, start, end, fmt, output):
 
     Example: silent export home-recs --format dsjson -o home-recs.json
     """
-    from experiments.exports import export as write
+    from experiments.reporting.exports import export as write
 
     progress = _Progress(f"export {key}")
     try:
@@ -103,8 +103,8 @@ def evaluate(key, spec_file, db, fmt):
 
     Example: silent evaluate home-recs --spec squarecb.json
     """
-    from experiments.evaluation import Evaluations
-    from web import report_render
+    from experiments.reporting.evaluation import Evaluations
+    from web.dashboard import report_render
 
     try:
         body = json.load(spec_file)

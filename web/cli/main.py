@@ -7,7 +7,7 @@ import sys
 import click
 
 from experiments.errors import ServiceError
-from web.cli_common import DB_OPTION, fail
+from web.cli.common import DB_OPTION, fail
 
 
 def _service(db: str):
@@ -138,21 +138,21 @@ _status_command("pause", "paused", "Pause (serve the control policy)")
 _status_command("stop", "stopped", "Stop for good")
 
 
-from web.access_commands import keys, users  # noqa: E402  (after cli, which they join)
+from web.cli.access import keys, users  # noqa: E402  (after cli, which they join)
 
 cli.add_command(keys)
 cli.add_command(users)
 
-from web.report_commands import evaluate, export, report  # noqa: E402
+from web.cli.reports import evaluate, export, report  # noqa: E402
 
 for _command in (report, export, evaluate):
     cli.add_command(_command)
 
-from web.personalizer_commands import personalizer  # noqa: E402
+from web.cli.personalizer import personalizer  # noqa: E402
 
 cli.add_command(personalizer)
 
-from web.simulate_commands import demo, simulate  # noqa: E402
+from web.cli.simulate import demo, simulate  # noqa: E402
 
 cli.add_command(demo)
 cli.add_command(simulate)

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import click
 
 from experiments.errors import ServiceError
-from web.cli_common import DB_OPTION
+from web.cli.common import DB_OPTION
 
 
 

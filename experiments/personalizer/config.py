@@ -15,7 +15,7 @@ import shlex
 
 from bandit.exploration import SettingError, exploration_to_dict, parse_exploration
 from experiments.errors import InvalidField
-from experiments.personalizer_requests import check_body, check_name, finite_number
+from experiments.personalizer.requests import check_body, check_name, finite_number
 
 MAX_DURATION_SECONDS = 30 * 86400
 AGGREGATIONS = {"earliest": "first", "sum": "sum", "max": "max"}

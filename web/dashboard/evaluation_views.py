@@ -6,8 +6,8 @@ Runs go through the same ``Evaluations`` runner as ``POST /v1/.../evaluations``
 from __future__ import annotations
 
 from experiments.errors import InvalidField
-from web import forms
-from web.report_views import estimate
+from web.dashboard import forms
+from web.dashboard.report_views import estimate
 from web.reports_api import evaluations
 
 LEARNING_FIELDS = ("learning.learning_rate", "learning.interactions")

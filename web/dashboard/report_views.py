@@ -1,6 +1,6 @@
 """Shape reports for the dashboard: list summaries, the experiment page's tables and charts.
 
-The numbers all come from ``experiments.reports.report``; this module only picks
+The numbers all come from ``experiments.reporting.reports.report``; this module only picks
 what each page shows, formats estimates with their intervals and draws charts.
 """
 from __future__ import annotations
@@ -9,10 +9,11 @@ from flask import current_app
 
 from experiments.errors import InvalidField
 from experiments.health import health
-from experiments.reports import report
-from web import dashboard_charts, forms
-from web.charts import line_chart
-from web.formatting import interval, number, percent
+from experiments.reporting.reports import report
+from web.dashboard import bar_charts
+from web.dashboard import forms
+from web.dashboard.charts import line_chart
+from web.dashboard.formatting import interval, number, percent
 
 RANGE_FIELDS = ("from", "to", "interval")
 SUMMARY_SECONDS = 60.0
@@ -137,23 +138,23 @@ def report_charts(rep: dict) -> list[dict]:
     """The experiment page's charts: reward over time per variant, item shares, model versions."""
     series = rep["time_series"]
     buckets, variants = series["buckets"], series["variants"]
-    labels = [dashboard_charts.short_time(b) for b in buckets]
+    labels = [bar_charts.short_time(b) for b in buckets]
     per = series["interval"]
     rate = line_chart({name: v["reward_rate"] for name, v in variants.items()}, labels, "", "{:.0%}")
     mean = line_chart({name: v["mean_reward"] for name, v in variants.items()}, labels, "", "{:.3g}")
     shares = series["shares"]
     shown = "bandit" if "bandit" in shares["variants"] else next(iter(shares["variants"]), None)
     what = "Arm" if rep["experiment"]["kind"] == "strategies" else "Item"
-    share = dashboard_charts.stacked_bars(buckets, shares["items"], shares["variants"].get(shown, []),
+    share = bar_charts.stacked_bars(buckets, shares["items"], shares["variants"].get(shown, []),
                                           f"{what} shares of the first slot per {per}")
     served = rep["model_versions"]["served"]
-    models = dashboard_charts.bar_chart([f"v{m['version']}" for m in served], [m["decisions"] for m in served],
+    models = bar_charts.bar_chart([f"v{m['version']}" for m in served], [m["decisions"] for m in served],
                                         "Decisions served by each model version")
     return [
         {"title": f"Rewarded share per {per}", "svg": rate, "legend": [], "note": "per variant"},
         {"title": f"Mean reward per decision per {per}", "svg": mean, "legend": [],
          "note": "what the bandit maximises"},
-        {"title": f"{what} shares over time", "svg": share, "legend": dashboard_charts.legend(shares["items"]),
+        {"title": f"{what} shares over time", "svg": share, "legend": bar_charts.legend(shares["items"]),
          "note": f"first slot, {shown} variant" if shown else ""},
         {"title": "Model versions", "svg": models, "legend": [], "note": "decisions served per version (v0: none yet)"},
     ]

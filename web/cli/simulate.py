@@ -12,7 +12,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from web.cli_common import fail
+from web.cli.common import fail
 
 SCENARIO_CHOICE = click.Choice(["items", "slate", "strategies"])
 DEMO_KEY = "home-recs"
@@ -35,7 +35,7 @@ def _progress(total: int, desc: str):
 def run_in_process(settings, db_path: str, desc: str) -> tuple[dict, object, object]:
     """Run the simulation on the real service and learner; return (result, target, clock)."""
     from experiments.clock import VirtualClock
-    from experiments.simulate import InProcessTarget, run
+    from experiments.simulation.runner import InProcessTarget, run
 
     clock = VirtualClock()
     target = InProcessTarget(db_path, clock, settings.learn_seconds)
@@ -47,8 +47,8 @@ def run_in_process(settings, db_path: str, desc: str) -> tuple[dict, object, obj
 def run_over_http(settings, url: str, api_key: str | None) -> dict:
     """Run the simulation against a running server; event ids are fresh for every run."""
     from experiments.clock import VirtualClock
-    from experiments.simulate import run
-    from experiments.simulate_http import HttpTarget
+    from experiments.simulation.runner import run
+    from experiments.simulation.http_target import HttpTarget
 
     target = HttpTarget(url, api_key)
     try:
@@ -93,7 +93,7 @@ def _number(value) -> str:
 
 def chart_svg(result: dict) -> str:
     """Draw the learning curve with the uniform, best fixed and oracle levels as flat lines."""
-    from web.charts import line_chart
+    from web.dashboard.charts import line_chart
 
     curve = result["learning_curve"]
     series = {"bandit (measured)": [p["ctr"] for p in curve], "bandit (expected)": [p["expected"] for p in curve]}
@@ -137,7 +137,7 @@ def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds,
 
     Example: silent simulate --scenario slate --events 5000 --seed 1 --json
     """
-    from experiments.simulate import SimulationSettings
+    from experiments.simulation.runner import SimulationSettings
 
     if wait_seconds is None:
         wait_seconds = HTTP_WAIT_SECONDS if url else 120.0
@@ -184,8 +184,8 @@ def fresh_folder(folder: str | None) -> str:
 
 def headline(store, key: str, clock) -> list[str]:
     """The report's headline: reward per decision of bandit and holdout, and the lift with its interval."""
-    from experiments.reports import report
-    from web.report_render import estimate
+    from experiments.reporting.reports import report
+    from web.dashboard.report_render import estimate
 
     result = report(store, key, clock=clock, ope_sample=2000)
     variants = {v["variant"]: v for v in result["variants"]}
@@ -218,7 +218,7 @@ def demo(events, seed, scenario, folder):
 
     Example: silent demo --events 5000
     """
-    from experiments.simulate import SimulationSettings
+    from experiments.simulation.runner import SimulationSettings
 
     folder = fresh_folder(folder)
     os.makedirs(folder, exist_ok=True)

@@ -2,7 +2,7 @@
 
 A Personalizer evaluation names a time range and up to ten learning policies
 (VW command lines). Each policy becomes one native evaluation
-(``experiments.evaluation``): the logged decisions of the range are replayed
+(``experiments.reporting.evaluation``): the logged decisions of the range are replayed
 through that policy and through the live one, and their doubly robust estimates
 with 95% intervals become Personalizer's ``expectedReward`` and
 ``confidenceInterval``. Without custom policies the live policy is evaluated
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 
-from experiments import personalizer_config as config
+from experiments.personalizer import config
 from experiments.errors import Conflict, InvalidField, NotFound
-from experiments.evaluation import Evaluations, parse_request
-from experiments.personalizer_requests import check_body, check_name
-from experiments.reports import parse_time
+from experiments.reporting.evaluation import Evaluations, parse_request
+from experiments.personalizer.requests import check_body, check_name
+from experiments.reporting.reports import parse_time
 from experiments.service import iso
 from experiments.store import dumps, loads
 

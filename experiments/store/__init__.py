@@ -1,0 +1,7 @@
+"""The store: every SQL statement of the service, behind one interface (the SQLite engine and its migrations).
+
+May import ``bandit`` and ``experiments.errors``; nothing above the store sees a driver or a dialect.
+"""
+from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads, set_digest
+
+__all__ = ["INSERT_SET", "Store", "dumps", "insert", "loads", "set_digest"]
