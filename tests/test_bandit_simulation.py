@@ -83,7 +83,7 @@ def test_same_seed_gives_identical_catalog_views_and_outcomes():
         views = [shop.page_view(rng) for _ in range(200)]
         slate = ["sku-1", "sku-2", "sku-3"]
         outcomes = [shop.outcomes(v, slate, rng) for v in views]
-        return shop.catalog, views, outcomes, shop._offset
+        return shop.catalog, views, outcomes, shop.clicks.offset
 
     assert run(0) == run(0)
     assert run(0)[0] != run(1)[0]
@@ -161,7 +161,7 @@ def test_downstream_events_only_follow_clicks_with_positive_delays(shop, views):
 def test_click_rates_are_tuned_to_be_measurable(shop, views):
     by_segment = defaultdict(list)
     for view in views:
-        by_segment[view.segment].append(shop._attractiveness(view))
+        by_segment[view.segment].append(shop.attractiveness(view))
     for rows in by_segment.values():
         rows = np.array(rows)
         assert 0.02 <= rows.mean() <= 0.08
