@@ -86,18 +86,28 @@ def test_the_event_id_seeds_the_choice(client, app, tmp_path, clock):
 @pytest.mark.parametrize("body, target", [
     ({"actions": []}, "actions"),
     ({"actions": [{"id": "a", "features": [{"x": 1}]}, {"id": "a", "features": []}]}, "actions[1].id"),
-    ({"actions": ACTIONS, "excludedActions": ["nope"]}, "excludedActions[0]"),
     ({"actions": ACTIONS, "excludedActions": [a["id"] for a in ACTIONS]}, "excludedActions"),
     ({"actions": ACTIONS, "contextFeatures": [None]}, "contextFeatures[0]"),
     ({"actions": ACTIONS, "eventId": ""}, "eventId"),
     ({"actions": ACTIONS, "deferActivation": "yes"}, "deferActivation"),
     ({"actions": [{"id": "a", "features": [{"x": float("inf")}]}]}, None),
-    ({"actions": ACTIONS, "colour": 1}, "colour"),
+    ({"actions": [{"id": {}, "features": []}]}, "actions[0].id"),
+    ({"actions": [{"id": "x" * 257, "features": []}]}, "actions[0].id"),
 ])
 def test_bad_rank_requests_are_400_and_write_nothing(resource, db_path, body, target):
     before = table_counts(db_path)
     error_of(resource.call("POST", "/rank", json=body), 400, "InvalidRankRequest", target)
     assert table_counts(db_path) == before
+
+
+def test_unknown_fields_and_exclusions_of_absent_actions_are_ignored(resource, caplog):
+    """The spec forbids neither: a static out-of-stock list and newer clients' fields still rank."""
+    answer = resource.rank(excludedActions=["news-3", "sold-out-7"], colour="red",
+                           actions=[{**a, "label": "x"} for a in ACTIONS])
+    assert [r["id"] for r in answer["ranking"]][-1] == "news-3" and len(answer["ranking"]) == len(ACTIONS)
+    assert "colour" in caplog.text and "label" in caplog.text
+    config_doc = resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT5S", "surprise": 1})
+    assert "surprise" not in config_doc and config_doc["rewardWaitTime"] == "PT5S"
 
 
 def test_body_that_is_not_json_is_a_400(resource):
@@ -111,16 +121,31 @@ def test_reward_and_activate(resource, learner, clock):
     resource.call("POST", f"/events/{event}/activate", 204)
     error_of(resource.call("POST", f"/events/{event}/reward", json={"value": 1.5}), 400, "InvalidRewardRequest",
              "value")
-    error_of(resource.call("POST", "/events/nope/reward", json={"value": 1}), 404, "ResourceNotFound", "eventId")
     store = resource.app.extensions["silent"]["store"]
     rewards = store.query("SELECT item, slot, value FROM rewards")
     assert rewards == [{"item": None, "slot": 0, "value": 0.5}]
 
 
-def test_events_of_another_resource_are_not_found(client, app, resource):
+def test_rewards_for_unknown_events_are_kept_unattributed_and_counted(client, app, resource):
+    """Rewards still in flight for events ranked before a cut-over get 204, as from the retired service."""
     other = Resource(client, app, "other")
-    event = other.rank()["eventId"]
-    error_of(resource.call("POST", f"/events/{event}/reward", json={"value": 1}), 404, "ResourceNotFound")
+    foreign = other.rank()["eventId"]  # another resource's event is unknown to this one
+    resource.call("POST", "/events/before-cutover/reward", 204, json={"value": 1})
+    resource.call("POST", f"/events/{foreign}/reward", 204, json={"value": 0.5})
+    resource.call("POST", "/events/before-cutover/activate", 204)
+    resource.call("POST", "/multislot/events/ms-old/reward", 204, json={"reward": [{"slotId": "hero", "value": 1}]})
+    store = app.extensions["silent"]["store"]
+    kept = store.query("SELECT experiment, event_id, kind, slot_id, value FROM unattributed_rewards ORDER BY id")
+    assert kept == [{"experiment": "news", "event_id": "before-cutover", "kind": "reward", "slot_id": None, "value": 1.0},
+                    {"experiment": "news", "event_id": foreign, "kind": "reward", "slot_id": None, "value": 0.5},
+                    {"experiment": "news", "event_id": "before-cutover", "kind": "activate", "slot_id": None,
+                     "value": None},
+                    {"experiment": "news", "event_id": "ms-old", "kind": "reward", "slot_id": "hero", "value": 1.0}]
+    assert store.query("SELECT count(*) AS n FROM rewards")[0]["n"] == 0
+    assert client.get("/v1/experiments/news/report").get_json()["rewards"]["unknown_event"] == 3
+    assert client.post("/v1/events/before-cutover/rewards", json={"value": 1}).status_code == 404  # native stays
+    resource.call("DELETE", "/logs", 204)
+    assert client.get("/v1/experiments/news/report").get_json()["rewards"]["unknown_event"] == 0
 
 
 def test_deferred_events_learn_only_when_activated_in_time(resource, learner, clock):
@@ -158,6 +183,7 @@ def test_multislot_rank_and_reward(client, app):
     ([{"id": "a", "baselineAction": "news-0"}, {"id": "b", "baselineAction": "news-0"}], "slots[1].baselineAction"),
     ([{"baselineAction": "news-0"}], "slots[0].id"),
     ([], "slots"),
+    ([{"id": "a", "baselineAction": []}], "slots[0].baselineAction"),
 ])
 def test_bad_multislot_requests_are_400(client, app, slots, target):
     slate = Resource(client, app, "slate", slots=2)
@@ -165,9 +191,13 @@ def test_bad_multislot_requests_are_400(client, app, slots, target):
              "InvalidRankRequest", target)
 
 
-def test_multislot_beyond_the_experiments_slots_says_how_to_fix_it(resource):
-    error = error_of(resource.call("POST", "/multislot/rank", json={"actions": ACTIONS, "slots": SLOTS}), 400,
-                     "InvalidRankRequest", "slots")
+def test_a_new_resource_ranks_multi_slot_up_to_its_maximum(client, app, resource):
+    """No special creation needed: a new resource takes up to 10 slots; beyond is the spec's error code."""
+    answer = resource.json("POST", "/multislot/rank", 201, {"actions": ACTIONS, "slots": SLOTS})
+    assert [s["id"] for s in answer["slots"]] == ["hero", "side"]
+    one = Resource(client, app, "single", slots=1)
+    error = error_of(one.call("POST", "/multislot/rank", json={"actions": ACTIONS, "slots": SLOTS}), 400,
+                     "InvalidMultiSlotApiAccess", "slots")
     assert "at most 1 slot" in error["message"]
 
 
@@ -187,10 +217,10 @@ def test_apprentice_mode_always_answers_the_baseline(client, app):
 
 def test_service_configuration_round_trip(resource):
     sent = {"rewardWaitTime": "PT5S", "defaultReward": -0.5, "rewardAggregation": "sum",
-            "explorationPercentage": 35, "modelExportFrequency": "PT30S", "logRetentionDays": 7,
+            "explorationPercentage": 0.35, "modelExportFrequency": "PT30S", "logRetentionDays": 7,
             "modelRetrainDays": 2, "learningMode": "Online", "isAutoOptimizationEnabled": False}
     back = resource.json("PUT", "/configurations/service", 200, sent)
-    assert {k: back[k] for k in sent} == {**sent, "explorationPercentage": 35.0}
+    assert {k: back[k] for k in sent} == sent
     assert resource.json("GET", "/configurations/service", 200) == back
     experiment = resource.client.get("/v1/experiments/news").get_json()
     assert experiment["spec"]["reward"] == {**experiment["spec"]["reward"], "wait_seconds": 5.0, "default": -0.5,
@@ -201,42 +231,56 @@ def test_service_configuration_round_trip(resource):
     assert history[-1]["actor"] == "personalizer"
 
 
-@pytest.mark.parametrize("body, target", [
-    ({"rewardWaitTime": "ten minutes"}, "rewardWaitTime"),
-    ({"rewardWaitTime": "P31D"}, "rewardWaitTime"),
-    ({"defaultReward": 2}, "defaultReward"),
-    ({"rewardAggregation": "median"}, "rewardAggregation"),
-    ({"explorationPercentage": 120}, "explorationPercentage"),
-    ({"learningMode": "Teacher"}, "learningMode"),
-    ({"logRetentionDays": 0}, "logRetentionDays"),
-    ({"modelExportFrequency": "PT0S"}, "modelExportFrequency"),
-    ({"surprise": 1}, "surprise"),
+@pytest.mark.parametrize("body, code, target", [
+    ({"rewardWaitTime": "ten minutes"}, "InvalidServiceConfiguration", "rewardWaitTime"),
+    ({"rewardWaitTime": "P31D"}, "InvalidServiceConfiguration", "rewardWaitTime"),
+    ({"rewardWaitTime": "PT4S"}, "InvalidRewardWaitTime", "rewardWaitTime"),
+    ({"rewardWaitTime": "P2DT1S"}, "InvalidRewardWaitTime", "rewardWaitTime"),
+    ({"defaultReward": 2}, "InvalidServiceConfiguration", "defaultReward"),
+    ({"rewardAggregation": "median"}, "InvalidServiceConfiguration", "rewardAggregation"),
+    ({"explorationPercentage": 20}, "InvalidServiceConfiguration", "explorationPercentage"),
+    ({"explorationPercentage": 120}, "InvalidServiceConfiguration", "explorationPercentage"),
+    ({"explorationPercentage": -0.1}, "InvalidServiceConfiguration", "explorationPercentage"),
+    ({"learningMode": "Teacher"}, "InvalidServiceConfiguration", "learningMode"),
+    ({"learningMode": "Apprentice", "defaultReward": 0.5}, "InvalidLearningModeServiceConfiguration",
+     "learningMode"),
+    ({"logRetentionDays": 0}, "InvalidLogRetentionDays", "logRetentionDays"),
+    ({"logRetentionDays": 3, "modelRetrainDays": 4}, "InvalidModelRetrainDays", "modelRetrainDays"),
+    ({"modelRetrainDays": -1}, "InvalidModelRetrainDays", "modelRetrainDays"),
+    ({"modelExportFrequency": "PT0S"}, "InvalidServiceConfiguration", "modelExportFrequency"),
 ])
-def test_bad_service_configuration_is_400_and_changes_nothing(resource, db_path, body, target):
+def test_bad_service_configuration_is_400_and_changes_nothing(resource, db_path, body, code, target):
     before = table_counts(db_path)
-    error_of(resource.call("PUT", "/configurations/service", json=body), 400, "InvalidServiceConfiguration", target)
+    response = resource.call("PUT", "/configurations/service", json=body)
+    error_of(response, 400, code, target)
+    assert response.headers["x-ms-error-code"] == code
     assert table_counts(db_path) == before
 
 
 def test_policy_update_validates_with_vw_and_resets(resource):
     policy = resource.json("GET", "/configurations/policy", 200)
-    assert policy == {"name": "news", "arguments": "--cb_explore_adf --epsilon 0.2 -q :: -l 0.5"}
-    updated = resource.json("PUT", "/configurations/policy", 200,
-                            {"name": "tuned", "arguments": "--cb_explore_adf --epsilon 0.1 --power_t 0 -l 0.01 -q ::"})
-    assert updated == {"name": "tuned", "arguments": "--cb_explore_adf --epsilon 0.1 -q :: -l 0.01 --power_t 0"}
+    assert policy == {"name": "news", "arguments": "--ccb_explore_adf --epsilon 0.2 -q :: -l 0.5"}
+    sent = {"name": "tuned", "arguments": "--cb_explore_adf --epsilon 0.1 --power_t 0 -l 0.01 -q ::"}
+    updated = resource.json("PUT", "/configurations/policy", 200, sent)
+    assert updated == sent  # read back as sent, like the spec's example
+    experiment = resource.client.get("/v1/experiments/news").get_json()["spec"]
+    assert experiment["exploration"]["epsilon"] == 0.1 and experiment["learning"]["vw_args"] == "--power_t 0"
     error = error_of(resource.call("PUT", "/configurations/policy",
                                    json={"name": "bad", "arguments": "--cb_explore_adf --no_such_flag 3"}),
                      400, "InvalidPolicyConfiguration", "arguments")
     assert "Vowpal Wabbit" in error["message"] and "no_such_flag" in error["message"]
     assert resource.json("GET", "/configurations/policy", 200) == updated
+    resource.client.patch("/v1/experiments/news", json={"learning": {"learning_rate": 0.02}})
+    assert resource.json("GET", "/configurations/policy", 200)["arguments"] == (
+        "--ccb_explore_adf --epsilon 0.1 -q :: -l 0.02 --power_t 0")  # changed elsewhere: the live line
     assert resource.json("DELETE", "/configurations/policy", 200) == policy
 
 
 def test_model_export_reset_and_properties(resource, learner, clock):
-    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT1S"})
+    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT5S"})
     for _ in range(5):
         resource.call("POST", f"/events/{resource.rank()['eventId']}/reward", 204, json={"value": 1})
-    clock.advance(2)
+    clock.advance(6)
     learner.run_once(force_publish=True)
     blob = resource.call("GET", "/model", 200).data
     settings = resource.app.extensions["silent"]["service"].spec("news").policy_settings()
@@ -250,7 +294,7 @@ def test_model_export_reset_and_properties(resource, learner, clock):
 
 
 def test_log_properties_and_delete(resource):
-    assert resource.json("GET", "/logs/properties", 200) == {"dateRange": {"from": None, "to": None}}
+    error_of(resource.call("GET", "/logs/properties"), 404, "LogsPropertiesNotFound")
     for _ in range(3):
         resource.rank()
     dates = resource.json("GET", "/logs/properties", 200)["dateRange"]
@@ -260,7 +304,6 @@ def test_log_properties_and_delete(resource):
 
 
 def test_unknown_operations_are_404_in_personalizer_shape(resource):
-    error_of(resource.call("PUT", "/model", data=b"x"), 404, "ResourceNotFound")
     error_of(resource.call("GET", "/nothing/here"), 404, "ResourceNotFound")
 
 
@@ -331,7 +374,7 @@ def wait_for_evaluation(resource, evaluation_id):
 
 
 def test_offline_evaluations_compare_custom_policies_with_the_online_one(resource, clock):
-    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT1S"})
+    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT5S"})
     for t in range(60):
         answer = resource.rank(contextFeatures=[{"user": {"tier": ["gold", "silver"][t % 2]}}])
         resource.call("POST", f"/events/{answer['eventId']}/reward", 204,
@@ -351,23 +394,25 @@ def test_offline_evaluations_compare_custom_policies_with_the_online_one(resourc
     assert done["optimalPolicy"] in results
     listed = resource.json("GET", "/evaluations", 200)
     assert [e["id"] for e in listed["value"]] == ["eval-1"] and listed["nextLink"] is None
-    error_of(resource.call("PUT", "/evaluations/eval-1", json=contract), 400, "InvalidEvaluationContract",
+    error_of(resource.call("PUT", "/evaluations/eval-1", json=contract), 400, "EvaluationAlreadyExists",
              "evaluationId")
     resource.call("DELETE", "/evaluations/eval-1", 204)
     error_of(resource.call("GET", "/evaluations/eval-1"), 404, "EvaluationNotFound")
 
 
-@pytest.mark.parametrize("change, target", [
-    ({"policies": [{"name": "x", "arguments": "--cb_explore_adf --bogus_flag"}]}, "policies[0].arguments"),
-    ({"policies": [{"name": "x", "arguments": "-q ::"}, {"name": "x", "arguments": "-q ::"}]}, "policies[1].name"),
-    ({"endTime": "2025-01-01T00:00:00Z"}, "endTime"),
-    ({"startTime": None}, "startTime"),
-    ({"name": ""}, "name"),
+@pytest.mark.parametrize("change, code, target", [
+    ({"policies": [{"name": "x", "arguments": "--cb_explore_adf --bogus_flag"}]}, "InvalidEvaluationContract",
+     "policies[0].arguments"),
+    ({"policies": [{"name": "x", "arguments": "-q ::"}, {"name": "x", "arguments": "-q ::"}]},
+     "DuplicateCustomPolicyNames", "policies[1].name"),
+    ({"endTime": "2025-01-01T00:00:00Z"}, "InvalidEvaluationContract", "endTime"),
+    ({"startTime": None}, "InvalidEvaluationContract", "startTime"),
+    ({"name": ""}, "InvalidEvaluationContract", "name"),
 ])
-def test_bad_evaluation_contracts_are_400_and_write_nothing(resource, db_path, change, target):
+def test_bad_evaluation_contracts_are_400_and_write_nothing(resource, db_path, change, code, target):
     contract = {"name": "n", "startTime": "2025-12-31T00:00:00Z", "endTime": "2026-01-02T00:00:00Z", **change}
     before = table_counts(db_path)
-    error_of(resource.call("PUT", "/evaluations/e", json=contract), 400, "InvalidEvaluationContract", target)
+    error_of(resource.call("PUT", "/evaluations/e", json=contract), 400, code, target)
     assert table_counts(db_path) == before
 
 

@@ -3,9 +3,11 @@
 Each view parses its input and calls one ``experiments.personalizer.mapping`` method.
 The ``Ocp-Apim-Subscription-Key`` header names the resource (the experiment);
 errors come back in Personalizer's own shape, ``{"error": {"code", "message",
-"target"}}``, with its codes and status codes. The ``api-version`` query
-parameter is accepted and ignored, and the path-versioned forms
-(``/personalizer/v1.0/rank``, ``/personalizer/v1.1-preview.3/rank``) work too.
+"target"}}``, with its codes and status codes, and the code again in the
+``x-ms-error-code`` header. Every path answers in its path-versioned forms
+(``/personalizer/v1.0/rank``, ``/personalizer/v1.1-preview.3/rank``) and with
+``?api-version=``; documents whose shape differs between versions are written
+in the shape of the version the request spoke (``versions.version_of``).
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from werkzeug.exceptions import HTTPException
 
 from experiments.errors import InvalidField, NotFound, ServiceError
 from experiments.personalizer import Personalizer
+from experiments.personalizer.versions import PATH_VERSIONS, version_of
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("personalizer", __name__, url_prefix="/personalizer")
-VERSIONS = ("", "/v1.0", "/v1.1-preview.1", "/v1.1-preview.2", "/v1.1-preview.3")
+VERSIONS = ("", *(f"/{v}" for v in PATH_VERSIONS))
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 # the error code of a client mistake, per view; anything else is a BadRequest
 BAD_REQUEST_CODES = {
@@ -50,6 +53,12 @@ def route(rule: str, **options):
     return decorator
 
 
+def version() -> str:
+    """Return the API version this request spoke: from its path, else its ``api-version``."""
+    head = request.path[len(bp.url_prefix) + 1:].partition("/")[0]
+    return version_of(head if head in PATH_VERSIONS else None, request.args.get("api-version"))
+
+
 def json_body():
     data = request.get_json(force=True, silent=True)
     if data is None:
@@ -68,6 +77,7 @@ def error_response(status: int, code: str, message: str, target: str | None = No
         error["target"] = target
     response = jsonify({"error": error})
     response.status_code = status
+    response.headers["x-ms-error-code"] = code
     return response
 
 
@@ -90,6 +100,7 @@ def handle_exception(exc: Exception):
     view = (request.endpoint or "").rpartition(".")[2]
     if isinstance(exc, ServiceError):
         status, code = code_for(exc.status, view)
+        code = getattr(exc, "personalizer_code", None) or code
         return error_response(status, code, exc.message, exc.field)
     if isinstance(exc, HTTPException):
         status, code = code_for(exc.code or 500, view)
@@ -137,12 +148,12 @@ def multislot_reward(event_id):
 # -- configurations ---------------------------------------------------------------
 @route("/configurations/service", methods=["GET"])
 def get_service_configuration():
-    return jsonify(personalizer().service_configuration(g.resource))
+    return jsonify(personalizer().service_configuration(g.resource, version()))
 
 
 @route("/configurations/service", methods=["PUT"])
 def update_service_configuration():
-    return jsonify(personalizer().update_service_configuration(g.resource, json_body()))
+    return jsonify(personalizer().update_service_configuration(g.resource, json_body(), version()))
 
 
 @route("/configurations/policy", methods=["GET"])

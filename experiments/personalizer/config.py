@@ -15,9 +15,12 @@ import shlex
 
 from bandit.exploration import SettingError, exploration_to_dict, parse_exploration
 from experiments.errors import InvalidField
+from experiments.personalizer.errors import PersonalizerError
 from experiments.personalizer.requests import check_body, check_name, finite_number
+from experiments.personalizer.versions import V1_0
 
 MAX_DURATION_SECONDS = 30 * 86400
+REWARD_WAIT_RANGE = (5.0, 2 * 86400.0)  # the spec's "between 5 seconds and 2 days"
 AGGREGATIONS = {"earliest": "first", "sum": "sum", "max": "max"}
 MODES = {"Online": "online", "Apprentice": "apprentice", "LoggingOnly": "logging_only"}
 STORED_DEFAULTS = {"logRetentionDays": -1, "modelRetrainDays": 0, "isAutoOptimizationEnabled": False}
@@ -66,6 +69,26 @@ def parse_duration(text, field: str) -> float:
     return seconds
 
 
+def format_timespan(seconds: float) -> str:
+    """Write seconds as a .NET time span, the form v1.0 clients read (``[d.]hh:mm:ss[.fffffff]``).
+
+    >>> format_timespan(600), format_timespan(90061.5), format_timespan(0)
+    ('00:10:00', '1.01:01:01.5000000', '00:00:00')
+    """
+    ticks = round(float(seconds) * 10_000_000)
+    days, ticks = divmod(ticks, 864_000_000_000)
+    hours, ticks = divmod(ticks, 36_000_000_000)
+    minutes, ticks = divmod(ticks, 600_000_000)
+    secs, ticks = divmod(ticks, 10_000_000)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}" + (f".{ticks:07d}" if ticks else "")
+    return f"{days}.{text}" if days else text
+
+
+def duration_text(seconds: float, version: str) -> str:
+    """Write a duration the way clients of ``version`` read it."""
+    return format_timespan(seconds) if version == V1_0 else format_duration(seconds)
+
+
 def format_duration(seconds: float) -> str:
     """Write seconds as an ISO 8601 duration.
 
@@ -87,20 +110,20 @@ def format_duration(seconds: float) -> str:
 
 # -- service configuration ---------------------------------------------------------
 def exploration_percentage(exploration: dict) -> float:
-    """Return the share of explored ranks that a spec's exploration stands for, in percent."""
-    return round(100.0 * exploration.get("epsilon", 0.0), 6) if "epsilon" in exploration else 0.0
+    """Return the share of explored ranks that a spec's exploration stands for, as the spec's fraction 0-1."""
+    return round(exploration.get("epsilon", 0.0), 6) if "epsilon" in exploration else 0.0
 
 
-def service_configuration(spec: dict, stored: dict, edited_at: str | None) -> dict:
-    """Return the service configuration document of an experiment spec."""
+def service_configuration(spec: dict, stored: dict, edited_at: str | None, version: str = "") -> dict:
+    """Return the service configuration document of an experiment spec, durations as ``version`` reads them."""
     reward, learning = spec["reward"], spec["learning"]
     aggregation = {v: k for k, v in AGGREGATIONS.items()}[reward["aggregation"]]
     config = {
-        "rewardWaitTime": format_duration(reward["wait_seconds"]),
+        "rewardWaitTime": duration_text(reward["wait_seconds"], version),
         "defaultReward": reward["default"],
         "rewardAggregation": aggregation,
         "explorationPercentage": exploration_percentage(spec["exploration"]),
-        "modelExportFrequency": format_duration(learning["update_seconds"]),
+        "modelExportFrequency": duration_text(learning["update_seconds"], version),
         "learningMode": {v: k for k, v in MODES.items()}[learning.get("mode", "online")],
         **{**STORED_DEFAULTS, **stored},
         "lastConfigurationEditDate": edited_at,
@@ -108,11 +131,13 @@ def service_configuration(spec: dict, stored: dict, edited_at: str | None) -> di
     return config
 
 
-def _exploration_patch(percentage, exploration: dict) -> dict | None:
-    epsilon = finite_number(percentage, "explorationPercentage", 0, 100) / 100.0
+def _exploration_patch(share, exploration: dict) -> dict | None:
+    if isinstance(share, (int, float)) and not isinstance(share, bool) and 1 < share <= 100:
+        raise InvalidField("explorationPercentage", f"is a fraction from 0 to 1 (0.2 for 20%), not {share:g}")
+    epsilon = finite_number(share, "explorationPercentage", 0, 1)
     if "epsilon" in exploration:
         return None if exploration["epsilon"] == epsilon else {**exploration, "epsilon": epsilon}
-    if epsilon == exploration_percentage(exploration) / 100.0:
+    if epsilon == exploration_percentage(exploration):
         return None
     return {"algorithm": "epsilon", "epsilon": epsilon}  # a new percentage means epsilon-greedy
 
@@ -131,16 +156,42 @@ def _stored(body: dict) -> dict:
 def _check_retention(days: int, wait_seconds: float) -> None:
     least = math.ceil(wait_seconds / 86400) + 1
     if days != -1 and days < least:
-        raise InvalidField("logRetentionDays", f"must be -1 (keep forever) or at least the reward wait time plus "
-                                               f"one day, rounded up ({least})")
+        raise PersonalizerError("InvalidLogRetentionDays", f"must be -1 (keep forever) or at least the reward "
+                                f"wait time plus one day, rounded up ({least})", "logRetentionDays")
 
 
-def configuration_patch(body, spec: dict) -> tuple[dict, dict]:
+def _check_retrain(days: int, retention: int) -> None:
+    if days < 0 or (retention != -1 and days > retention):
+        raise PersonalizerError("InvalidModelRetrainDays", "must be between 0 and the number of log retention "
+                                f"days ({retention})", "modelRetrainDays")
+
+
+def _reward_wait(text) -> float:
+    seconds = parse_duration(text, "rewardWaitTime")
+    low, high = REWARD_WAIT_RANGE
+    if not low <= seconds <= high:
+        raise PersonalizerError("InvalidRewardWaitTime", f"must be between 5 seconds and 2 days, not {text}",
+                                "rewardWaitTime")
+    return seconds
+
+
+def _check_mode_change(body: dict, reward: dict, spec: dict, mode: str | None) -> None:
+    """Refuse changing the learning mode and the reward settings in one call, as the spec does."""
+    if mode is None or mode == spec["learning"].get("mode", "online"):
+        return
+    changed = [name for name, value in reward.items() if value != spec["reward"][name]]
+    if changed:
+        raise PersonalizerError(
+            "InvalidLearningModeServiceConfiguration", "change learningMode first, then defaultReward, "
+            "rewardWaitTime and rewardAggregation in a second call", "learningMode")
+
+
+def configuration_patch(body, spec: dict, stored_now: dict | None = None) -> tuple[dict, dict]:
     """Translate a service configuration into (spec patch, fields kept verbatim)."""
-    check_body(body, SERVICE_FIELDS)
+    body = check_body(body, SERVICE_FIELDS, where="service configuration")
     reward, learning = {}, {}
     if "rewardWaitTime" in body:
-        reward["wait_seconds"] = parse_duration(body["rewardWaitTime"], "rewardWaitTime")
+        reward["wait_seconds"] = _reward_wait(body["rewardWaitTime"])
     if "defaultReward" in body:
         reward["default"] = finite_number(body["defaultReward"], "defaultReward", -1, 1)
     if "rewardAggregation" in body:
@@ -160,9 +211,13 @@ def configuration_patch(body, spec: dict) -> tuple[dict, dict]:
         exploration = _exploration_patch(body["explorationPercentage"], spec["exploration"])
         if exploration is not None:
             patch["exploration"] = exploration
+    _check_mode_change(body, reward, spec, learning.get("mode"))
     stored = _stored(body)
+    current = {**STORED_DEFAULTS, **(stored_now or {}), **stored}
     if "logRetentionDays" in stored:
         _check_retention(stored["logRetentionDays"], reward.get("wait_seconds", spec["reward"]["wait_seconds"]))
+    if "modelRetrainDays" in stored or "logRetentionDays" in stored:
+        _check_retrain(current["modelRetrainDays"], current["logRetentionDays"])
     return patch, stored
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 
 from experiments.personalizer import config
-from experiments.errors import Conflict, InvalidField, NotFound
+from experiments.errors import InvalidField, NotFound
+from experiments.personalizer.errors import PersonalizerError
 from experiments.reporting.evaluation import Evaluations, parse_request
 from experiments.personalizer.requests import check_body, check_name
 from experiments.reporting.reports import parse_time
@@ -41,7 +42,8 @@ def _policies(value) -> list[tuple[str, str]]:
         except InvalidField as exc:
             raise InvalidField(f"policies[{i}].{exc.field}", exc.message.partition(": ")[2]) from None
         if name in [n for n, _ in out]:
-            raise InvalidField(f"policies[{i}].name", "custom policy names must be unique")
+            raise PersonalizerError("DuplicateCustomPolicyNames", "custom policy names must be unique",
+                                    f"policies[{i}].name")
         out.append((name, arguments))
     return out
 
@@ -76,7 +78,8 @@ class PersonalizerEvaluations:
         """Validate everything first, then submit one native evaluation per policy."""
         contract = parse_evaluation(evaluation_id, body)
         if self._row(key, evaluation_id, required=False):
-            raise Conflict(f"Evaluation with id {evaluation_id} already exists.", field="evaluationId")
+            raise PersonalizerError("EvaluationAlreadyExists", f"Evaluation with id {evaluation_id} already exists.",
+                                    "evaluationId")
         policies = contract["policies"] or [(live_policy["name"], live_policy["arguments"])]
         bodies = []
         for i, (name, arguments) in enumerate(policies):

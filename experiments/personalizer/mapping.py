@@ -16,14 +16,16 @@ from bandit.encoding import context_text
 from bandit.policy import empty_model
 from experiments.personalizer import config
 from experiments.personalizer import requests
+from experiments.personalizer.errors import PersonalizerError
 from experiments.personalizer.evaluations import PersonalizerEvaluations
 from experiments.auth import Unauthorized, hash_key
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.service import iso
-from experiments.spec import parse_spec
+from experiments.spec import check_id, parse_spec
 from experiments.store import dumps, loads
 
 ACTOR = "personalizer"
+DEFAULT_MAX_SLOTS = 10  # a new resource ranks up to this many slots per multi-slot request
 ACCESS_DENIED = ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
                  "valid key for an active subscription and use a correct regional API endpoint for your resource.")
 
@@ -51,7 +53,7 @@ class Personalizer:
         """Make a resource key for an experiment, creating it with Personalizer's defaults if needed."""
         row = self.store.get_experiment(experiment)
         if row is None:
-            spec = {**config.DEFAULT_SPEC, "key": experiment, "slots": slots or 1, "status": "running"}
+            spec = {**config.DEFAULT_SPEC, "key": experiment, "slots": slots or DEFAULT_MAX_SLOTS, "status": "running"}
             self.service.create_experiment(spec, actor=actor)
         elif row["kind"] != "items":
             raise InvalidField("experiment", "Personalizer ranks the actions of each request: "
@@ -120,33 +122,37 @@ class Personalizer:
     def multislot_rank(self, key: str, body) -> dict:
         """Fill each slot with a distinct action; a slot left without one gets a null rewardActionId."""
         native = requests.multislot_request(body)
+        most = self.service.spec(key).slots
+        if native["slots"] > most:
+            raise PersonalizerError(
+                "InvalidMultiSlotApiAccess", f"this resource ranks at most {most} slot{'s' * (most > 1)}; raise "
+                f"the slots of experiment {key!r} (PATCH /v1/experiments/{key}) to rank more", "slots")
         with personalizer_fields():
-            try:
-                answer = self.service.decide(key, native)
-            except InvalidField as exc:
-                if exc.field != "slots":
-                    raise
-                most = self.service.spec(key).slots  # the cached spec decide just checked against
-                if native["slots"] > most:
-                    raise InvalidField("slots", f"this resource ranks at most {most} slot{'s' * (most > 1)}; "
-                                                f"raise the slots of experiment {key!r} to rank more") from None
-                raise
+            answer = self.service.decide(key, native)
         slate = answer["slate"]
         slots = [{"id": slot["id"], "rewardActionId": slate[k]["id"] if k < len(slate) else None}
                  for k, slot in enumerate(native["slot_context"])]
         return {"slots": slots, "eventId": answer["event_id"]}
 
     # -- rewards and activation --------------------------------------------------
-    def _decision(self, key: str, event_id: str) -> dict:
+    def _decision(self, key: str, event_id: str) -> dict | None:
+        """Return this resource's decision of an event id, or None when it never ranked it."""
+        check_id(event_id, "eventId")
         decision = self.store.get_decision(event_id)
-        if decision is None or decision["experiment"] != key:
-            raise NotFound(f"event {event_id!r} does not exist", field="eventId")
-        return decision
+        return decision if decision is not None and decision["experiment"] == key else None
+
+    def _unattributed(self, key: str, event_id: str, kind: str, values: list[tuple[str | None, float | None]]):
+        """Keep what came for an event this resource never ranked: the retired service accepted it too."""
+        now = self.clock.now()
+        self.store.insert_unattributed([{"experiment": key, "event_id": event_id, "kind": kind, "slot_id": slot,
+                                         "value": value, "received_at": now} for slot, value in values])
 
     def reward(self, key: str, event_id: str, body) -> None:
         """Record the reward of a single-slot event (of its first slot, for a multi-slot one)."""
         value = requests.single_reward(body)
         decision = self._decision(key, event_id)
+        if decision is None:
+            return self._unattributed(key, event_id, "reward", [(None, value)])
         slate = loads(decision["slate"])
         native = {"value": value} if len(slate) == 1 else {"value": value, "item": slate[0]["id"]}
         with personalizer_fields():
@@ -156,6 +162,8 @@ class Personalizer:
         """Record per-slot rewards; each slot's value goes to the action shown in it."""
         rewards = requests.multislot_rewards(body)
         decision = self._decision(key, event_id)
+        if decision is None:
+            return self._unattributed(key, event_id, "reward", rewards)
         slate = loads(decision["slate"])
         position = {s["id"]: k for k, s in enumerate(loads(decision["slot_context"] or "[]"))}
         natives = []
@@ -170,7 +178,8 @@ class Personalizer:
 
     def activate(self, key: str, event_id: str) -> None:
         """Activate a deferred event; after its reward wait time this is refused."""
-        self._decision(key, event_id)
+        if self._decision(key, event_id) is None:
+            return self._unattributed(key, event_id, "activate", [(None, None)])
         try:
             self.service.activate(event_id)
         except Conflict as exc:
@@ -199,24 +208,24 @@ class Personalizer:
                 " updated_at = excluded.updated_at",
                 (key, dumps(merged), self.clock.now()))
 
-    def service_configuration(self, key: str) -> dict:
+    def service_configuration(self, key: str, version: str = "") -> dict:
         row = self._row(key)
         stored = {k: v for k, v in self._stored(key).items() if k in config.STORED_TYPES}
-        document = config.service_configuration(row["spec"], stored, iso(row["updated_at"]))
+        document = config.service_configuration(row["spec"], stored, iso(row["updated_at"]), version)
         metrics = self._apprentice_metrics(key)
         if metrics:
             document["latestApprenticeModeMetrics"] = metrics
         return document
 
-    def update_service_configuration(self, key: str, body) -> dict:
+    def update_service_configuration(self, key: str, body, version: str = "") -> dict:
         """Apply a service configuration: the spec fields as one experiment change, the rest kept verbatim."""
-        patch, stored = config.configuration_patch(body, self._row(key)["spec"])
+        patch, stored = config.configuration_patch(body, self._row(key)["spec"], self._stored(key))
         if patch:
             with personalizer_fields():
                 self.service.update_experiment(key, patch, actor=ACTOR)
         if stored:
             self._store(key, stored)
-        return self.service_configuration(key)
+        return self.service_configuration(key, version)
 
     def _apprentice_metrics(self, key: str) -> dict | None:
         row = self.store.query_one(
@@ -236,10 +245,15 @@ class Personalizer:
                 "lastBatchMetrics": batch}
 
     def policy(self, key: str) -> dict:
-        """Return the learning policy: a name and the VW command line the model is trained with."""
-        spec = self._spec(key)
-        return {"name": self._stored(key).get("policyName", key),
-                "arguments": config.policy_arguments(spec.policy_settings().args())}
+        """Return the learning policy: a name and the VW command line the model is trained with.
+
+        The command line reads back as it was sent while the settings are still the ones
+        it set; once they changed elsewhere (the native API), the live command line shows.
+        """
+        command = config.policy_arguments(self._spec(key).policy_settings().args())
+        stored = self._stored(key)
+        sent = stored.get("policyArguments") if stored.get("policyCommand") == command else None
+        return {"name": stored.get("policyName", key), "arguments": sent or command}
 
     def update_policy(self, key: str, body) -> dict:
         """Apply a VW command line; Vowpal Wabbit itself vets it, and its complaint comes back as a 400."""
@@ -247,13 +261,14 @@ class Personalizer:
         patch = config.policy_patch(arguments)
         with personalizer_fields():
             self.service.update_experiment(key, patch, actor=ACTOR)
-        self._store(key, {"policyName": name})
+        command = config.policy_arguments(self._spec(key).policy_settings().args())
+        self._store(key, {"policyName": name, "policyArguments": arguments, "policyCommand": command})
         return self.policy(key)
 
     def reset_policy(self, key: str) -> dict:
         with personalizer_fields():
             self.service.update_experiment(key, config.DEFAULT_POLICY, actor=ACTOR)
-        self._store(key, {"policyName": key})
+        self._store(key, {"policyName": key, "policyArguments": None, "policyCommand": None})
         return self.policy(key)
 
     # -- model and logs --------------------------------------------------------
@@ -279,6 +294,9 @@ class Personalizer:
     def log_properties(self, key: str) -> dict:
         self._row(key)
         first, last = self.store.log_range(key)
+        if first is None:
+            raise PersonalizerError("LogsPropertiesNotFound", "Log properties not found: nothing is logged yet.",
+                                    status=404)
         return {"dateRange": {"from": iso(first), "to": iso(last)}}
 
     def delete_logs(self, key: str) -> None:

@@ -4,14 +4,21 @@ Personalizer sends features as lists of objects (``[{"user": {...}}, {"time": "a
 the native API takes one object, so the list is merged: objects under the same
 key merge, other repeated keys become a list. Actions become candidates, the
 slots of a multi-slot request become the native ``slot_context``, and a native
-error's field is renamed to the Personalizer field it blames. Pure functions.
+error's field is renamed to the Personalizer field it blames. As the retired
+service was, parsing is lenient where the spec allows: fields it does not know
+are ignored (and logged once), and exclusions of actions the request does not
+list are ignored. Pure functions, but for that log.
 """
 from __future__ import annotations
 
+import logging
 import math
 from numbers import Real
 
 from experiments.errors import InvalidField, ServiceError
+from experiments.spec import check_id
+
+log = logging.getLogger(__name__)
 
 RANK_FIELDS = {"contextFeatures", "actions", "excludedActions", "eventId", "deferActivation"}
 MULTISLOT_FIELDS = {"contextFeatures", "actions", "slots", "eventId", "deferActivation"}
@@ -30,14 +37,33 @@ WHOLE_FIELD_NAMES = [("exploration", "arguments"), ("learning", "arguments")]  #
 SLOT_FIELD_NAMES = {"exclude": "excludedActions", "baseline": "baselineAction"}
 
 
-def check_body(body, allowed: set, message: str = "the body must be a JSON object") -> dict:
-    """Return ``body`` if it is a JSON object with only ``allowed`` fields; blame the first unknown one."""
+MAX_LOGGED_UNKNOWN = 1000  # distinct (where, field) pairs logged per process; the rest are ignored quietly
+_logged_unknown: set = set()
+
+
+def check_body(body, allowed: set, message: str = "the body must be a JSON object", where: str = "") -> dict:
+    """Return the ``allowed`` fields of a JSON object; others are ignored, as the retired service did.
+
+    >>> check_body({"value": 1, "colour": "red"}, {"value"})
+    {'value': 1}
+    """
     if not isinstance(body, dict):
-        raise InvalidField("", message)
-    unknown = set(body) - allowed
-    if unknown:
-        raise InvalidField(sorted(unknown)[0], "unknown field")
-    return body
+        raise InvalidField(where, message)
+    unknown = [name for name in body if name not in allowed]
+    if not unknown:
+        return body
+    _log_unknown(where, unknown)
+    return {name: value for name, value in body.items() if name in allowed}
+
+
+def _log_unknown(where: str, names: list[str]) -> None:
+    """Log each ignored field once per process (names are shortened: they are caller text)."""
+    for name in names:
+        seen = (where, name[:64])
+        if seen not in _logged_unknown and len(_logged_unknown) < MAX_LOGGED_UNKNOWN:
+            _logged_unknown.add(seen)
+            log.warning("Personalizer request: ignored unknown field %r%s", name[:64],
+                        f" in {where}" if where else "")
 
 
 def check_name(value, field: str = "name") -> str:
@@ -100,22 +126,19 @@ def candidates(actions) -> list[dict]:
         where = f"actions[{i}]"
         if not isinstance(action, dict):
             raise InvalidField(where, "must be an object with an id (actions cannot be null)")
-        extra = set(action) - {"id", "features"}
-        if extra:
-            raise InvalidField(f"{where}.{sorted(extra)[0]}", "unknown field")
-        out.append({"id": action.get("id"), "features": merge_features(action.get("features"), f"{where}.features")})
+        action = check_body(action, {"id", "features"}, where=where)
+        out.append({"id": check_id(action.get("id"), f"{where}.id"),
+                    "features": merge_features(action.get("features"), f"{where}.features")})
     return out
 
 
 def _action_ids(value, field: str, known: set) -> list[str]:
+    """Return the listed ids that are among this request's actions; others (an out-of-stock list) are ignored."""
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise InvalidField(field, "must be a list of action ids")
-    for i, action_id in enumerate(value):
-        if action_id not in known:
-            raise InvalidField(f"{field}[{i}]", f"{action_id!r} is not the id of one of the actions")
-    return value
+    return list(dict.fromkeys(x for x in value if x in known))
 
 
 def _defer(body: dict) -> bool:
@@ -137,7 +160,7 @@ def rank_request(body) -> dict:
     body = check_body(body, RANK_FIELDS)
     cands = candidates(body.get("actions"))
     excluded = _action_ids(body.get("excludedActions"), "excludedActions", {c["id"] for c in cands})
-    if len(set(excluded)) >= len({c["id"] for c in cands}):
+    if len(excluded) >= len({c["id"] for c in cands}):
         raise InvalidField("excludedActions", "excludes every action")
     native = {"context": merge_features(body.get("contextFeatures"), "contextFeatures"), "candidates": cands,
               "exclude": excluded, "slots": 1, "defer_activation": _defer(body)}
@@ -150,11 +173,11 @@ def _slot(slot, k: int, known: set) -> dict:
     where = f"slots[{k}]"
     if not isinstance(slot, dict):
         raise InvalidField(where, "must be an object (slots cannot be null)")
-    check_body(slot, SLOT_FIELDS)
+    slot = check_body(slot, SLOT_FIELDS, where=where)
     if not isinstance(slot.get("id"), str) or not slot["id"]:
         raise InvalidField(f"{where}.id", "every slot needs a unique, non-empty id")
     baseline = slot.get("baselineAction")
-    if baseline not in known:
+    if not isinstance(baseline, str) or baseline not in known:
         raise InvalidField(f"{where}.baselineAction", "must be the id of one of the actions")
     excluded = _action_ids(slot.get("excludedActions"), f"{where}.excludedActions", known)
     if baseline in excluded:
@@ -210,7 +233,7 @@ def multislot_rewards(body) -> list[tuple[str, float]]:
     for i, item in enumerate(rewards):
         if not isinstance(item, dict) or not isinstance(item.get("slotId"), str):
             raise InvalidField(f"reward[{i}].slotId", "must be a slot id")
-        check_body(item, {"slotId", "value"})
+        item = check_body(item, {"slotId", "value"}, where=f"reward[{i}]")
         out.append((item["slotId"], reward_value(item.get("value"), f"reward[{i}].value")))
     return out
 
@@ -259,5 +282,6 @@ def translated(exc: ServiceError) -> ServiceError:
     if new_field == field:
         return exc
     clone = type(exc).__new__(type(exc))  # InvalidField's constructor takes other arguments
+    clone.__dict__.update(exc.__dict__)  # a status or Personalizer code of its own stays
     ServiceError.__init__(clone, f"{new_field}: {message}" if new_field else message, new_field)
     return clone

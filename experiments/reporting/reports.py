@@ -40,7 +40,8 @@ numbers that cannot be computed are ``null``; times are ISO 8601 UTC)::
                                              "reward_rate": [...], "mean_reward": [...]}, ...},
                      "shares": {"slot": 0, "items": [id, ..., "(other)"],
                                 "variants": {"bandit": [[share per item] per bucket], ...}}},
-     "rewards": {"received", "on_time", "late", "duplicate", "unattributed", "by_type": {type: count}},
+     "rewards": {"received", "on_time", "late", "duplicate", "unattributed", "by_type": {type: count},
+                 "unknown_event"},  # rewards for event ids never logged (Personalizer accepts them), by receipt
      "model_versions": {"served": [{"version", "decisions"}], "published": [{"version", "learned",
                         "published_at", "spec_version"}], "latest": int | null}}
 """
@@ -130,7 +131,7 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
         "sample_ratio": sample_ratio(variants, spec.traffic["holdout"]),
         **off_policy(store, window, spec, decisions.size, rewarded, ope_sample),
         "time_series": time_series(decisions, rewarded, window.width, interval or "hour", reward["default"]),
-        "rewards": reward_counts(rows),
+        "rewards": {**reward_counts(rows), "unknown_event": store.unattributed_count(*window.params())},
         "model_versions": model_versions(store, window, decisions),
     }
 

@@ -110,7 +110,17 @@ def m004_personalizer(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer]
+def m006_unattributed_rewards(db: sqlite_utils.Database) -> None:
+    """Rewards and activations for event ids this experiment never ranked (kept, counted, never learned)."""
+    db["unattributed_rewards"].create(
+        {"id": int, "experiment": str, "event_id": str, "kind": str, "slot_id": str, "value": float,
+         "received_at": float},
+        pk="id", not_null={"experiment", "event_id", "kind", "received_at"}, if_not_exists=True,
+    )
+    db["unattributed_rewards"].create_index(["experiment", "received_at"], if_not_exists=True)
+
+
+MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -403,8 +403,21 @@ class Store:
         with self.transaction() as conn:
             newest = conn.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()[0]
             conn.execute("DELETE FROM rewards WHERE experiment = ? AND decision_seq < ?", (experiment, newest))
+            conn.execute("DELETE FROM unattributed_rewards WHERE experiment = ?", (experiment,))
             return conn.execute("DELETE FROM decisions WHERE experiment = ? AND seq < ?",
                                 (experiment, newest)).rowcount
+
+    def insert_unattributed(self, rows: list[dict]) -> None:
+        """Keep rewards or activations for event ids the experiment never logged (they are never learned)."""
+        with self.transaction() as conn:
+            for row in rows:
+                insert(conn, "unattributed_rewards", row)
+
+    def unattributed_count(self, experiment: str, start: float, end: float) -> int:
+        """Count the rewards for unknown events received in [start, end)."""
+        return self.conn.execute(
+            "SELECT count(*) FROM unattributed_rewards WHERE experiment = ? AND kind = 'reward'"
+            " AND received_at >= ? AND received_at < ?", (experiment, start, end)).fetchone()[0]
 
     def log_range(self, experiment: str) -> tuple[float | None, float | None]:
         """Return the times of an experiment's first and last logged decision."""

@@ -26,13 +26,14 @@ def personalizer():
 @personalizer.command("create-resource")
 @click.argument("experiment")
 @click.option("--slots", type=click.IntRange(1, 50), default=None,
-              help="Slots of a new experiment (multi-slot rank needs as many as its requests have) [1].")
+              help="Most slots a multi-slot rank may ask for: the slots of a new experiment [10].")
 @DB_OPTION
 def create_resource(experiment, slots, db):
     """Print a new subscription key for EXPERIMENT, creating the experiment if it does not exist.
 
     A new experiment starts running with Personalizer's defaults: 10 minute reward
-    wait, earliest reward, 20% exploration, every namespace pair crossed, no holdout.
+    wait, earliest reward, 20% exploration, every namespace pair crossed, no holdout,
+    and multi-slot rank up to 10 slots.
     The key is shown once and stored only as its hash. Point the official client at
     http://HOST:PORT with this key.
 

@@ -44,7 +44,8 @@ def text(report: dict) -> str:
     out += _variants_text(report) + [""] + _checks_text(report) + [""] + _off_policy_text(report) + [""]
     rewards, models = report["rewards"], report["model_versions"]
     out.append(f"Rewards: {rewards['received']:,} received, {rewards['on_time']:,} on time, {rewards['late']:,} late, "
-               f"{rewards['duplicate']:,} duplicate, {rewards['unattributed']:,} unattributed")
+               f"{rewards['duplicate']:,} duplicate, {rewards['unattributed']:,} unattributed"
+               + (f", {rewards['unknown_event']:,} for unknown events" if rewards.get("unknown_event") else ""))
     served = [m["version"] for m in models["served"]]
     out.append(f"Model versions: served {_versions(served)}; {len(models['published'])} snapshot(s) published in "
                f"range; latest v{models['latest']}" if models["latest"] is not None else
