@@ -420,8 +420,22 @@ def test_evaluation_pages_link_to_the_next(resource):
     contract = {"name": "n", "startTime": "2025-12-31T00:00:00Z", "endTime": "2026-01-02T00:00:00Z"}
     for i in range(3):
         resource.json("PUT", f"/evaluations/e{i}", 200, contract)
-    page = resource.json("GET", "/evaluations?top=2", 200)
+    page = resource.json("GET", "/evaluations?top=2", 200)  # top is how many in all, not the page size
+    assert [e["id"] for e in page["value"]] == ["e0", "e1"] and page["nextLink"] is None
+    page = resource.json("GET", "/evaluations?maxpagesize=2&api-version=2022-09-01-preview", 200)
     assert [e["id"] for e in page["value"]] == ["e0", "e1"] and "skip=2" in page["nextLink"]
+    link = page["nextLink"].partition("/personalizer")[2]
+    assert "api-version=2022-09-01-preview" in link
+    follow = resource.json("GET", link, 200)
+    assert [e["id"] for e in follow["value"]] == ["e2"] and follow["nextLink"] is None
+    page = resource.json("GET", "/evaluations?top=2&maxpagesize=1", 200)
+    assert [e["id"] for e in page["value"]] == ["e0"]
+    follow = resource.json("GET", page["nextLink"].partition("/personalizer")[2], 200)
+    assert [e["id"] for e in follow["value"]] == ["e1"] and follow["nextLink"] is None
+    assert len(resource.json("GET", "/evaluations?filter=evaluationType eq 'Manual'", 200)["value"]) == 3
+    assert resource.json("GET", "/evaluations?filter=metadata=evaluationType eq 'Auto'", 200)["value"] == []
+    assert len(resource.json("GET", "/evaluations?filter=name eq 'n' and status ne 'Failed'", 200)["value"]) == 3
+    error_of(resource.call("GET", "/evaluations?filter=drop table"), 400, "InvalidRequest", "filter")
     for i in range(3):
         wait_for_evaluation(resource, f"e{i}")
 

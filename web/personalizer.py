@@ -12,13 +12,14 @@ in the shape of the version the request spoke (``versions.version_of``).
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from experiments.errors import InvalidField, NotFound, ServiceError
 from experiments.personalizer import Personalizer
-from experiments.personalizer.versions import PATH_VERSIONS, version_of
+from experiments.personalizer.versions import PATH_VERSIONS, is_v1, version_of
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,12 @@ BAD_REQUEST_CODES = {
     "activate": "InvalidEventIdToActivate",
     "update_service_configuration": "InvalidServiceConfiguration",
     "update_policy": "InvalidPolicyConfiguration",
-    "create_evaluation": "InvalidEvaluationContract",
+    "create_evaluation": "InvalidEvaluationContract", "submit_evaluation": "InvalidEvaluationContract",
+    "apply_from_evaluation": "InvalidPolicyContract", "list_evaluations": "InvalidRequest",
+    "get_evaluation": "InvalidRequest",
 }
 NOT_FOUND_CODES = {"get_evaluation": "EvaluationNotFound", "delete_evaluation": "EvaluationNotFound",
-                   "create_evaluation": "EvaluationNotFound"}
+                   "create_evaluation": "EvaluationNotFound", "submit_evaluation": "EvaluationNotFound"}
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -204,34 +207,62 @@ def _count_arg(name: str, default: int | None) -> int | None:
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 9:
         raise InvalidField(name, "must be a non-negative integer")
     return int(value)
 
 
 @route("/evaluations/<evaluation_id>", methods=["PUT"])
 def create_evaluation(evaluation_id):
-    return jsonify(personalizer().create_evaluation(g.resource, evaluation_id, json_body()))
+    return jsonify(personalizer().create_evaluation(g.resource, evaluation_id, json_body(), version()))
+
+
+@route("/evaluations", methods=["POST"])
+def submit_evaluation():
+    """v1.0 and v1.1: POST makes the id and answers 201 with the evaluation's Location."""
+    document = personalizer().create_evaluation(g.resource, None, json_body(), version())
+    response = jsonify(document)
+    response.status_code = 201
+    response.headers["Location"] = f"{request.base_url.rstrip('/')}/{document['id']}"
+    return response
 
 
 @route("/evaluations/<evaluation_id>", methods=["GET"])
 def get_evaluation(evaluation_id):
-    return jsonify(personalizer().evaluation(g.resource, evaluation_id))
+    query = {name: request.args.get(name) for name in ("startTime", "endTime", "window")}
+    query["intervalInMinutes"] = _count_arg("intervalInMinutes", None)
+    return jsonify(personalizer().evaluation(g.resource, evaluation_id, version(), query))
 
 
 @route("/evaluations", methods=["GET"])
 def list_evaluations():
     top, skip = _count_arg("top", None), _count_arg("skip", 0)
-    page, more = personalizer().list_evaluations(g.resource, top, skip)
-    next_link = None
-    if more:
-        next_link = request.base_url + f"?api-version={request.args.get('api-version', '')}&top={top}&skip={skip + top}"
-    return jsonify({"value": page, "nextLink": next_link})
+    page_size = min(_count_arg("maxpagesize", 100) or 100, 100)
+    page, more = personalizer().list_evaluations(g.resource, version(), top, skip, page_size,
+                                                 request.args.get("filter"))
+    if is_v1(version()):
+        return jsonify(page)
+    return jsonify({"value": page, "nextLink": _next_link(top, skip, len(page)) if more else None})
+
+
+def _next_link(top: int | None, skip: int, taken: int) -> str:
+    """Link the next page; ``top`` stays the number of evaluations still wanted in all."""
+    params = {k: v for k, v in request.args.items() if k not in ("top", "skip")}
+    params["skip"] = str(skip + taken)
+    if top is not None:
+        params["top"] = str(top - taken)
+    return f"{request.base_url}?{urlencode(params)}"
 
 
 @route("/evaluations/<evaluation_id>", methods=["DELETE"])
 def delete_evaluation(evaluation_id):
     personalizer().delete_evaluation(g.resource, evaluation_id)
+    return no_content()
+
+
+@route("/configurations/applyFromEvaluation", methods=["POST"])
+def apply_from_evaluation():
+    personalizer().apply_from_evaluation(g.resource, json_body())
     return no_content()
 
 

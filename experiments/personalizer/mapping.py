@@ -304,16 +304,26 @@ class Personalizer:
         self.store.delete_log(key)
 
     # -- offline evaluations -------------------------------------------------------
-    def create_evaluation(self, key: str, evaluation_id: str, body) -> dict:
+    def create_evaluation(self, key: str, evaluation_id: str | None, body, version: str = "") -> dict:
         """Submit an evaluation of the live policy and of each custom policy over a time range."""
         self._row(key)
-        return self.evaluations.create(key, evaluation_id, body, self.policy(key))
+        made = self.evaluations.create(key, evaluation_id, body, self.policy(key))
+        return self.evaluations.get(key, made, version)
 
-    def evaluation(self, key: str, evaluation_id: str) -> dict:
-        return self.evaluations.get(key, evaluation_id)
+    def evaluation(self, key: str, evaluation_id: str, version: str = "", query: dict | None = None) -> dict:
+        return self.evaluations.get(key, evaluation_id, version, query)
 
-    def list_evaluations(self, key: str, top: int | None = None, skip: int = 0) -> tuple[list[dict], bool]:
-        return self.evaluations.list(key, top, skip)
+    def list_evaluations(self, key: str, version: str = "", top: int | None = None, skip: int = 0,
+                         page_size: int = 100, filter_text: str | None = None) -> tuple[list[dict], bool]:
+        return self.evaluations.list(key, version, top, skip, page_size, filter_text)
 
     def delete_evaluation(self, key: str, evaluation_id: str) -> None:
         self.evaluations.delete(key, evaluation_id)
+
+    def apply_from_evaluation(self, key: str, body) -> None:
+        """Make a policy of a finished evaluation the live one; the model is rebuilt from the log with it."""
+        body = requests.check_body(body, {"evaluationId", "policyName"}, where="policy reference")
+        evaluation_id = requests.check_name(body.get("evaluationId"), "evaluationId")
+        name, arguments = self.evaluations.policy_of(key, evaluation_id, requests.check_name(
+            body.get("policyName"), "policyName"))
+        self.update_policy(key, {"name": name, "arguments": arguments})

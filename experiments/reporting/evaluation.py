@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 REQUEST_FIELDS = {"exploration", "learning", "limit", "from", "to"}
 MAX_LIMIT = 10_000_000
 CHUNK = 2000
+BUCKET_SECONDS = 300  # the finest time window of per-policy sums (Personalizer's 5 minutes)
 STALE_SECONDS = 120.0
 HEARTBEAT_SECONDS = 2.0
 _RUNNING = threading.Semaphore(1)  # replays are CPU-bound: one at a time per process
@@ -131,7 +132,7 @@ def _closed_chunks(store, request: Request, closed_by: float, total: int):
     while seen < total:
         rows = store.query(
             "SELECT seq, variant, context, candidate_set, slate, defer_activation, activated_at, learning_mode,"
-            " model_slate, slot_context FROM decisions WHERE experiment = ?"
+            " model_slate, slot_context, created_at FROM decisions WHERE experiment = ?"
             " AND created_at >= ? AND created_at < ? AND window_closes_at <= ? AND seq > ? ORDER BY seq LIMIT ?",
             (*request.window.params(), closed_by, after, min(CHUNK, total - seen)))
         if not rows:
@@ -149,7 +150,7 @@ class _Replay:
     def __init__(self, store, tracks: list[_Track], reward_spec: dict):
         self.store, self.tracks, self.reward_spec = store, tracks, reward_spec
         self.model = offpolicy.OnlineRewardModel()
-        self.logged = {"reward": [], "p_logged": [], "q_logged": [], "bandit": []}
+        self.logged = {"reward": [], "p_logged": [], "q_logged": [], "bandit": [], "at": []}
 
     def step(self, row: dict, rewards: list) -> None:
         """Score one logged decision with every learner, then let each learn it as the live learner did."""
@@ -167,7 +168,8 @@ class _Replay:
         for track in self.tracks:
             track.score_and_learn(shared, actions, first["index"], predicted, chosen, learned, slots)
         for name, value in (("reward", values[0]), ("p_logged", min(1.0, first["probability"])),
-                            ("q_logged", float(predicted[first["index"]])), ("bandit", row["variant"] == "bandit")):
+                            ("q_logged", float(predicted[first["index"]])), ("bandit", row["variant"] == "bandit"),
+                            ("at", row["created_at"])):
             self.logged[name].append(value)
         self.model.update(candidates[first["index"]]["id"], values[0])
 
@@ -179,14 +181,35 @@ def _result(tracks: list[_Track], logged: dict) -> dict:
     for track in tracks:
         p_target = np.clip(np.array(track.p_target, dtype=float), 0.0, 1.0)
         q_target = np.array(track.q_target, dtype=float)
-        policies.append({**track.view(), **offpolicy.estimates(reward, p_logged, p_target, q_logged, q_target)})
         weights = p_target / p_logged
         terms[track.name] = (weights * reward, q_target + weights * (reward - q_logged))
+        policies.append({**track.view(), **offpolicy.estimates(reward, p_logged, p_target, q_logged, q_target),
+                         "buckets": bucket_sums(np.array(logged["at"], dtype=float), weights, *terms[track.name])})
     difference = _difference(terms)
     bandit = np.array(logged["bandit"], dtype=bool)
     return {"decisions": int(reward.size), "slot": 0, "policies": policies, "difference": difference,
             "verdict": _verdict(difference["dr"]),
             "logged": {"all": _mean(reward), "bandit": _mean(reward[bandit]) if bandit.any() else _mean([])}}
+
+
+def bucket_sums(at: np.ndarray, weights: np.ndarray, ips: np.ndarray, dr: np.ndarray) -> list[list[float]]:
+    """Additive sums per ``BUCKET_SECONDS`` window with decisions, for time series at any coarser width.
+
+    Each entry is [window start, decisions, sum of weights, of IPS terms, of their squares, decisions the
+    policy could have chosen (weight > 0), sum of DR terms, of their squares].
+
+    >>> bucket_sums(np.array([0.0, 10.0, 400.0]), np.array([2.0, 0.0, 1.0]), np.array([2.0, 0.0, 1.0]),
+    ...             np.array([1.0, 0.5, 1.0]))
+    [[0.0, 2, 2.0, 2.0, 4.0, 1.0, 1.5, 1.25], [300.0, 1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]]
+    """
+    if at.size == 0:
+        return []
+    starts, index = np.unique(np.floor(at / BUCKET_SECONDS) * BUCKET_SECONDS, return_inverse=True)
+    sums = [np.bincount(index, weights=values, minlength=starts.size)
+            for values in (weights, ips, ips * ips, (weights > 0).astype(float), dr, dr * dr)]
+    counts = np.bincount(index, minlength=starts.size)
+    return [[float(starts[i]), int(counts[i]), *(round(float(column[i]), 9) for column in sums)]
+            for i in range(starts.size)]
 
 
 def _difference(terms: dict) -> dict:
