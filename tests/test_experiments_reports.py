@@ -114,7 +114,8 @@ def test_variants_rates_lift_and_reward_counts_by_hand(store, default):
     else:
         assert lift["relative"]["value"] is None  # the holdout earned nothing: no ratio
     assert result["rewards"] == {"received": 6, "on_time": 4, "late": 2, "duplicate": 2, "unattributed": 1,
-                                 "by_type": {"add_to_cart": 1, "click": 2, "purchase": 2, "review": 1}}
+                                 "by_type": {"add_to_cart": 1, "click": 2, "purchase": 2, "review": 1},
+                                 "unknown_event": 0}
     series = result["time_series"]["variants"]
     assert sum(series["bandit"]["decisions"]) == 3 and sum(series["bandit"]["rewarded"]) == 2
     assert series["bandit"]["mean_reward"][0] == pytest.approx(np.mean(bandit_values))
