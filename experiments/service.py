@@ -325,11 +325,11 @@ class Service:
         return {"event_id": event_id, "experiment": decision["experiment"],
                 "activated_at": iso(decision["activated_at"])}
 
-    def reset_model(self, key: str, actor: str = "api") -> dict:
-        """Publish an empty model; the learner starts afresh from decisions logged after this."""
+    def reset_model(self, key: str, actor: str = "api", model: bytes | None = None) -> dict:
+        """Publish an empty model (or a vetted imported one); the learner goes on from decisions logged after this."""
         row, spec = self._experiment(key)
         settings = spec.policy_settings()
-        model = empty_model(settings)
+        model = model or empty_model(settings)
         published = self.store.reset_model({
             "experiment": key, "args": settings.args(), "spec_version": row["version"],
             "created_at": self.clock.now(), "learner": f"reset by {actor}", "model": model,

@@ -1,4 +1,6 @@
 """Personalizer's REST API mapped onto the native service, through the Flask test client."""
+import base64
+
 import pytest
 
 from bandit.policy import Policy
@@ -443,3 +445,66 @@ def test_evaluation_pages_link_to_the_next(resource):
 def test_oversized_bodies_are_413_in_personalizer_shape(resource):
     big = {"actions": [{"id": f"a{i}", "features": [{"text": "x" * 1000}]} for i in range(1200)]}
     error_of(resource.call("POST", "/rank", json=big), 413, "PayloadSizeExceeded")
+
+
+def test_signed_export_and_model_import_round_trip(client, app, resource, learner, clock):
+    """A model exported (plain or signed) imports back; its stored options become the settings."""
+    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT5S"})
+    for _ in range(5):
+        resource.call("POST", f"/events/{resource.rank()['eventId']}/reward", 204, json={"value": 1})
+    clock.advance(6)
+    learner.run_once(force_publish=True)
+    plain = resource.call("GET", "/model?api-version=2022-09-01-preview", 200).data
+    signed = resource.call("GET", "/model?signed=true", 200)
+    assert signed.mimetype == "application/zip" and signed.data[:2] == b"PK"
+    other = Resource(client, app, "other", slots=1)
+    other.call("PUT", "/model", 204, data=signed.data, content_type="application/octet-stream")
+    store = app.extensions["silent"]["store"]
+    assert store.latest_model("other")["model"] == plain  # the same model, now the other resource's
+    assert client.get("/v1/experiments/other").get_json()["spec"]["slots"] == 10  # a slate model: multi-slot
+    imported_from_vw = Policy(app.extensions["silent"]["service"].spec("news").policy_settings(), plain)
+    imported_from_vw.close()
+    resource.call("PUT", "/model", 204, data=plain)
+    assert other.rank()["rewardActionId"] and resource.rank()["rewardActionId"]
+
+
+@pytest.mark.parametrize("blob, code", [
+    (b"not a model at all", "InvalidModelImportFormat"),
+    (b"\x00" * 4096, "InvalidModelImportFormat"),
+    (b"PK\x03\x04 a zip that is not one", "InvalidModelImportSignature"),
+])
+def test_bad_model_files_are_refused_and_replace_nothing(resource, db_path, blob, code):
+    before = table_counts(db_path)
+    error_of(resource.call("PUT", "/model", data=blob), 400, code, "model")
+    after = table_counts(db_path)
+    assert {**after, "app_secrets": 0} == {**before, "app_secrets": 0}  # the signing key may be made on first use
+
+
+def test_a_tampered_signed_archive_is_refused(resource):
+    import io
+    import zipfile
+
+    signed = resource.call("GET", "/model?signed=true", 200).data
+    source, out = zipfile.ZipFile(io.BytesIO(signed)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name in source.namelist():
+            data = source.read(name)
+            archive.writestr(name, data + b" " if name == "model.vw" else data)
+    error = error_of(resource.call("PUT", "/model", data=out.getvalue()), 400, "InvalidModelImportSignature")
+    assert "digest" in error["message"]
+
+
+# A --cb_explore_adf model saved with -b 30 (made once with vowpalwabbit 9.11.9): 274 bytes on disk whose weight
+# table needs gigabytes of memory to load.
+HUGE_MODEL = base64.b64decode(
+    "BwAAADkuMTEuOQABAAAAAG0AAAAAAAAAAB4AAAAAAAAAAAAAAAAAAABMAAAAIC0tY2JfYWRmIC0tY2JfZXhwbG9yZV9hZGYgLS1jYl90eXBl"
+    "IG10ciAtLWNzb2FhX2xkZiBtdWx0aWxpbmUgLS1jc29hYV9yYW5rAAQAAAD/3yZqAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAIA/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADwPw==")
+
+
+def test_a_model_that_would_exhaust_memory_is_refused_in_its_own_process(resource):
+    """Loading it fails against the loader process's memory limit, not in the server."""
+    error = error_of(resource.call("PUT", "/model", data=HUGE_MODEL), 400, "InvalidModelImportFormat", "model")
+    assert "cannot load" in error["message"]
+    assert resource.rank()["rewardActionId"]  # the worker serves on

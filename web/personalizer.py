@@ -34,6 +34,7 @@ BAD_REQUEST_CODES = {
     "update_service_configuration": "InvalidServiceConfiguration",
     "update_policy": "InvalidPolicyConfiguration",
     "create_evaluation": "InvalidEvaluationContract", "submit_evaluation": "InvalidEvaluationContract",
+    "import_model": "InvalidModelImportFormat", "get_model": "InvalidRequest",
     "apply_from_evaluation": "InvalidPolicyContract", "list_evaluations": "InvalidRequest",
     "get_evaluation": "InvalidRequest",
 }
@@ -177,7 +178,23 @@ def reset_policy():
 # -- model and logs -----------------------------------------------------------------
 @route("/model", methods=["GET"])
 def get_model():
+    signed = request.args.get("signed", "false").lower()
+    if signed not in ("true", "false"):
+        raise InvalidField("signed", "must be true or false")
+    if signed == "true":
+        return Response(personalizer().signed_model(g.resource), mimetype="application/zip")
     return Response(personalizer().model(g.resource), mimetype="application/octet-stream")
+
+
+@route("/model", methods=["PUT"])
+def import_model():
+    """Replace the model with a VW model file or a signed archive (up to MAX_MODEL_BYTES)."""
+    request.max_content_length = current_app.config["MAX_MODEL_BYTES"]
+    blob = request.get_data(cache=False)
+    if not blob:
+        raise InvalidField("model", "send the model file as the request body (application/octet-stream)")
+    personalizer().import_model(g.resource, blob)
+    return no_content()
 
 
 @route("/model", methods=["DELETE"])

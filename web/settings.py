@@ -4,6 +4,7 @@ from __future__ import annotations
 SETTINGS = [
     ("DATABASE", "silent.db", "Path of the SQLite database file."),
     ("MAX_BODY_BYTES", 1_048_576, "Largest request body accepted; larger ones get 413."),
+    ("MAX_MODEL_BYTES", 67_108_864, "Largest model file PUT /personalizer/model accepts; larger ones get 413."),
     ("MODEL_REFRESH_SECONDS", 1.0, "How often serving checks for a newer model snapshot."),
     ("SPEC_REFRESH_SECONDS", 1.0, "How often serving checks for changed experiment settings."),
     ("LEARNER_THREAD", False, "Run the learner in a background thread of this process."),

@@ -13,8 +13,10 @@ import contextlib
 import secrets
 
 from bandit.encoding import context_text
+from bandit.model_import import ModelImportError, inspect_model
 from bandit.policy import empty_model
 from experiments.personalizer import config
+from experiments.personalizer import model_files
 from experiments.personalizer import requests
 from experiments.personalizer.errors import PersonalizerError
 from experiments.personalizer.evaluations import PersonalizerEvaluations
@@ -26,6 +28,7 @@ from experiments.store import dumps, loads
 
 ACTOR = "personalizer"
 DEFAULT_MAX_SLOTS = 10  # a new resource ranks up to this many slots per multi-slot request
+SIGNING_KEY = "personalizer-model-signing"
 ACCESS_DENIED = ("Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
                  "valid key for an active subscription and use a correct regional API endpoint for your resource.")
 
@@ -279,6 +282,40 @@ class Personalizer:
             return row["model"]
         return empty_model(self._spec(key).policy_settings())
 
+    def signed_model(self, key: str) -> bytes:
+        """Return the newest model as a zip archive signed with this database's key."""
+        row = self.store.latest_model(key)
+        metadata = {"experiment": key, "version": row["version"] if row else 0,
+                    "createdAt": iso(row["created_at"] if row else self.clock.now()),
+                    "arguments": self.policy(key)["arguments"]}
+        return model_files.signed_archive(self.model(key), metadata, self._signing_key())
+
+    def _signing_key(self) -> bytes:
+        self.store.conn.execute("INSERT OR IGNORE INTO app_secrets (name, value, created_at) VALUES (?, ?, ?)",
+                                (SIGNING_KEY, secrets.token_hex(32), self.clock.now()))
+        return bytes.fromhex(self.store.conn.execute("SELECT value FROM app_secrets WHERE name = ?",
+                                                     (SIGNING_KEY,)).fetchone()[0])
+
+    def import_model(self, key: str, blob: bytes) -> None:
+        """Replace the model with one from a file, once a separate process loaded it; its options become the
+        experiment's settings, and it learns on from decisions logged after the import."""
+        row = self._row(key)
+        model = model_files.unpack(blob, self._signing_key()) if model_files.is_archive(blob) else blob
+        try:
+            info = inspect_model(model)
+        except ModelImportError as exc:
+            raise PersonalizerError("InvalidModelImportFormat", f"Given model file format is invalid: {exc}.",
+                                    "model") from None
+        spec = row["spec"]
+        patch = model_files.settings_patch(info, spec["slots"], DEFAULT_MAX_SLOTS)
+        if _changes(spec, patch):
+            try:
+                self.service.update_experiment(key, patch, actor=ACTOR)
+            except InvalidField as exc:
+                raise PersonalizerError("InvalidModelImportFormat", f"the options stored in the model are refused: "
+                                        f"{exc.message}", "model") from None
+        self.service.reset_model(key, actor=f"{ACTOR} model import", model=model)
+
     def reset_model(self, key: str) -> None:
         self._row(key)
         self.service.reset_model(key, actor=ACTOR)
@@ -327,3 +364,11 @@ class Personalizer:
         name, arguments = self.evaluations.policy_of(key, evaluation_id, requests.check_name(
             body.get("policyName"), "policyName"))
         self.update_policy(key, {"name": name, "arguments": arguments})
+
+
+def _changes(spec: dict, patch: dict) -> bool:
+    """Whether applying ``patch`` would change the spec's settings."""
+    return any(spec.get(name) != value if not isinstance(value, dict) else
+               any(spec[name].get(k) != v for k, v in value.items()) or
+               (name == "exploration" and spec[name].get("algorithm") != value.get("algorithm"))
+               for name, value in patch.items())
