@@ -45,7 +45,7 @@ CHUNK = 2000
 BUCKET_SECONDS = 300  # the finest time window of per-policy sums (Personalizer's 5 minutes)
 STALE_SECONDS = 120.0
 HEARTBEAT_SECONDS = 2.0
-_RUNNING = threading.Semaphore(1)  # replays are CPU-bound: one at a time per process
+REPLAY_SLOT = threading.Semaphore(1)  # replays are CPU-bound: one at a time per process
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,11 @@ class _Track:
 
 def replay(store, request: Request, closed_by: float, progress: Callable[[int, int], None] | None = None) -> dict:
     """Replay the closed decisions of the window in log order through the candidate and live learners."""
-    total = _count(store, request, closed_by)
+    total = count_closed(store, request.window, closed_by, request.limit)
     run = _Replay(store, [_Track("candidate", request.candidate), _Track("live", request.live)], request.live.reward)
     done = 0
     try:
-        for rows, rewards in _closed_chunks(store, request, closed_by, total):
+        for rows, rewards in closed_chunks(store, request.window, closed_by, total):
             for row in rows:
                 run.step(row, rewards.get(row["seq"], []))
             done += len(rows)
@@ -119,22 +119,29 @@ def replay(store, request: Request, closed_by: float, progress: Callable[[int, i
     return _result(run.tracks, run.logged)
 
 
-def _count(store, request: Request, closed_by: float) -> int:
-    count = store.conn.execute(
-        "SELECT count(*) FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ?"
-        " AND window_closes_at <= ?", (*request.window.params(), closed_by)).fetchone()[0]
-    return min(count, request.limit or count)
+_CLOSED = ("FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND window_closes_at <= ?"
+           " AND seq > ?")
 
 
-def _closed_chunks(store, request: Request, closed_by: float, total: int):
-    """Yield closed decisions in log order with their on-time (slot, value) rewards by seq."""
+def count_closed(store, window: Window, closed_by: float, limit: int | None = None) -> int:
+    """How many decisions of the window have closed by ``closed_by`` (at most ``limit``)."""
+    count = store.conn.execute(f"SELECT count(*) {_CLOSED}", (*window.params(), closed_by, 0)).fetchone()[0]
+    return min(count, limit or count)
+
+
+def closed_chunks(store, window: Window, closed_by: float, total: int, skip: int = 0):
+    """Yield ``total`` closed decisions in log order, after the first ``skip``, with their on-time
+    (slot, value) rewards by seq."""
     after, seen = 0, 0
+    if skip:
+        row = store.conn.execute(f"SELECT seq {_CLOSED} ORDER BY seq LIMIT 1 OFFSET ?",
+                                 (*window.params(), closed_by, 0, skip - 1)).fetchone()
+        after = row[0] if row else after
     while seen < total:
         rows = store.query(
             "SELECT seq, variant, context, candidate_set, slate, defer_activation, activated_at, learning_mode,"
-            " model_slate, slot_context, created_at FROM decisions WHERE experiment = ?"
-            " AND created_at >= ? AND created_at < ? AND window_closes_at <= ? AND seq > ? ORDER BY seq LIMIT ?",
-            (*request.window.params(), closed_by, after, min(CHUNK, total - seen)))
+            f" model_slate, slot_context, created_at {_CLOSED} ORDER BY seq LIMIT ?",
+            (*window.params(), closed_by, after, min(CHUNK, total - seen)))
         if not rows:
             return
         rewards: dict[int, list] = {}
@@ -269,7 +276,7 @@ class Evaluations:
     def run(self, evaluation_id: int, progress: Callable[[int, int], None] | None = None) -> dict:
         """Run a queued evaluation now (waiting for any other to finish); store and return its view."""
         row = self._row(evaluation_id)
-        while not _RUNNING.acquire(timeout=HEARTBEAT_SECONDS):
+        while not REPLAY_SLOT.acquire(timeout=HEARTBEAT_SECONDS):
             self._update(evaluation_id, updated_at=self.clock.now())
         try:
             self._update(evaluation_id, status="running", started_at=self.clock.now(), updated_at=self.clock.now())
@@ -283,7 +290,7 @@ class Evaluations:
             self._update(evaluation_id, status="failed", error=str(exc) or type(exc).__name__,
                          finished_at=self.clock.now(), updated_at=self.clock.now())
         finally:
-            _RUNNING.release()
+            REPLAY_SLOT.release()
         return self.get(row["experiment"], evaluation_id)
 
     def _progress(self, evaluation_id: int, callback):
