@@ -4,7 +4,7 @@ Source: github.com/Azure/azure-rest-api-specs, specification/cognitiveservices/d
   stable/v1.0/examples/                 (commit 20ae42d6, Evaluations_Create at 15f38e5b)
   preview/v1.1-preview.3/examples/      (Rank, Evaluations_* at their commits in the index: 04c2cb7b,
                                          abb6fa76, df74858b, 4c0959c2, b2f74197, 176b47c6, f08dedbf)
-  preview/2022-09-01-preview/examples/  (f28056e1, cfc781db, b2f74197, 0cc93a37, 6fa9dd25)
+  preview/2022-09-01-preview/examples/  (f28056e1, cfc781db, b2f74197, 0cc93a37, 6fa9dd25, 3b06a589)
 Each constant names the file it comes from. Only the bodies are copied; placeholders such as
 "{Endpoint}" are not used.
 """
@@ -144,3 +144,9 @@ V2022_RESULT_KEYS = {"name", "arguments", "policySource", "summary", "timeseries
 # preview/2022-09-01-preview/examples/FeatureImportances_Create.json: parameters.featureImportance
 V2022_FEATURE_IMPORTANCE = {"name": "myFeatureImportance", "startTime": "2019-01-12T00:00:00Z",
                             "endTime": "2019-01-19T00:00:00Z"}
+# preview/2022-09-01-preview/examples/FeatureImportances_Get.json: responses.200.body keys, featureScores[0] keys
+V2022_FEATURE_IMPORTANCE_KEYS = {"id", "name", "startTime", "endTime", "creationTime", "status", "featureScores"}
+V2022_FEATURE_SCORE_KEYS = {"namespace", "featureName", "score"}
+# preview/2022-09-01-preview/examples/FeatureImportances_List.json: responses.200.body keys, value[0] keys
+V2022_FEATURE_IMPORTANCE_LIST_KEYS = {"value", "nextLink"}
+V2022_FEATURE_IMPORTANCE_DETAILS_KEYS = {"id", "name", "startTime", "endTime", "creationTime", "status"}

@@ -1,4 +1,5 @@
 """The official ``azure-ai-personalizer`` client, unchanged, against a live server on 127.0.0.1."""
+import io
 import json
 import subprocess
 import sys
@@ -143,10 +144,44 @@ def test_offline_evaluation_through_the_admin_client(live):
         time.sleep(0.1)
     assert evaluation["status"] == "Succeeded"
     assert [v["name"] for v in evaluation["content"]["value"]] == ["Online", "squarecb"]
-    assert [e["id"] for e in admin.list_evaluations()] == ["first-look"]
+    admin.create_evaluation("second-look", {"name": "second look", "startTime": start.isoformat(),
+                                            "endTime": end.isoformat()})
+    assert [e["id"] for e in admin.list_evaluations()] == ["first-look", "second-look"]
+    assert [e["id"] for e in admin.list_evaluations(top=1)] == ["first-look"]
+    admin.apply_from_evaluation({"evaluationId": "first-look", "policyName": "squarecb"})
+    assert admin.get_policy()["name"] == "squarecb"
     admin.delete_evaluation("first-look")
     with pytest.raises(ResourceNotFoundError):
         admin.get_evaluation("first-look", start_time=start, end_time=end)
+
+    admin.create_feature_importance("features", {"name": "features", "startTime": start.isoformat(),
+                                                 "endTime": end.isoformat()})
+    deadline = time.time() + 30
+    while (importance := admin.get_feature_importance("features"))["status"] == "Running":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert importance["status"] == "Succeeded" and importance["featureScores"][0]["score"] == 1.0
+    assert {("user", "segment"), ("action", "id")} <= {(f["namespace"], f["featureName"])
+                                                         for f in importance["featureScores"]}
+    assert [f["id"] for f in admin.list_feature_importances(top=1)] == ["features"]
+    admin.delete_feature_importance("features")
+    with pytest.raises(ResourceNotFoundError):
+        admin.get_feature_importance("features")
+
+
+def test_signed_model_export_and_import(live):
+    _, admin = clients(live, "basic")
+    signed = b"".join(admin.export_model(signed=True))
+    assert signed[:2] == b"PK"  # a zip archive
+    admin.import_model(io.BytesIO(signed))
+    for broken, code in ((signed[:-40] + bytes(40), "InvalidModelImportSignature"),
+                         (b"not a model at all", "InvalidModelImportFormat")):
+        with pytest.raises(HttpResponseError) as info:
+            admin.import_model(io.BytesIO(broken))
+        assert info.value.status_code == 400 and info.value.error.code == code
+    plain = b"".join(admin.export_model())
+    admin.import_model(io.BytesIO(plain))
+    assert b"".join(admin.export_model()) == plain
 
 
 def best_probabilities(client, rng) -> list[float]:

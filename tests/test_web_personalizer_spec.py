@@ -7,6 +7,7 @@ against its shape where it depends on the model or the log.
 """
 import time
 
+import numpy as np
 import pytest
 
 from experiments.clock import VirtualClock
@@ -156,3 +157,66 @@ def test_2022_09_01_preview_examples(app, clock):
         assert result["timeseries"]["data"] and result["timeseries"]["data"][-1]["expectedReward"] is not None
     listed = client.call("GET", "/evaluations", 200).get_json()
     assert [e["id"] for e in listed["value"]] == ["id"] and listed["nextLink"] is None
+
+
+IN_FEATURE_IMPORTANCE_RANGE = 1_547_337_600.0  # 2019-01-13T00:00:00Z, inside FeatureImportances_Create's range
+SEGMENT_BEST = {"new": "NewsArticle", "returning": "SportsArticle", "loyal": "EntertainmentArticle"}
+
+
+def shop_with_known_drivers(client, clock, n=240, seed=7):
+    """Rewards depend on the user's segment alone; a session id and the hour are noise."""
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        segment = list(SEGMENT_BEST)[t % 3]
+        context = [{"user": {"segment": segment}}, {"session": {"id": f"s{rng.integers(1 << 40)}"}},
+                   {"hour": int(rng.integers(24))}]
+        answer = client.call("POST", "/rank", 201, {"contextFeatures": context, "actions": spec.V1_1_RANK["actions"],
+                                                    "eventId": f"fi{t}"}).get_json()
+        client.call("POST", f"/events/fi{t}/reward", 204,
+                    {"value": float(answer["rewardActionId"] == SEGMENT_BEST[segment])})
+        clock.advance(5)
+    clock.advance(700)
+
+
+def test_2022_09_01_preview_feature_importances(app, clock):
+    client = Client(app, query="api-version=2022-09-01-preview")
+    clock.advance(IN_FEATURE_IMPORTANCE_RANGE - clock.now())
+    empty = client.call("PUT", "/featureImportances/id", 400, spec.V2022_FEATURE_IMPORTANCE)
+    assert empty.get_json()["error"]["code"] == "NoLogsExistInDateRange"
+    shop_with_known_drivers(client, clock)
+    client.call("PUT", "/featureImportances/id", 200, spec.V2022_FEATURE_IMPORTANCE)
+    again = client.call("PUT", "/featureImportances/id", 400, spec.V2022_FEATURE_IMPORTANCE)
+    assert again.get_json()["error"]["code"] == "FeatureImportanceAlreadyExists"
+    done = wait_done(client, "/featureImportances/id")
+    assert set(done) == spec.V2022_FEATURE_IMPORTANCE_KEYS and done["status"] == "Succeeded", done
+    scores = done["featureScores"]
+    assert all(set(s) == spec.V2022_FEATURE_SCORE_KEYS for s in scores) and scores[0]["score"] == 1.0
+    assert [s["score"] for s in scores] == sorted((s["score"] for s in scores), reverse=True)
+    rank = {(s["namespace"], s["featureName"]): i for i, s in enumerate(scores)}
+    assert rank[("user", "segment")] == 0  # the one feature the rewards depend on comes first
+    assert {("session", "id"), ("contextFeatures", "hour"), ("action", "id"), ("actionFeatures", "type")} <= set(rank)
+
+    clock.advance(60)
+    client.call("PUT", "/featureImportances/second", 200, {**spec.V2022_FEATURE_IMPORTANCE, "name": "second"})
+    page = client.call("GET", "/featureImportances?maxpagesize=1", 200).get_json()
+    assert set(page) == spec.V2022_FEATURE_IMPORTANCE_LIST_KEYS and [d["id"] for d in page["value"]] == ["second"]
+    assert set(page["value"][0]) <= spec.V2022_FEATURE_IMPORTANCE_DETAILS_KEYS | {"description"}
+    rest = client.http.get(page["nextLink"], headers=client.headers).get_json()
+    assert [d["id"] for d in rest["value"]] == ["id"] and rest["nextLink"] is None
+    wait_done(client, "/featureImportances/second")
+
+    bad = client.call("PUT", "/featureImportances/third", 400, {**spec.V2022_FEATURE_IMPORTANCE,
+                                                                "endTime": "2019-01-01T00:00:00Z"})
+    assert bad.get_json()["error"] == {"code": "InvalidContract", "message": "endTime: must be later than startTime",
+                                       "target": "endTime"}
+    client.call("DELETE", "/featureImportances/id", 204)
+    gone = client.call("GET", "/featureImportances/id", 404)
+    assert gone.get_json()["error"]["code"] == "FeatureImportanceNotFound"
+
+    store = app.extensions["silent"]["store"]  # three jobs still running hold their threads: a fourth waits
+    for i in range(3):
+        store.conn.execute("INSERT INTO personalizer_feature_importances (experiment, id, name, start_time, end_time,"
+                           " status, done, total, created_at, updated_at) VALUES ('news', ?, 'busy', 0, 1, 'running',"
+                           " 0, 0, ?, ?)", (f"busy{i}", clock.now(), clock.now()))
+    busy = client.call("PUT", "/featureImportances/fourth", 400, spec.V2022_FEATURE_IMPORTANCE)
+    assert busy.get_json()["error"]["code"] == "OperationNotAllowed"

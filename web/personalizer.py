@@ -36,10 +36,13 @@ BAD_REQUEST_CODES = {
     "create_evaluation": "InvalidEvaluationContract", "submit_evaluation": "InvalidEvaluationContract",
     "import_model": "InvalidModelImportFormat", "get_model": "InvalidRequest",
     "apply_from_evaluation": "InvalidPolicyContract", "list_evaluations": "InvalidRequest",
-    "get_evaluation": "InvalidRequest",
+    "get_evaluation": "InvalidRequest", "create_feature_importance": "InvalidContract",
+    "list_feature_importances": "InvalidRequest",
 }
 NOT_FOUND_CODES = {"get_evaluation": "EvaluationNotFound", "delete_evaluation": "EvaluationNotFound",
-                   "create_evaluation": "EvaluationNotFound", "submit_evaluation": "EvaluationNotFound"}
+                   "create_evaluation": "EvaluationNotFound", "submit_evaluation": "EvaluationNotFound",
+                   "get_feature_importance": "FeatureImportanceNotFound",
+                   "delete_feature_importance": "FeatureImportanceNotFound"}
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -251,15 +254,21 @@ def get_evaluation(evaluation_id):
     return jsonify(personalizer().evaluation(g.resource, evaluation_id, version(), query))
 
 
+def _paging() -> tuple[int | None, int, int]:
+    """``top`` (evaluations wanted in all), ``skip`` and the page size (``maxpagesize``, at most 100)."""
+    return _count_arg("top", None), _count_arg("skip", 0), min(_count_arg("maxpagesize", 100) or 100, 100)
+
+
+def _page(page: list[dict], more: bool, top: int | None, skip: int):
+    return jsonify({"value": page, "nextLink": _next_link(top, skip, len(page)) if more else None})
+
+
 @route("/evaluations", methods=["GET"])
 def list_evaluations():
-    top, skip = _count_arg("top", None), _count_arg("skip", 0)
-    page_size = min(_count_arg("maxpagesize", 100) or 100, 100)
+    top, skip, page_size = _paging()
     page, more = personalizer().list_evaluations(g.resource, version(), top, skip, page_size,
                                                  request.args.get("filter"))
-    if is_v1(version()):
-        return jsonify(page)
-    return jsonify({"value": page, "nextLink": _next_link(top, skip, len(page)) if more else None})
+    return jsonify(page) if is_v1(version()) else _page(page, more, top, skip)
 
 
 def _next_link(top: int | None, skip: int, taken: int) -> str:
@@ -280,6 +289,30 @@ def delete_evaluation(evaluation_id):
 @route("/configurations/applyFromEvaluation", methods=["POST"])
 def apply_from_evaluation():
     personalizer().apply_from_evaluation(g.resource, json_body())
+    return no_content()
+
+
+# -- feature importances (2022-09-01-preview) -------------------------------------------
+@route("/featureImportances/<feature_importance_id>", methods=["PUT"])
+def create_feature_importance(feature_importance_id):
+    personalizer().create_feature_importance(g.resource, feature_importance_id, json_body())
+    return Response(status=200)
+
+
+@route("/featureImportances/<feature_importance_id>", methods=["GET"])
+def get_feature_importance(feature_importance_id):
+    return jsonify(personalizer().feature_importance(g.resource, feature_importance_id))
+
+
+@route("/featureImportances", methods=["GET"])
+def list_feature_importances():
+    top, skip, page_size = _paging()
+    return _page(*personalizer().list_feature_importances(g.resource, top, skip, page_size), top, skip)
+
+
+@route("/featureImportances/<feature_importance_id>", methods=["DELETE"])
+def delete_feature_importance(feature_importance_id):
+    personalizer().delete_feature_importance(g.resource, feature_importance_id)
     return no_content()
 
 

@@ -53,17 +53,24 @@ def _policies(value) -> list[tuple[str, str]]:
     return out
 
 
-def parse_evaluation(evaluation_id: str, body) -> dict:
-    """Validate an evaluation contract; return it normalised."""
-    if not isinstance(evaluation_id, str) or not ID_PATTERN.match(evaluation_id):
-        raise InvalidField("evaluationId", "must be 1-256 letters, digits, '.', '_' or '-'")
-    body = check_body(body, FIELDS, where="evaluation contract")
+def parse_job(job_id: str, id_field: str, body, fields: set, where: str) -> tuple[dict, str, float, float]:
+    """Check a job's id and the name and time range of its contract (an evaluation's, a feature importance's);
+    return the contract's known fields, the name, the start and the end."""
+    if not isinstance(job_id, str) or not ID_PATTERN.match(job_id):
+        raise InvalidField(id_field, "must be 1-256 letters, digits, '.', '_' or '-'")
+    body = check_body(body, fields, where=where)
     name = check_name(body.get("name"))
     start, end = parse_time(body.get("startTime"), "startTime"), parse_time(body.get("endTime"), "endTime")
     if start is None or end is None:
         raise InvalidField("startTime" if start is None else "endTime", "is required")
     if end <= start:
         raise InvalidField("endTime", "must be later than startTime")
+    return body, name, start, end
+
+
+def parse_evaluation(evaluation_id: str, body) -> dict:
+    """Validate an evaluation contract; return it normalised."""
+    body, name, start, end = parse_job(evaluation_id, "evaluationId", body, FIELDS, "evaluation contract")
     name_of = "enablePolicyOptimization" if "enablePolicyOptimization" in body else "enableOfflineExperimentation"
     optimize = body.get(name_of, False)  # v1 clients call it enableOfflineExperimentation
     if not isinstance(optimize, bool):

@@ -20,6 +20,7 @@ from experiments.personalizer import model_files
 from experiments.personalizer import requests
 from experiments.personalizer.errors import PersonalizerError
 from experiments.personalizer.evaluations import PersonalizerEvaluations
+from experiments.personalizer.feature_importances import PersonalizerFeatureImportances
 from experiments.auth import Unauthorized, hash_key
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.service import iso
@@ -50,6 +51,7 @@ class Personalizer:
         self.store = service.store
         self.clock = service.clock
         self.evaluations = PersonalizerEvaluations(self.store, self.clock)
+        self.feature_importances = PersonalizerFeatureImportances(self.store, self.clock)
 
     # -- resources -------------------------------------------------------------
     def create_resource(self, experiment: str, slots: int | None = None, actor: str = "cli") -> dict:
@@ -364,6 +366,22 @@ class Personalizer:
         name, arguments = self.evaluations.policy_of(key, evaluation_id, requests.check_name(
             body.get("policyName"), "policyName"))
         self.update_policy(key, {"name": name, "arguments": arguments})
+
+    # -- feature importances -------------------------------------------------------
+    def create_feature_importance(self, key: str, feature_importance_id: str, body) -> None:
+        """Start scoring the features the live settings learn from over a time range."""
+        self._row(key)
+        self.feature_importances.create(key, feature_importance_id, body)
+
+    def feature_importance(self, key: str, feature_importance_id: str) -> dict:
+        return self.feature_importances.get(key, feature_importance_id)
+
+    def list_feature_importances(self, key: str, top: int | None = None, skip: int = 0,
+                                 page_size: int = 100) -> tuple[list[dict], bool]:
+        return self.feature_importances.list(key, top, skip, page_size)
+
+    def delete_feature_importance(self, key: str, feature_importance_id: str) -> None:
+        self.feature_importances.delete(key, feature_importance_id)
 
 
 def _changes(spec: dict, patch: dict) -> bool:

@@ -120,7 +120,18 @@ def m006_unattributed_rewards(db: sqlite_utils.Database) -> None:
     db["unattributed_rewards"].create_index(["experiment", "received_at"], if_not_exists=True)
 
 
-MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards]
+def m007_feature_importances(db: sqlite_utils.Database) -> None:
+    """Personalizer's feature importance jobs: a time range, their progress, then scores or an error."""
+    db["personalizer_feature_importances"].create(
+        {"experiment": str, "id": str, "name": str, "start_time": float, "end_time": float, "status": str,
+         "done": int, "total": int, "scores": str, "error": str, "created_at": float, "updated_at": float},
+        pk=("experiment", "id"), not_null={"name", "start_time", "end_time", "status", "created_at", "updated_at"},
+        if_not_exists=True,
+    )
+
+
+MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
+              m007_feature_importances]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
