@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import shlex
 import tempfile
 from typing import Iterator
 from urllib.parse import unquote
@@ -45,8 +44,7 @@ def traced_policy(settings: PolicySettings) -> Iterator[tuple[Policy, list[Term]
     terms: list[Term] = []
     with tempfile.TemporaryDirectory(prefix="silent-weights-") as folder:
         path = os.path.join(folder, "weights.txt")
-        extra = f"{settings.vw_args} --invert_hash {shlex.quote(path)}".strip()
-        policy = Policy(dataclasses.replace(settings, vw_args=extra))
+        policy = Policy(settings, readable_weights=path)
         try:
             yield policy, terms
         finally:

@@ -98,10 +98,13 @@ def with_slot(shared: str, slot_texts: list[str] | None) -> str:
 class Policy:
     """A VW workspace with seeded slate sampling; safe to share between threads."""
 
-    def __init__(self, settings: PolicySettings, model: bytes | None = None):
+    def __init__(self, settings: PolicySettings, model: bytes | None = None, readable_weights: str | None = None):
+        """``readable_weights`` is a path of ours, never caller text: VW writes the weights there by feature
+        name when the policy closes (``bandit.feature_weights``)."""
         self.settings = settings
         self._lock = threading.Lock()
-        self._ws = self._load(model) if model else vowpalwabbit.Workspace(settings.args())
+        names = f" --invert_hash {shlex.quote(readable_weights)}" if readable_weights else ""
+        self._ws = self._load(model) if model else vowpalwabbit.Workspace(settings.args() + names)
 
     @staticmethod
     def _load(model: bytes):
