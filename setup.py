@@ -21,6 +21,8 @@ setup(
         "tqdm>=4.66",
         "orjson>=3.9",
         "prometheus-client>=0.20",
+        "pyarrow>=15",
+        "duckdb>=1.1",
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.31", "playwright>=1.40",
                              "azure-ai-personalizer>=1.0.0b1"]},  # the official client, for the compatibility tests

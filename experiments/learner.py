@@ -75,10 +75,14 @@ class Learner:
     """Learn every closed decision exactly once and publish snapshots every ``update_seconds``."""
 
     def __init__(self, store, clock=None, batch_size: int = 2000, grace_seconds: float = 0.0,
-                 lease_owner: str | None = None, lease_seconds: float = 30.0, checkpoints: bool = False):
+                 lease_owner: str | None = None, lease_seconds: float = 30.0, checkpoints: bool = False,
+                 archive=None):
         """``checkpoints``: fold the WAL back after every batch, for a learner process that owns
-        checkpoints (serving workers never run one); a long rebuild then cannot grow the WAL."""
+        checkpoints (serving workers never run one); a long rebuild then cannot grow the WAL.
+        ``archive`` (``experiments.reporting.archive.Archive``): learned, closed decisions go to
+        Parquet, committed with the model that learned them."""
         self.store = store
+        self.archive = archive
         self.clock = clock or SystemClock()
         self.batch_size = batch_size
         self.grace_seconds = grace_seconds
@@ -124,7 +128,8 @@ class Learner:
                 spec = parse_spec(row["spec"], check_vw=False)
                 track = self._track(row["key"], spec)
                 learned[row["key"]] = self._learn_closed(row["key"], spec, track)
-                self._maybe_publish(row, spec, track, force_publish)
+                if not self._maybe_publish(row, spec, track, force_publish) and not track.dirty:
+                    self._archive_alone(row["key"], spec, track)
             return learned
 
     def _learn_closed(self, key: str, spec, track: _Track) -> int:
@@ -159,19 +164,48 @@ class Learner:
         track.policy.learn(context_text(loads(row["context"])), actions, chosen, learned, slot_texts=slot_texts(row))
         return True
 
-    def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> None:
+    def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> bool:
         now = self.clock.now()
         if not track.dirty or (not force and now - track.published_at < spec.learning["update_seconds"]):
-            return
+            return False
         track.version += 1
-        self.store.insert_model({
-            "experiment": experiment["key"], "version": track.version, "args": track.args,
-            "spec_version": experiment["version"],
-            "cursor_seq": track.cursor, "learned": track.learned, "created_at": now,
-            "learner": self.lease_owner or "in-process", "model": track.policy.save(),
-        })
+        batch, archived = self._archive_batch(experiment["key"], spec, track, now), False
+        try:
+            archived = self.store.insert_model({
+                "experiment": experiment["key"], "version": track.version, "args": track.args,
+                "spec_version": experiment["version"],
+                "cursor_seq": track.cursor, "learned": track.learned, "created_at": now,
+                "learner": self.lease_owner or "in-process", "model": track.policy.save(),
+            }, archive=batch.commit() if batch else None)
+        finally:
+            if batch:
+                self.archive.finish(batch, archived)
         track.published_at = now
         track.dirty = False
+        return True
+
+    def _archive_alone(self, key: str, spec, track: _Track) -> None:
+        """Archive what the published model has learned when no new snapshot is coming (traffic stopped)."""
+        batch, archived = self._archive_batch(key, spec, track, self.clock.now()), False
+        if batch:
+            try:
+                archived = self.store.commit_archive(batch.commit())
+            finally:
+                self.archive.finish(batch, archived)
+
+    def _archive_batch(self, key: str, spec, track: _Track, now: float):
+        """Write the decisions this model has learned (closed, not archived yet) as pending Parquet files.
+
+        A failing archive (a full disk, say) costs the archive a turn, never the model its publication.
+        """
+        if self.archive is None:
+            return None
+        try:
+            return self.archive.prepare(key, spec.reward, track.cursor, now - self.grace_seconds, now)
+        except Exception:
+            log.exception("archiving %s failed; the decisions stay in the live store and the next snapshot retries",
+                          key)
+            return None
 
     def lag(self) -> dict[str, int]:
         """Return, per experiment, how many logged decisions are not learned yet."""

@@ -130,8 +130,25 @@ def m007_feature_importances(db: sqlite_utils.Database) -> None:
     )
 
 
+def m008_archive(db: sqlite_utils.Database) -> None:
+    """The Parquet archive: how far each experiment is archived, and the files that hold it."""
+    db["archive_positions"].create({"experiment": str, "seq": int, "updated_at": float}, pk="experiment",
+                                   not_null={"seq"}, if_not_exists=True)
+    # One row per committed Parquet file; readers take the file list from here, never from the folder.
+    db["archive_files"].create(
+        {"id": int, "experiment": str, "dataset": str, "day": str, "path": str, "pending": str,
+         "first_seq": int, "last_seq": int, "rows": int, "bytes": int, "created_at": float},
+        pk="id", not_null={"experiment", "dataset", "day", "path", "first_seq", "last_seq", "rows"},
+        if_not_exists=True,
+    )
+    db["archive_files"].create_index(["experiment", "dataset", "day"], if_not_exists=True)
+    db["archive_files"].create_index(["path"], unique=True, if_not_exists=True)
+    # Late rewards of archived decisions stay in the live store; reports find them here.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_rewards_late ON rewards (experiment, decision_seq) WHERE late = 1")
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
-              m007_feature_importances]
+              m007_feature_importances, m008_archive]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

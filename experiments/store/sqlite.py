@@ -20,6 +20,7 @@ import sqlite_utils
 from bandit.encoding import action_text
 from experiments.errors import NotFound
 from experiments.store.migrations import migrate
+from experiments.store.sqlite_archive import ArchiveConflict, SqliteArchive
 
 
 def dumps(value) -> str:
@@ -48,7 +49,7 @@ def insert(conn: sqlite3.Connection, table: str, row: dict, verb: str = "INSERT"
     conn.execute(_insert_sql(verb, table, tuple(row)), list(row.values()))
 
 
-class Store:
+class Store(SqliteArchive):
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
     def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000):
@@ -352,13 +353,30 @@ class Store:
     def model_versions(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT experiment, max(version) FROM models GROUP BY experiment").fetchall())
 
-    def insert_model(self, row: dict, keep: int = 20) -> None:
-        """Publish a model snapshot and prune all but the newest ``keep``."""
+    def insert_model(self, row: dict, keep: int = 20, archive: dict | None = None) -> bool:
+        """Publish a model snapshot and prune all but the newest ``keep``; return whether ``archive`` committed.
+
+        ``archive`` (from ``experiments.reporting.archive``) moves the archive
+        position and lists its new files in the same transaction as the model and
+        its cursor. When another writer moved the position first, the model is
+        still published and the archive part is not.
+        """
         with self.transaction() as conn:
             insert(conn, "models", row)
             conn.execute(
                 "DELETE FROM models WHERE experiment = ? AND version <= ?", (row["experiment"], row["version"] - keep)
             )
+            if archive is None:
+                return False
+            conn.execute("SAVEPOINT archive")
+            try:
+                self._commit_archive(conn, archive)
+            except ArchiveConflict:
+                conn.execute("ROLLBACK TO archive")
+                return False
+            finally:
+                conn.execute("RELEASE archive")
+            return True
 
     # -- activation, model resets, log deletion ------------------------------
     def activate_decision(self, event_id: str, now: float) -> bool:

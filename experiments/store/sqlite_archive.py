@@ -1,0 +1,181 @@
+"""The SQLite statements of the Parquet archive and of reports over archive + live store.
+
+Engine-neutral methods (mixed into ``Store``): the archive writer reads closed
+decisions with their on-time rewards and commits its position and file list;
+reports read, in one snapshot, the archive's position and files and the live
+rows past that position. Nothing here knows about Parquet or DuckDB.
+"""
+from __future__ import annotations
+
+import contextlib
+
+DECISION_COLUMNS = ("seq", "event_id", "unit", "variant", "model_version", "spec_version", "created_at",
+                    "window_closes_at", "context", "candidate_set", "excluded", "slate", "defer_activation",
+                    "activated_at", "learning_mode", "model_slate", "slot_context")
+REWARD_COLUMNS = "decision_seq, type, item, slot, value, received_at, duplicates"
+
+
+class ArchiveConflict(Exception):
+    """Another writer moved the archive position first; this writer's files are not committed."""
+
+
+class SqliteArchive:
+    """Archive and report queries of the SQLite engine (a mixin of ``Store``)."""
+
+    # -- the archive writer ----------------------------------------------------------------------
+    def archive_position(self, experiment: str) -> int:
+        """Return the sequence number up to which the experiment's decisions are archived (0: none)."""
+        row = self.conn.execute("SELECT seq FROM archive_positions WHERE experiment = ?", (experiment,)).fetchone()
+        return row[0] if row else 0
+
+    def decisions_to_archive(self, experiment: str, after_seq: int, upto_seq: int, closed_by: float,
+                             limit: int) -> list[dict]:
+        """Return whole decision rows with seq in (after_seq, upto_seq] in log order, up to the first still open."""
+        rows = self.query(
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions NOT INDEXED"
+            " WHERE seq > ? AND seq <= ? AND experiment = ? ORDER BY seq LIMIT ?",
+            (after_seq, upto_seq, experiment, limit))
+        for i, row in enumerate(rows):
+            if row["window_closes_at"] > closed_by:
+                return rows[:i]
+        return rows
+
+    def waiting_to_archive(self, experiment: str, after_seq: int, upto_seq: int, limit: int) -> int:
+        """Count the experiment's decisions in (after_seq, upto_seq], stopping at ``limit``."""
+        return self.conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM decisions NOT INDEXED WHERE seq > ? AND seq <= ? AND experiment = ?"
+            " LIMIT ?)", (after_seq, upto_seq, experiment, limit)).fetchone()[0]
+
+    def on_time_rewards(self, experiment: str, low_seq: int, high_seq: int) -> list[dict]:
+        """Return every on-time reward of the experiment's decisions in [low_seq, high_seq], in arrival order."""
+        return self.query(
+            f"SELECT {REWARD_COLUMNS} FROM rewards WHERE experiment = ? AND late = 0"
+            " AND decision_seq BETWEEN ? AND ? ORDER BY received_at, id", (experiment, low_seq, high_seq))
+
+    def candidate_texts(self, digests) -> dict[str, str]:
+        """Return the stored JSON text of each candidate list, by hash."""
+        digests = list(set(digests))
+        out = {}
+        for start in range(0, len(digests), 500):
+            part = digests[start:start + 500]
+            out.update(self.conn.execute(
+                f"SELECT hash, candidates FROM candidate_sets WHERE hash IN ({', '.join('?' * len(part))})",
+                part).fetchall())
+        return out
+
+    def commit_archive(self, archive: dict) -> bool:
+        """Commit an archive batch on its own, for decisions the newest published model has learned already.
+
+        Returns False when another writer moved the position first or no model covers the range.
+        """
+        with self.transaction() as conn:
+            cursor = conn.execute("SELECT cursor_seq FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1",
+                                  (archive["experiment"],)).fetchone()
+            if cursor is None or cursor[0] < archive["upto_seq"]:
+                return False
+            try:
+                self._commit_archive(conn, archive)
+            except ArchiveConflict:
+                return False
+        return True
+
+    def _commit_archive(self, conn, archive: dict) -> None:
+        """Move the position from ``after_seq`` to ``upto_seq`` and list the files, or raise ArchiveConflict.
+
+        ``on_time`` is how many on-time rewards the writer read for the range: a
+        reward that committed since then would be missing from the files.
+        """
+        key, after, upto = archive["experiment"], archive["after_seq"], archive["upto_seq"]
+        if self._archive_position_in(conn, key) != after:
+            raise ArchiveConflict(f"archive of {key} moved past {after}")
+        on_time = conn.execute("SELECT count(*) FROM rewards WHERE experiment = ? AND late = 0"
+                               " AND decision_seq > ? AND decision_seq <= ?", (key, after, upto)).fetchone()[0]
+        if on_time != archive["on_time"]:
+            raise ArchiveConflict(f"rewards of {key} changed while its archive was written")
+        conn.execute("INSERT OR REPLACE INTO archive_positions (experiment, seq, updated_at) VALUES (?, ?, ?)",
+                     (key, upto, archive["created_at"]))
+        conn.executemany(
+            "INSERT INTO archive_files (experiment, dataset, day, path, pending, first_seq, last_seq, rows, bytes,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(key, f["dataset"], f["day"], f["path"], f["pending"], f["first_seq"], f["last_seq"], f["rows"],
+              f["bytes"], archive["created_at"]) for f in archive["files"]])
+
+    @staticmethod
+    def _archive_position_in(conn, experiment: str) -> int:
+        row = conn.execute("SELECT seq FROM archive_positions WHERE experiment = ?", (experiment,)).fetchone()
+        return row[0] if row else 0
+
+    def archive_files(self, experiment: str | None = None, dataset: str = "decisions",
+                      before_day: str | None = None) -> list[dict]:
+        """Return the committed files of an experiment (all experiments when None), oldest range first."""
+        sql, params = "SELECT * FROM archive_files WHERE dataset = ?", [dataset]
+        if experiment is not None:
+            sql, params = sql + " AND experiment = ?", params + [experiment]
+        if before_day is not None:
+            sql, params = sql + " AND day < ?", params + [before_day]
+        return self.query(sql + " ORDER BY experiment, first_seq", params)
+
+    def newest_archive_files(self, experiment: str) -> list[dict]:
+        """Return the files of the experiment's newest archive commit (the only ones a crash can leave pending)."""
+        return self.query("SELECT * FROM archive_files WHERE experiment = ? AND created_at ="
+                          " (SELECT max(created_at) FROM archive_files WHERE experiment = ?)", (experiment, experiment))
+
+    def forget_archive_files(self, ids: list[int]) -> None:
+        """Drop files from the archive's list (retention); the caller deletes them afterwards."""
+        with self.transaction() as conn:
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                conn.execute(f"DELETE FROM archive_files WHERE id IN ({', '.join('?' * len(part))})", part)
+
+    # -- reports over archive + live ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def snapshot(self):
+        """Read in one consistent snapshot: the archive position, its files and the live rows past it."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def live_decisions(self, experiment: str, start: float, end: float, after_seq: int) -> list[tuple]:
+        """Return (seq, created_at, unit, variant, model_version, slots, first id) of unarchived decisions."""
+        return self.conn.execute(
+            "SELECT seq, created_at, unit, variant, coalesce(model_version, 0), json_array_length(slate),"
+            " coalesce(json_extract(slate, '$[0].id'), '') FROM decisions"
+            " WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ? ORDER BY seq",
+            (experiment, start, end, after_seq)).fetchall()
+
+    def live_rewards(self, experiment: str, start: float, end: float, after_seq: int) -> list[tuple]:
+        """Return (seq, slot, value, type, late, duplicates) of rewards the archive does not hold, in arrival order.
+
+        That is every reward of an unarchived decision, and the late rewards of
+        archived decisions (the archive keeps on-time rewards only).
+        """
+        select = ("SELECT r.decision_seq, r.slot, r.value, r.type, r.late, r.duplicates, r.received_at, r.id"
+                  " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq WHERE r.experiment = ?"
+                  " AND d.created_at >= ? AND d.created_at < ?")
+        rows = self.conn.execute(
+            f"{select} AND r.decision_seq > ? UNION ALL {select} AND r.late = 1 AND r.decision_seq <= ?"
+            " ORDER BY 7, 8", (experiment, start, end, after_seq, experiment, start, end, after_seq)).fetchall()
+        return [row[:6] for row in rows]
+
+    def live_sample(self, experiment: str, start: float, end: float, after_seq: int, multiplier: int,
+                    modulus: int, threshold: int) -> list[dict]:
+        """Return unarchived decisions whose (seq * multiplier) % modulus < threshold, in log order."""
+        return self.query(
+            "SELECT seq, variant, context, candidate_set, slate FROM decisions"
+            " WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ? AND (seq * ?) % ? < ?"
+            " ORDER BY seq", (experiment, start, end, after_seq, multiplier, modulus, threshold))
+
+    def published_models(self, experiment: str, start: float, end: float) -> list[dict]:
+        """Return the model snapshots published in [start, end), oldest first."""
+        return self.query(
+            "SELECT version, learned, created_at, spec_version FROM models WHERE experiment = ? AND created_at >= ?"
+            " AND created_at < ? ORDER BY version", (experiment, start, end))
+
+    def newest_model_version(self, experiment: str) -> int | None:
+        return self.conn.execute("SELECT max(version) FROM models WHERE experiment = ?", (experiment,)).fetchone()[0]
