@@ -274,17 +274,48 @@ def _slate_arrays(rewards, p_logged, p_target) -> tuple[np.ndarray, np.ndarray, 
 # --- report statistics -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sample variance of a set of values: all the reward intervals need of them.
+
+    A report over millions of decisions gets these from a database's aggregates
+    instead of an array per variant.
+
+    >>> Moments.of([1, 2, 3, 4])
+    Moments(n=4, mean=2.5, variance=1.6666666666666667)
+    """
+
+    n: int
+    mean: float
+    variance: float  # sample variance (ddof=1); nan with fewer than two values
+
+    @classmethod
+    def of(cls, values, name: str = "values") -> "Moments":
+        values = _vector(name, values)
+        return cls(values.size, float(values.mean()), float(values.var(ddof=1)) if values.size > 1 else math.nan)
+
+
 def mean_interval(values, alpha: float = 0.05) -> Estimate:
     """Return the mean of ``values`` with its normal (CLT) interval, e.g. for reward per decision.
 
     Interval: mean +- z * sd / sqrt(n) (sample sd, ddof=1), for i.i.d. bounded values.
+    ``values`` may be an array or their ``Moments``.
 
     >>> print(mean_interval([1, 2, 3, 4]))
     2.5 [1.235, 3.765] n=4
     """
-    values = _vector("values", values)
+    m = _moments("values", values)
     alpha = _check_unit_interval("alpha", alpha)
-    return _clt(values, alpha)
+    se = math.sqrt(m.variance) / math.sqrt(m.n) if m.n > 1 else math.nan
+    return _normal_interval(m.mean, se, m.n, alpha)
+
+
+def _moments(name: str, values) -> Moments:
+    if isinstance(values, Moments):
+        if values.n < 1:
+            raise ValueError(f"{name}: must not be empty")
+        return values
+    return Moments.of(values, name)
 
 
 def difference_interval(a, b, alpha: float = 0.05) -> Estimate:
@@ -294,20 +325,21 @@ def difference_interval(a, b, alpha: float = 0.05) -> Estimate:
     diff +- t(df) * sqrt(var_a / n_a + var_b / n_b), df by Welch-Satterthwaite; for large
     samples it is the normal interval. ``n`` is n_a + n_b. Bounds are ``nan`` when either
     sample has fewer than two values; a zero standard error gives a zero-width interval.
+    ``a`` and ``b`` may be arrays or their ``Moments``.
 
     >>> print(difference_interval([1, 2, 3, 4, 5], [2, 3, 4, 5, 6]))  # df = 8, t = 2.306
     -1 [-3.306, 1.306] n=10
     """
-    a, b = _vector("a", a), _vector("b", b)
+    a, b = _moments("a", a), _moments("b", b)
     alpha = _check_unit_interval("alpha", alpha)
-    value, n = float(a.mean() - b.mean()), a.size + b.size
-    if a.size < 2 or b.size < 2:
+    value, n = a.mean - b.mean, a.n + b.n
+    if a.n < 2 or b.n < 2:
         return Estimate(value, math.nan, math.nan, n, alpha)
-    share_a, share_b = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    share_a, share_b = a.variance / a.n, b.variance / b.n
     se = math.sqrt(share_a + share_b)
     if se == 0:
         return Estimate(value, value, value, n, alpha)
-    df = (share_a + share_b) ** 2 / (share_a**2 / (a.size - 1) + share_b**2 / (b.size - 1))
+    df = (share_a + share_b) ** 2 / (share_a**2 / (a.n - 1) + share_b**2 / (b.n - 1))
     half = _t_value(alpha, df) * se
     return Estimate(value, value - half, value + half, n, alpha)
 
@@ -319,20 +351,21 @@ def relative_lift(a, b, alpha: float = 0.05) -> Estimate:
     means, var = var_a / (n_a mb^2) + ma^2 var_b / (n_b mb^4). ``n`` is n_a + n_b.
     When mean(b) == 0 the lift is undefined: value and bounds are ``nan`` (``None`` in
     ``to_dict()``). Bounds are ``nan`` when either sample has fewer than two values.
+    ``a`` and ``b`` may be arrays or their ``Moments``.
 
     >>> print(relative_lift([2, 3, 4, 3], [1, 2, 3, 2]))
     0.5 [-0.2212, 1.221] n=8
     >>> relative_lift([1, 2], [0, 0]).to_dict()["value"] is None
     True
     """
-    a, b = _vector("a", a), _vector("b", b)
+    a, b = _moments("a", a), _moments("b", b)
     alpha = _check_unit_interval("alpha", alpha)
-    mean_a, mean_b, n = float(a.mean()), float(b.mean()), a.size + b.size
+    mean_a, mean_b, n = a.mean, b.mean, a.n + b.n
     if mean_b == 0:
         return Estimate(math.nan, math.nan, math.nan, n, alpha)
-    if a.size < 2 or b.size < 2:
+    if a.n < 2 or b.n < 2:
         return Estimate(mean_a / mean_b - 1, math.nan, math.nan, n, alpha)
-    variance = a.var(ddof=1) / (a.size * mean_b**2) + mean_a**2 * b.var(ddof=1) / (b.size * mean_b**4)
+    variance = a.variance / (a.n * mean_b**2) + mean_a**2 * b.variance / (b.n * mean_b**4)
     return _normal_interval(mean_a / mean_b - 1, math.sqrt(variance), n, alpha)
 
 

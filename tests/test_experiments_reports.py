@@ -6,15 +6,13 @@ import pytest
 
 import bandit.intervals
 import experiments.reporting.exports
-import experiments.reporting.logdata
+import experiments.reporting.archive
 import web.dashboard.charts
 import web.dashboard.report_render
 from bandit.encoding import action_text, context_text
 from bandit.policy import Policy
 from experiments.clock import VirtualClock
 from experiments.errors import InvalidField, NotFound
-from experiments.learner import slot_rewards
-from experiments.reporting.logdata import aggregate_slots
 from experiments.reporting.reports import parse_window, report
 from experiments.service import Service
 from experiments.spec import parse_spec
@@ -62,19 +60,9 @@ def by_variant(result):
 
 
 def test_modules_doctests_pass():
-    for module in (experiments.reporting.logdata, bandit.intervals, experiments.reporting.exports, web.dashboard.charts, web.dashboard.report_render):
+    for module in (experiments.reporting.archive, bandit.intervals, experiments.reporting.exports,
+                   web.dashboard.charts, web.dashboard.report_render):
         assert doctest.testmod(module).failed == 0, module.__name__
-
-
-def test_vectorised_slot_aggregation_matches_the_learner():
-    rng = np.random.default_rng(1)
-    seq, slot, value = rng.integers(0, 30, 400), rng.integers(0, 3, 400), rng.integers(0, 5, 400).astype(float)
-    for aggregation in ("sum", "first", "max"):
-        pair_seq, pair_slot, combined = aggregate_slots(seq, slot, value, aggregation)
-        got = {(int(a), int(b)): c for a, b, c in zip(pair_seq, pair_slot, combined)}
-        for s in set(seq.tolist()):
-            expected = slot_rewards([(k, v) for q, k, v in zip(seq, slot, value) if q == s], 3, aggregation, -1.0)
-            assert [got.get((s, k), -1.0) for k in range(3)] == expected
 
 
 @pytest.mark.parametrize("default", [0.0, 0.5])

@@ -54,13 +54,14 @@ import numpy as np
 
 from bandit import estimators
 from bandit.intervals import wilson_interval
-from experiments.reporting import logdata
-from experiments.reporting import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField
+from experiments.reporting import offpolicy
+from experiments.reporting.analytics import SAMPLE_MODULUS, SAMPLE_MULTIPLIER, LogView, literal, sample_predicate
 from experiments.reporting.logdata import VARIANTS, Window
 from experiments.service import iso
 from experiments.spec import parse_spec
+from experiments.store import loads
 
 INTERVALS = {"hour": 3600, "day": 86400}
 OPE_SAMPLE = 10_000
@@ -110,77 +111,71 @@ def parse_window(key: str, start=None, end=None, interval="hour") -> Window:
 
 
 def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sample: int = OPE_SAMPLE,
-           clock=None) -> dict:
-    """Build the report of one experiment over decisions created in [start, end)."""
+           clock=None, archive=None) -> dict:
+    """Build the report of one experiment over decisions created in [start, end).
+
+    ``archive`` (``experiments.reporting.archive.Archive``) finds the Parquet files of
+    the decisions already archived; the rest comes from the live store.
+    """
     window = parse_window(key, start, end, interval)
     experiment = store.existing_experiment(key)
     spec = parse_spec(experiment["spec"], check_vw=False)
-    reward = spec.reward
-    decisions = logdata.decision_rows(store, window, slate_lengths=reward["default"] != 0)
-    rows = logdata.reward_rows(store, window, decisions)
-    rewarded = logdata.rewarded_decisions(rows, decisions, reward["aggregation"], reward["default"])
-    variants, values = variant_summaries(decisions, logdata.unit_counts(store, window), rows, rewarded,
-                                         reward["default"])
-    return {
-        "experiment": {"key": key, "name": experiment["name"], "kind": experiment["kind"],
-                       "status": experiment["status"], "version": experiment["version"], "slots": spec.slots},
-        "range": _range(window, decisions, interval or "hour"),
-        "generated_at": iso((clock or SystemClock()).now()),
-        "variants": variants,
-        "lift": lift(values),
-        "sample_ratio": sample_ratio(variants, spec.traffic["holdout"]),
-        **off_policy(store, window, spec, decisions.size, rewarded, ope_sample),
-        "time_series": time_series(decisions, rewarded, window.width, interval or "hour", reward["default"]),
-        "rewards": {**reward_counts(rows), "unknown_event": store.unattributed_count(*window.params())},
-        "model_versions": model_versions(store, window, decisions),
-    }
+    view = LogView(store, window, spec.reward, archive)
+    try:
+        variants, moments = variant_summaries(view)
+        first, last, total = view.sql("SELECT min(created_at), max(created_at), count(*) FROM decisions")[0]
+        return {
+            "experiment": {"key": key, "name": experiment["name"], "kind": experiment["kind"],
+                           "status": experiment["status"], "version": experiment["version"], "slots": spec.slots},
+            "range": _range(window, first, last, interval or "hour"),
+            "generated_at": iso((clock or SystemClock()).now()),
+            "variants": variants,
+            "lift": lift(moments),
+            "sample_ratio": sample_ratio(variants, spec.traffic["holdout"]),
+            **off_policy(store, view, spec, total, ope_sample),
+            "time_series": time_series(view, interval or "hour", spec.reward["default"]),
+            "rewards": {**reward_counts(view), "unknown_event": store.unattributed_count(*window.params())},
+            "model_versions": model_versions(store, view),
+        }
+    finally:
+        view.close()
 
 
-def _range(window: Window, decisions, interval: str) -> dict:
+def _range(window: Window, first: float | None, last: float | None, interval: str) -> dict:
     bound = lambda x: iso(x) if math.isfinite(x) else None  # noqa: E731
     return {"from": bound(window.start), "to": bound(window.end), "interval": interval,
-            "first_decision": iso(decisions.first_created), "last_decision": iso(decisions.last_created)}
+            "first_decision": iso(first), "last_decision": iso(last)}
 
 
 # -- variants and lift ---------------------------------------------------------------------------
-def variant_values(decisions, rewarded, code: int, default: float) -> np.ndarray:
-    """Return every decision's reward in one variant (slots x default for unrewarded decisions)."""
-    mine, won = decisions.variant == code, rewarded.variant == code
-    if default == 0:
-        return np.concatenate([np.zeros(int(mine.sum()) - int(won.sum())), rewarded.total[won]])
-    lengths = np.bincount(decisions.slots[mine], minlength=int(rewarded.slots.max(initial=0)) + 1)
-    lengths[: lengths.size] -= np.bincount(rewarded.slots[won], minlength=lengths.size)
-    quiet = np.repeat(default * np.arange(lengths.size, dtype=float), np.maximum(lengths, 0))
-    return np.concatenate([quiet, rewarded.total[won]])
-
-
-def variant_summaries(decisions, units: dict, rows, rewarded, default: float) -> tuple[list[dict], dict]:
-    """Per variant that has decisions: counts, rates per reward type and mean reward."""
-    on_time = rows.late == 0
-    pairs = np.unique(np.stack([rows.seq[on_time], rows.type[on_time], decisions.variant[rows.position[on_time]]]),
-                      axis=1)
-    summaries, values = [], {}
-    for code, name in enumerate(VARIANTS):
-        made = int((decisions.variant == code).sum())
-        if made == 0:
+def variant_summaries(view: LogView) -> tuple[list[dict], dict]:
+    """Per variant that has decisions: counts, rates per reward type and mean reward (with its moments)."""
+    made = {row[0]: row[1:] for row in view.sql(
+        "SELECT variant, count(*), count(DISTINCT unit_key), sum(rewarded::INTEGER), avg(value), var_samp(value)"
+        " FROM decisions GROUP BY variant")}
+    types = sorted(t for (t,) in view.sql("SELECT DISTINCT type FROM rewards"))
+    typed = {(v, t): n for v, t, n in view.sql(
+        "SELECT variant, type, count(DISTINCT seq) FROM rewards WHERE late = 0 GROUP BY variant, type")}
+    summaries, moments = [], {}
+    for name in VARIANTS:
+        if name not in made:
             continue
-        values[name] = variant_values(decisions, rewarded, code, default)
-        won = int((rewarded.variant == code).sum())
-        typed = np.bincount(pairs[1][pairs[2] == code], minlength=len(rows.types))
+        count, units, won, mean, variance = made[name]
+        moments[name] = estimators.Moments(count, mean, math.nan if variance is None else variance)
         summaries.append({
-            "variant": name, "decisions": made, "units": int(units.get(name, 0)), "rewarded": won,
-            "rewarded_rate": wilson_interval(won, made).to_dict(),
-            "reward": estimators.mean_interval(values[name]).to_dict(),
-            "rates": {kind: wilson_interval(int(typed[i]), made).to_dict() for i, kind in enumerate(rows.types)},
+            "variant": name, "decisions": count, "units": units, "rewarded": int(won),
+            "rewarded_rate": wilson_interval(int(won), count).to_dict(),
+            "reward": estimators.mean_interval(moments[name]).to_dict(),
+            "rates": {kind: wilson_interval(typed.get((name, kind), 0), count).to_dict() for kind in types},
         })
-    return summaries, values
+    return summaries, moments
 
 
-def lift(values: dict) -> dict | None:
+def lift(moments: dict) -> dict | None:
     """Bandit over holdout in reward per decision: absolute (Welch) and relative (delta method)."""
-    if "bandit" not in values or "holdout" not in values:
+    if "bandit" not in moments or "holdout" not in moments:
         return None
-    treatment, baseline = values["bandit"], values["holdout"]
+    treatment, baseline = moments["bandit"], moments["holdout"]
     return {"metric": "reward per decision", "treatment": "bandit", "baseline": "holdout",
             "absolute": estimators.difference_interval(treatment, baseline).to_dict(),
             "relative": estimators.relative_lift(treatment, baseline).to_dict()}
@@ -227,12 +222,12 @@ def _frequent_arms(spec, sample) -> list[str]:
     return sorted(arms, key=lambda arm: -shown.get(arm, 0))[:MAX_OPE_ARMS]
 
 
-def off_policy(store, window: Window, spec, total: int, rewarded, ope_sample: int) -> dict:
+def off_policy(store, view: LogView, spec, total: int, ope_sample: int) -> dict:
     """Estimate each target policy's first-slot reward per decision on a bounded sample."""
     fraction = 1.0 if total <= ope_sample else ope_sample / total
-    rows = logdata.sample_decisions(store, window, fraction) if total else []
-    sample = offpolicy.logged_sample(rows, rewarded.seq, rewarded.first_slot, spec.reward["default"])
-    model_row = store.latest_model(window.key)
+    sample = sampled_decisions(store, view, fraction, spec.reward["default"]) if total else \
+        offpolicy.logged_sample([], np.zeros(0, np.int64), np.zeros(0), spec.reward["default"])
+    model_row = store.latest_model(view.window.key)
     policies, labels, closers = target_policies(spec, sample, model_row)
     try:
         results = offpolicy.estimate(sample, offpolicy.RewardModel(sample), policies)
@@ -248,30 +243,51 @@ def off_policy(store, window: Window, spec, total: int, rewarded, ope_sample: in
                                   "model_version": model_row["version"] if model_row else None, "note": note}}
 
 
+def sampled_decisions(store, view: LogView, fraction: float, default: float):
+    """About ``fraction`` of the window's decisions, the same ones every time (a hash of seq), archived or live."""
+    threshold = int(min(1.0, max(0.0, fraction)) * SAMPLE_MODULUS)
+    rows = view.archived_sample(threshold)
+    for row in rows:
+        row["context"], row["candidates"] = loads(row["context"]), loads(row["candidates"])
+    w = view.window
+    for row in store.live_sample(w.key, w.start, w.end, view.position, SAMPLE_MULTIPLIER, SAMPLE_MODULUS,
+                                 threshold):
+        row["context"], row["slate"] = loads(row["context"]), loads(row["slate"])
+        row["candidates"] = store.candidates(row["candidate_set"])
+        rows.append(row)
+    rows.sort(key=lambda row: row["seq"])
+    rewards = view.sql(f"SELECT seq, first_reward FROM decisions WHERE {sample_predicate(threshold)} ORDER BY seq")
+    seq = np.array([r[0] for r in rewards], dtype=np.int64)
+    return offpolicy.logged_sample(rows, seq, np.array([r[1] for r in rewards], dtype=float), default)
+
+
 # -- time series ---------------------------------------------------------------------------------
-def time_series(decisions, rewarded, width: int, interval: str, default: float) -> dict:
+def time_series(view: LogView, interval: str, default: float) -> dict:
     """Decisions, reward rate and mean reward per bucket and variant, and first-slot item shares."""
-    if decisions.size == 0:
+    bucket = f"CAST(floor(created_at / {view.window.width}) AS BIGINT)"
+    rows = view.sql(
+        f"SELECT {bucket} AS b, variant, count(*), sum(rewarded::INTEGER), sum(slots),"
+        f" sum(CASE WHEN rewarded THEN value - {literal(float(default))} * slots ELSE 0 END)"
+        " FROM decisions GROUP BY ALL")
+    if not rows:
         return {"interval": interval, "buckets": [], "variants": {}, "shares": {"slot": 0, "items": [],
                                                                                 "variants": {}}}
-    first = int(decisions.bucket.min())
-    size = int(decisions.bucket.max()) - first + 1
-    at = decisions.bucket - first
-    won_at = rewarded.bucket - first
+    first = min(r[0] for r in rows)
+    size = max(r[0] for r in rows) - first + 1
     series = {}
-    for code, name in enumerate(VARIANTS):
-        mine, won = decisions.variant == code, rewarded.variant == code
-        if not mine.any():
+    for name in VARIANTS:
+        mine = [r for r in rows if r[1] == name]
+        if not mine:
             continue
-        made = np.bincount(at[mine], minlength=size)
-        slot_sum = np.bincount(at[mine], weights=decisions.slots[mine], minlength=size)
-        hits = np.bincount(won_at[won], minlength=size)[:size]
-        extra = np.bincount(won_at[won], weights=rewarded.total[won] - default * rewarded.slots[won],
-                            minlength=size)[:size]
+        at = np.array([r[0] - first for r in mine])
+        made, hits, slot_sum, extra = (np.bincount(at, weights=[r[k] for r in mine], minlength=size)
+                                       for k in (2, 3, 4, 5))
+        if default == 0:
+            slot_sum = made  # as if every slate had one slot: the default adds nothing
         series[name] = {"decisions": made.astype(int).tolist(), "rewarded": hits.astype(int).tolist(),
                         "reward_rate": _ratio(hits, made), "mean_reward": _ratio(default * slot_sum + extra, made)}
-    buckets = [iso(float((first + i) * width)) for i in range(size)]
-    return {"interval": interval, "buckets": buckets, "variants": series, "shares": shares(decisions, at, size)}
+    buckets = [iso(float((first + i) * view.window.width)) for i in range(size)]
+    return {"interval": interval, "buckets": buckets, "variants": series, "shares": shares(view, bucket, first, size)}
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list:
@@ -280,21 +296,24 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list:
     return [round(float(x), 6) if math.isfinite(x) else None for x in out]
 
 
-def shares(decisions, at: np.ndarray, size: int) -> dict:
+def shares(view: LogView, bucket: str, first: int, size: int) -> dict:
     """Share of each of the most shown first-slot items per bucket and variant, the rest as (other)."""
-    totals = np.bincount(decisions.item)
-    top = np.argsort(-totals, kind="stable")[:TOP_ITEMS]
-    column = np.full(totals.size, top.size)
-    column[top] = np.arange(top.size)
-    names = [decisions.items[i] for i in top] + (["(other)"] if totals.size > top.size else [])
+    items = view.sql("SELECT first_item, count(*) AS n, min(seq) FROM decisions GROUP BY first_item"
+                     " ORDER BY n DESC, min(seq)")
+    top = [row[0] for row in items[:TOP_ITEMS]]
+    names = top + (["(other)"] if len(items) > len(top) else [])
+    column = {item: i for i, item in enumerate(top)}
+    counts = view.sql(f"SELECT {bucket}, variant, CASE WHEN first_item IN ({', '.join(map(literal, top))})"
+                      " THEN first_item END, count(*) FROM decisions GROUP BY ALL")
     out = {}
-    for code, name in enumerate(VARIANTS):
-        mine = decisions.variant == code
-        if not mine.any():
+    for name in VARIANTS:
+        mine = [c for c in counts if c[1] == name]
+        if not mine:
             continue
-        cells = top.size + 1
-        table = np.bincount(at[mine] * cells + column[decisions.item[mine]], minlength=size * cells)
-        table = table.reshape(size, cells)[:, : len(names)].astype(float)
+        table = np.zeros((size, len(top) + 1))
+        for b, _, item, n in mine:
+            table[b - first, column.get(item, len(top))] += n
+        table = table[:, : len(names)]
         sums = table.sum(axis=1, keepdims=True)
         table = np.divide(table, sums, out=np.zeros_like(table), where=sums > 0)
         out[name] = np.round(table, 4).tolist()
@@ -302,22 +321,21 @@ def shares(decisions, at: np.ndarray, size: int) -> dict:
 
 
 # -- rewards and models --------------------------------------------------------------------------
-def reward_counts(rows) -> dict:
+def reward_counts(view: LogView) -> dict:
     """Count received, late, duplicate and unattributed rewards, and rewards per type."""
-    by_type = np.bincount(rows.type, minlength=len(rows.types))
-    return {"received": rows.size, "on_time": int((rows.late == 0).sum()), "late": int(rows.late.sum()),
-            "duplicate": int(rows.duplicates.sum()), "unattributed": int((rows.slot < 0).sum()),
-            "by_type": {kind: int(by_type[i]) for i, kind in enumerate(rows.types)}}
+    received, on_time, late, duplicate, unattributed = view.sql(
+        "SELECT count(*), count(*) FILTER (late = 0), coalesce(sum(late), 0), coalesce(sum(duplicates), 0),"
+        " count(*) FILTER (slot IS NULL) FROM rewards")[0]
+    by_type = dict(view.sql("SELECT type, count(*) FROM rewards GROUP BY type"))
+    return {"received": received, "on_time": on_time, "late": int(late), "duplicate": int(duplicate),
+            "unattributed": unattributed, "by_type": {kind: by_type[kind] for kind in sorted(by_type)}}
 
 
-def model_versions(store, window: Window, decisions) -> dict:
+def model_versions(store, view: LogView) -> dict:
     """Which model versions served decisions in the range, and the snapshots published in it."""
-    served = np.bincount(decisions.model_version)
-    published = store.query(
-        "SELECT version, learned, created_at, spec_version FROM models WHERE experiment = ? AND created_at >= ?"
-        " AND created_at < ? ORDER BY version", window.params())
-    latest = store.conn.execute("SELECT max(version) FROM models WHERE experiment = ?", (window.key,)).fetchone()[0]
-    return {"served": [{"version": v, "decisions": int(n)} for v, n in enumerate(served) if n],
+    served = view.sql("SELECT model_version, count(*) FROM decisions GROUP BY model_version ORDER BY model_version")
+    w = view.window
+    return {"served": [{"version": v, "decisions": n} for v, n in served if n],
             "published": [{"version": p["version"], "learned": p["learned"], "published_at": iso(p["created_at"]),
-                           "spec_version": p["spec_version"]} for p in published],
-            "latest": latest}
+                           "spec_version": p["spec_version"]} for p in store.published_models(w.key, w.start, w.end)],
+            "latest": store.newest_model_version(w.key)}

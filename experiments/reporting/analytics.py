@@ -1,0 +1,163 @@
+"""One experiment's log over a time window, in DuckDB: the archive's Parquet files plus the live rows not archived yet.
+
+Reports aggregate here rather than in Python, so a report over a hundred million
+decisions reads a few Parquet columns and never holds a row per decision in
+memory. The live store is read in one snapshot with the archive position, so a
+decision is counted from exactly one of the two. Archived rows carry their reward
+as the learner computed it; when the experiment's reward rules changed since (the
+aggregation or the default), those rows are recomputed from their archived
+rewards, like live rows, so the answer never depends on where a row is kept.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import duckdb
+import pyarrow as pa
+
+from experiments.reporting.archive import SCHEMA, day_of, unit_key
+from experiments.reporting.logdata import Window
+
+MEMORY_LIMIT = "1GB"  # DuckDB spills to disk past this
+SAMPLE_MULTIPLIER = 2654435761  # Knuth: seq * M mod 2^32 spreads seqs evenly (exact while seq < 3.4e9)
+SAMPLE_MODULUS = 2**32
+AGGREGATE_SQL = {"sum": "sum(value)", "max": "max(value)", "first": "arg_min(value, ord)"}
+
+LIVE_DECISIONS = pa.schema([("seq", pa.int64()), ("created_at", pa.float64()), ("unit_key", pa.int64()),
+                            ("variant", pa.string()), ("model_version", pa.int64()), ("slots", pa.int32()),
+                            ("first_item", pa.string())])
+LIVE_REWARDS = pa.schema([("seq", pa.int64()), ("slot", pa.int32()), ("value", pa.float64()), ("type", pa.string()),
+                          ("late", pa.int32()), ("duplicates", pa.int64()), ("ord", pa.int64())])
+DECISION_COLUMNS = "seq, created_at, unit_key, variant, model_version, slots, first_item"
+
+
+def literal(value) -> str:
+    """A SQL literal for a number or text we produced ourselves (never caller text)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{'-' if value < 0 else ''}inf'::DOUBLE"
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+class LogView:
+    """The decisions of one window with their reward values, and their rewards, as DuckDB relations.
+
+    ``decisions``: seq, created_at, unit_key, variant, model_version, slots, first_item,
+    value (the decision's reward), rewarded, first_reward (slot 0's reward).
+    ``rewards``: seq, variant, slot, value, type, late, duplicates, one row per reward.
+    """
+
+    def __init__(self, store, window: Window, reward_spec: dict, archive=None):
+        self.window, self.default = window, float(reward_spec["default"])
+        self.aggregation = reward_spec["aggregation"]
+        with store.snapshot():
+            self.position = store.archive_position(window.key)
+            entries = store.archive_files(window.key)
+            live_d = store.live_decisions(window.key, window.start, window.end, self.position)
+            live_r = store.live_rewards(window.key, window.start, window.end, self.position)
+        self.files = self._files(entries, archive)
+        self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": min(2, os.cpu_count() or 1),
+                                          "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
+        self.con.register("live_d", _live_decisions(live_d))
+        self.con.register("live_r", _live_rewards(live_r))
+        self._archived_view()
+        self._decisions_view()
+        self._rewards_view()
+
+    def _files(self, entries: list[dict], archive) -> list[str]:
+        """The committed files whose day can hold decisions of the window."""
+        if entries and archive is None:
+            raise RuntimeError("this database has archived decisions; give the report the archive folder")
+        low, high = _day_bound(self.window.start, "0000-00-00"), _day_bound(self.window.end, "9999-99-99")
+        return [archive.resolve(e) for e in entries if low <= e["day"] <= high]
+
+    def _archived_view(self) -> None:
+        w = self.window
+        if self.files:
+            source = f"read_parquet([{', '.join(literal(f) for f in self.files)}], hive_partitioning = false)"
+        else:
+            self.con.register("archive_empty", SCHEMA.empty_table())
+            source = "archive_empty"
+        self.con.execute(f"CREATE VIEW archived AS SELECT * FROM {source}"
+                         f" WHERE created_at >= {literal(w.start)} AND created_at < {literal(w.end)}")
+
+    def _matched(self) -> str:
+        """Archived rows whose stored reward follows the experiment's current reward rules."""
+        return f"reward_aggregation = {literal(self.aggregation)} AND reward_default = {literal(self.default)}"
+
+    def _decisions_view(self) -> None:
+        """Live rows, and archived rows under other reward rules, get their values from their rewards."""
+        stale = self.con.execute(f"SELECT count(*) FROM archived WHERE NOT ({self._matched()})").fetchone()[0]
+        recompute_d = f"SELECT {DECISION_COLUMNS} FROM live_d"
+        recompute_r = "SELECT seq, slot, value, ord FROM live_r WHERE late = 0"
+        if stale:
+            recompute_d += f" UNION ALL SELECT {DECISION_COLUMNS} FROM archived WHERE NOT ({self._matched()})"
+            recompute_r += (" UNION ALL SELECT seq, r.slot, r.value, r.ord FROM (SELECT seq, unnest(list_transform("
+                            "rewards, (x, i) -> {'slot': x.slot, 'value': x.value, 'ord': i})) AS r FROM archived"
+                            f" WHERE NOT ({self._matched()}))")
+        d = literal(self.default)
+        self.con.execute(f"""
+            CREATE TEMP TABLE recomputed AS
+            WITH on_time AS ({recompute_r}),
+            pairs AS (SELECT seq, slot, {AGGREGATE_SQL[self.aggregation]} AS v FROM on_time
+                      WHERE slot IS NOT NULL GROUP BY seq, slot),
+            per AS (SELECT seq, sum(v - {d}) AS extra, max(CASE WHEN slot = 0 THEN v END) AS first
+                    FROM pairs GROUP BY seq),
+            hit AS (SELECT DISTINCT seq FROM on_time)
+            SELECT d.*, {d} * d.slots + coalesce(per.extra, 0) AS value, hit.seq IS NOT NULL AS rewarded,
+                   coalesce(per.first, {d}) AS first_reward
+            FROM ({recompute_d}) d LEFT JOIN per USING (seq) LEFT JOIN hit USING (seq)""")
+        self.con.execute(f"""
+            CREATE VIEW decisions AS
+            SELECT {DECISION_COLUMNS}, reward AS value, rewarded, coalesce(slot_rewards[1], {d}) AS first_reward
+            FROM archived WHERE {self._matched()}
+            UNION ALL SELECT * FROM recomputed""")
+
+    def _rewards_view(self) -> None:
+        self.con.execute("""
+            CREATE VIEW rewards AS
+            SELECT seq, variant, r.slot AS slot, r.value AS value, r.type AS type, 0 AS late,
+                   r.duplicates AS duplicates
+            FROM (SELECT seq, variant, unnest(rewards) AS r FROM archived WHERE rewarded)
+            UNION ALL SELECT r.seq, d.variant, r.slot, r.value, r.type, r.late, r.duplicates
+            FROM live_r r LEFT JOIN live_d d USING (seq)""")
+
+    def sql(self, query: str) -> list[tuple]:
+        return self.con.execute(query).fetchall()
+
+    def archived_sample(self, threshold: int) -> list[dict]:
+        """Archived decisions of the window in the hash sample (as ``sample_decisions`` rows, unparsed)."""
+        rows = self.sql(f"SELECT seq, variant, context, candidate_set, candidates, slate FROM archived"
+                        f" WHERE {sample_predicate(threshold)}")
+        return [{"seq": r[0], "variant": r[1], "context": r[2], "candidate_set": r[3], "candidates": r[4],
+                 "slate": r[5]} for r in rows]
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def sample_predicate(threshold: int) -> str:
+    """Decisions whose hashed seq falls under ``threshold`` (out of 2^32): the same ones on every engine."""
+    return f"(seq::HUGEINT * {SAMPLE_MULTIPLIER}) % {SAMPLE_MODULUS} < {int(threshold)}"
+
+
+def _day_bound(seconds: float, unbounded: str) -> str:
+    return day_of(seconds) if math.isfinite(seconds) else unbounded
+
+
+def _live_decisions(rows: list[tuple]) -> pa.Table:
+    seq, created, unit, variant, model, slots, item = zip(*rows) if rows else ([],) * 7
+    return pa.table([pa.array(seq, pa.int64()), pa.array(created, pa.float64()),
+                     pa.array([unit_key(u) for u in unit], pa.int64()), pa.array(variant, pa.string()),
+                     pa.array(model, pa.int64()), pa.array(slots, pa.int32()), pa.array(item, pa.string())],
+                    schema=LIVE_DECISIONS)
+
+
+def _live_rewards(rows: list[tuple]) -> pa.Table:
+    seq, slot, value, kind, late, duplicates = zip(*rows) if rows else ([],) * 6
+    return pa.table([pa.array(seq, pa.int64()), pa.array(slot, pa.int32()), pa.array(value, pa.float64()),
+                     pa.array(kind, pa.string()), pa.array(late, pa.int32()), pa.array(duplicates, pa.int64()),
+                     pa.array(range(len(seq)), pa.int64())], schema=LIVE_REWARDS)
