@@ -30,3 +30,10 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
+
+
+class Unavailable(ServiceError):
+    """The service cannot answer as configured (e.g. archive files it lists are not where it looks)."""
+
+    status = 503
+    code = "unavailable"

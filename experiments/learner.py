@@ -130,6 +130,8 @@ class Learner:
                 learned[row["key"]] = self._learn_closed(row["key"], spec, track)
                 if not self._maybe_publish(row, spec, track, force_publish) and not track.dirty:
                     self._archive_alone(row["key"], spec, track)
+                if self.archive is not None:
+                    self.archive.expire(row["key"], self.clock.now())
             return learned
 
     def _learn_closed(self, key: str, spec, track: _Track) -> int:

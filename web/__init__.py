@@ -10,7 +10,7 @@ from experiments.learner import Learner
 from experiments.personalizer import Personalizer
 from experiments.service import Service
 from experiments.store import Store
-from web.settings import resolve_settings
+from web.settings import archive_from, resolve_settings
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -31,9 +31,10 @@ def create_app(config: dict | None = None) -> Flask:
     store = Store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"])
     service = Service(store, clock, model_refresh_seconds=settings["MODEL_REFRESH_SECONDS"],
                       spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"])
-    learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"])
+    archive = archive_from(store, settings)
+    learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"], archive=archive)
     app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock,
-                                "personalizer": Personalizer(service)}
+                                "personalizer": Personalizer(service), "archive": archive}
 
     from web import api, errors, metrics
 

@@ -32,7 +32,7 @@ def report(key):
     silent = current_app.extensions["silent"]
     args = request.args
     return jsonify(reports.report(silent["store"], key, args.get("from"), args.get("to"), args.get("interval"),
-                                  clock=silent["clock"]))
+                                  clock=silent["clock"], archive=silent["archive"]))
 
 
 @bp.post("/experiments/<key>/evaluations")

@@ -72,13 +72,14 @@ def learner_main(config: dict) -> None:
     from experiments.clock import SystemClock
     from experiments.learner import Learner
     from experiments.store import Store
-    from web.settings import resolve_settings
+    from web.settings import archive_from, resolve_settings
 
     settings = resolve_settings(config, os.environ)
     os.nice(10)  # learning can wait a moment; a shopper's page view cannot
     store = Store(settings["DATABASE"], wal_autocheckpoint=0)  # it checkpoints between passes, unlocked
     learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
-                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}", checkpoints=True)
+                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}", checkpoints=True,
+                      archive=archive_from(store, settings))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

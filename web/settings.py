@@ -15,6 +15,12 @@ SETTINGS = [
                                  "workers and lets the learner process checkpoint, off the request path."),
     ("SECRET_KEY", "", "Signs dashboard session cookies; empty means one generated and kept in the database, "
                        "so every worker shares it."),
+    ("ARCHIVE_DIR", "", "Folder of the Parquet archive of learned decisions that reports read; empty: beside the "
+                        "database file (shop.db -> shop-archive); 'off': no archive."),
+    ("ARCHIVE_AFTER_SECONDS", 600.0, "Archive decisions once the oldest waiting one's reward window closed this "
+                                     "long ago (or ARCHIVE_BATCH_ROWS wait), so files stay few and large."),
+    ("ARCHIVE_BATCH_ROWS", 200_000, "Most decisions the learner archives in one go (one file per day touched)."),
+    ("ARCHIVE_RETENTION_DAYS", 0.0, "Delete archived days older than this many days; 0 keeps them forever."),
     ("SECURE_COOKIES", False, "Send the dashboard session cookie over HTTPS only; turn on behind TLS."),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
@@ -56,3 +62,12 @@ def resolve_settings(config: dict, environ: dict) -> dict:
             raise SettingsError(f"{name}: unknown setting; known: {', '.join(DEFAULTS)}")
         settings[name] = _coerce(name, value, DEFAULTS[name])
     return settings
+
+
+def archive_from(store, settings: dict):
+    """The Parquet archive the settings describe (``experiments.reporting.archive.Archive``), or None."""
+    from experiments.reporting.archive import open_archive
+
+    return open_archive(store, settings["DATABASE"], settings["ARCHIVE_DIR"],
+                        batch_rows=settings["ARCHIVE_BATCH_ROWS"], after_seconds=settings["ARCHIVE_AFTER_SECONDS"],
+                        retention_days=settings["ARCHIVE_RETENTION_DAYS"])

@@ -17,6 +17,7 @@ import tempfile
 import duckdb
 import pyarrow as pa
 
+from experiments.errors import Unavailable
 from experiments.reporting.archive import SCHEMA, day_of, unit_key
 from experiments.reporting.logdata import Window
 
@@ -70,9 +71,15 @@ class LogView:
     def _files(self, entries: list[dict], archive) -> list[str]:
         """The committed files whose day can hold decisions of the window."""
         if entries and archive is None:
-            raise RuntimeError("this database has archived decisions; give the report the archive folder")
+            raise Unavailable("this database has archived decisions but no archive folder is set (ARCHIVE_DIR)",
+                              field="archive")
         low, high = _day_bound(self.window.start, "0000-00-00"), _day_bound(self.window.end, "9999-99-99")
-        return [archive.resolve(e) for e in entries if low <= e["day"] <= high]
+        files = [archive.resolve(e) for e in entries if low <= e["day"] <= high]
+        missing = [f for f in files if not os.path.exists(f)]
+        if missing:
+            raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
+                              f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
+        return files
 
     def _archived_view(self) -> None:
         w = self.window

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ PENDING_PREFIX = ".pending-"
 STALE_PENDING_SECONDS = 3600.0  # older unlisted pending files are a dead writer's leftovers
 READ_CHUNK = 10_000
 ROW_GROUP_ROWS = 128 * 1024
+DAY = 86400.0
+EXPIRE_EVERY_SECONDS = 3600.0
 
 SLATE_TYPE = pa.list_(pa.struct([("slot", pa.int32()), ("id", pa.string()), ("index", pa.int32()),
                                  ("probability", pa.float64())]))
@@ -82,6 +86,14 @@ def default_folder(database: str) -> str | None:
     if not database or database == ":memory:" or "://" in database:
         return None
     return os.path.splitext(os.path.abspath(database))[0] + "-archive"
+
+
+def open_archive(store, database: str, folder: str = "", **options) -> "Archive | None":
+    """The archive of a database: in ``folder``, or beside the database file when empty; None when "off"."""
+    if folder == "off":
+        return None
+    folder = folder or default_folder(database)
+    return Archive(store, folder, **options) if folder else None
 
 
 def part_name(first_seq: int, last_seq: int) -> str:
@@ -143,13 +155,17 @@ class Batch:
 class Archive:
     """Write an experiment's closed, learned decisions to Parquet once, and find the files again."""
 
-    def __init__(self, store, folder: str, batch_rows: int = 200_000, after_seconds: float = 600.0):
+    def __init__(self, store, folder: str, batch_rows: int = 200_000, after_seconds: float = 600.0,
+                 retention_days: float = 0.0):
         """``after_seconds``: archive once the oldest waiting decision's window closed this long ago
-        (or ``batch_rows`` are waiting), so files stay few and large."""
+        (or ``batch_rows`` are waiting), so files stay few and large. ``retention_days``: delete
+        archived days older than this (0 keeps them)."""
         self.store = store
         self.folder = folder
         self.batch_rows = batch_rows
         self.after_seconds = after_seconds
+        self.retention_days = retention_days
+        self._expired_at: dict[str, float] = {}
 
     def path(self, relative: str) -> str:
         return os.path.join(self.folder, relative)
@@ -277,6 +293,27 @@ class Archive:
             path = os.path.join(folder, name)
             if name.startswith(PENDING_PREFIX) and os.path.getmtime(path) < cutoff:
                 _remove(path)
+
+    def expire(self, key: str, now: float) -> int:
+        """Apply the archive's retention to one experiment (at most once an hour); return the files deleted.
+
+        The files leave the list first, so no report reads a file that is about
+        to go; then their day folders are deleted, leftovers of crashes included.
+        """
+        if self.retention_days <= 0 or now - self._expired_at.get(key, -math.inf) < EXPIRE_EVERY_SECONDS:
+            return 0
+        self._expired_at[key] = now
+        cutoff = day_of(now - self.retention_days * DAY)
+        entries = self.store.archive_files(key, before_day=cutoff)
+        if entries:
+            self.store.forget_archive_files([e["id"] for e in entries])
+        folder = self.path(f"{DATASET}/experiment={key}")
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            if name.startswith("day=") and name[4:] < cutoff:
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        if entries:
+            log.info("archive retention: deleted %s files of %s before %s", len(entries), key, cutoff)
+        return len(entries)
 
     def files(self, key: str) -> list[str]:
         """Return the paths of the experiment's committed files (each one resolved)."""

@@ -9,6 +9,8 @@ import click
 from experiments.errors import ServiceError
 
 DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+ARCHIVE_OPTION = click.option("--archive", "archive_dir", default="", envvar="SILENT_ARCHIVE_DIR",
+                              help="Folder of the Parquet archive  [default: beside the database, DB-archive].")
 
 
 def fail(exc: ServiceError):

@@ -8,7 +8,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from web.cli.common import DB_OPTION, fail
+from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail
 
 FROM_OPTION = click.option("--from", "start", default=None,
                            help="Only decisions made at or after this time (ISO 8601 UTC or epoch seconds).")
@@ -19,6 +19,12 @@ def _store(db: str):
     from experiments.store import Store
 
     return Store(db)
+
+
+def _archive(store, db: str, folder: str):
+    from experiments.reporting.archive import open_archive
+
+    return open_archive(store, db, folder)
 
 
 class _Progress:
@@ -38,13 +44,14 @@ class _Progress:
 @click.command("report")
 @click.argument("key")
 @DB_OPTION
+@ARCHIVE_OPTION
 @FROM_OPTION
 @TO_OPTION
 @click.option("--interval", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
               help="Time-series bucket.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.File("w"), default="-", help="Write here instead of standard output.")
-def report(key, db, start, end, interval, fmt, output):
+def report(key, db, archive_dir, start, end, interval, fmt, output):
     """Report an experiment: variants, lift, sample ratio, off-policy estimates, time series.
 
     text is a readable table, json the API's report, html a standalone page with charts.
@@ -54,8 +61,9 @@ def report(key, db, start, end, interval, fmt, output):
     from experiments.reporting.reports import report as build
     from web.dashboard import report_render
 
+    store = _store(db)
     try:
-        result = build(_store(db), key, start, end, interval)
+        result = build(store, key, start, end, interval, archive=_archive(store, db, archive_dir))
     except ServiceError as exc:
         fail(exc)
     if fmt == "json":

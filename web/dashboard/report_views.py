@@ -81,7 +81,7 @@ def _headline(row: dict) -> dict:
     cached = cache.get(row["key"])
     if cached and cached["version"] == row["version"] and now - cached["at"] < SUMMARY_SECONDS:
         return cached
-    rep = report(silent["store"], row["key"], ope_sample=0, clock=silent["clock"])
+    rep = report(silent["store"], row["key"], ope_sample=0, clock=silent["clock"], archive=silent["archive"])
     cached = {"version": row["version"], "at": now, "lift": rep["lift"], "sample_ratio": rep["sample_ratio"],
               "has_decisions": bool(rep["variants"])}
     cache[row["key"]] = cached
@@ -111,12 +111,12 @@ def _report(key: str, values: dict) -> tuple[dict, dict]:
     silent = _silent()
     try:
         return report(silent["store"], key, values["from"], values["to"], values["interval"],
-                      clock=silent["clock"]), {}
+                      clock=silent["clock"], archive=silent["archive"]), {}
     except InvalidField as exc:
         if exc.field not in RANGE_FIELDS:
             raise
         errors = {exc.field: forms.message_for(exc, exc.field)}
-        return report(silent["store"], key, clock=silent["clock"]), errors
+        return report(silent["store"], key, clock=silent["clock"], archive=silent["archive"]), errors
 
 
 def variant_rows(rep: dict) -> tuple[list[str], list[dict]]:
