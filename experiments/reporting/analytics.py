@@ -102,9 +102,8 @@ class LogView:
         recompute_r = "SELECT seq, slot, value, ord FROM live_r WHERE late = 0"
         if stale:
             recompute_d += f" UNION ALL SELECT {DECISION_COLUMNS} FROM archived WHERE NOT ({self._matched()})"
-            recompute_r += (" UNION ALL SELECT seq, r.slot, r.value, r.ord FROM (SELECT seq, unnest(list_transform("
-                            "rewards, (x, i) -> {'slot': x.slot, 'value': x.value, 'ord': i})) AS r FROM archived"
-                            f" WHERE NOT ({self._matched()}))")
+            recompute_r += (" UNION ALL SELECT seq, r.slot, r.value, i FROM (SELECT seq, unnest(rewards) AS r,"
+                            f" generate_subscripts(rewards, 1) AS i FROM archived WHERE NOT ({self._matched()}))")
         d = literal(self.default)
         self.con.execute(f"""
             CREATE TEMP TABLE recomputed AS

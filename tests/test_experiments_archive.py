@@ -1,0 +1,172 @@
+"""The Parquet archive: written once, read with the live store by DuckDB, with today's report answers."""
+import json
+import math
+import os
+
+import duckdb
+import pyarrow.dataset
+import pytest
+
+from experiments.clock import VirtualClock
+from experiments.learner import Learner
+from experiments.reporting.archive import Archive
+from experiments.reporting.reports import report
+from experiments.service import Service
+from experiments.store import Store
+from tests import report_log
+
+GOLDEN = json.loads(open(os.path.join(os.path.dirname(__file__), "golden", "reports.json")).read())
+
+
+def assert_same(expected, got, path="report"):
+    """Equal figure by figure: exact for counts and text, to 1e-9 for computed numbers."""
+    if isinstance(expected, dict):
+        assert set(expected) == set(got), path
+        for key in expected:
+            assert_same(expected[key], got[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(expected) == len(got), path
+        for i, (a, b) in enumerate(zip(expected, got)):
+            assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(expected, float) and isinstance(got, (int, float)):
+        assert math.isclose(expected, got, rel_tol=1e-9, abs_tol=1e-9), f"{path}: {expected} != {got}"
+    else:
+        assert expected == got, f"{path}: {expected!r} != {got!r}"
+
+
+def plain(result: dict) -> dict:
+    result = json.loads(json.dumps(result))
+    result.pop("generated_at")
+    return result
+
+
+def logged_store(tmp_path, name: str, case: dict) -> Store:
+    store = Store(str(tmp_path / f"{name}.db"))
+    report_log.create(store, "exp", slots=case["slots"], default=case["default"], aggregation=case["aggregation"])
+    report_log.build(store, "exp", n=case["n"], slots=case["slots"], seed=case["seed"])
+    return store
+
+
+def archive_upto(store, folder, cursor: int, batch_rows: int = 300) -> Archive:
+    """Archive every closed decision up to ``cursor`` in batches, as the learner would."""
+    archive = Archive(store, str(folder), batch_rows=batch_rows, after_seconds=0.0)
+    spec = store.get_experiment("exp")["spec"]
+    while True:
+        batch = archive.prepare("exp", spec["reward"], cursor, report_log.T0 + 10 * 86400, report_log.T0, force=True)
+        if batch is None:
+            return archive
+        archive.finish(batch, store.commit_archive(batch.commit()))
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_duckdb_report_equals_the_report_it_replaced(tmp_path, name):
+    """The golden file holds the numpy report's answers on these logs, recorded before DuckDB took over."""
+    case = GOLDEN[name]["case"]
+    store = logged_store(tmp_path, "live", case)
+    assert_same(GOLDEN[name]["report"], plain(report(store, "exp", **case["args"])))
+
+
+@pytest.mark.parametrize("name", ["max_default05_day_range", "sampled_ope"])
+def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_path, name):
+    case = GOLDEN[name]["case"]
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    archive = archive_upto(split, tmp_path / "archive", 700)
+    assert split.archive_position("exp") == 700
+    boundary = split.get_decision("exp-700")["created_at"]
+    for args in (case["args"], {"start": boundary - 20000, "end": boundary + 20000, "ope_sample": 300},
+                 {"interval": "day", "ope_sample": 300}):
+        assert_same(plain(report(live, "exp", **args)), plain(report(split, "exp", archive=archive, **args)))
+    archive_upto(split, tmp_path / "archive", 10**9)
+    assert split.archive_position("exp") == 1200
+    assert_same(plain(report(live, "exp", **case["args"])), plain(report(split, "exp", archive=archive,
+                                                                         **case["args"])))
+
+
+def test_changed_reward_rules_recompute_archived_rows(tmp_path):
+    case = GOLDEN["sum_default0_hour"]["case"]
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    archive = archive_upto(split, tmp_path / "archive", 800)
+    for store in (live, split):
+        Service(store, VirtualClock(report_log.T0)).update_experiment(
+            "exp", {"reward": {"wait_seconds": report_log.WAIT, "default": 0.25, "aggregation": "first"}})
+    assert_same(plain(report(live, "exp", ope_sample=300)), plain(report(split, "exp", archive=archive,
+                                                                         ope_sample=300)))
+
+
+def test_late_rewards_after_archiving_stay_live_and_count_as_late(tmp_path):
+    case = GOLDEN["sum_default0_hour"]["case"]
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    archive = archive_upto(split, tmp_path / "archive", 10**9)
+    before = report(split, "exp", archive=archive, ope_sample=300)
+    for store in (live, split):
+        service = Service(store, VirtualClock(report_log.T0 + 30 * 86400))
+        answer = service.record_reward("exp-10", {"type": "purchase", "value": 10.0, "id": "late-purchase"})
+        assert answer["late"] is True
+    after = report(split, "exp", archive=archive, ope_sample=300)
+    assert after["rewards"]["late"] == before["rewards"]["late"] + 1
+    assert after["rewards"]["received"] == before["rewards"]["received"] + 1
+    assert_same(before["variants"], after["variants"])  # late rewards are counted, never learned or valued
+    assert_same(plain(report(live, "exp", ope_sample=300)), plain(after))
+    assert split.query_one("SELECT count(*) AS n FROM rewards WHERE reward_key = 'late-purchase'")["n"] == 1
+
+
+def test_archive_files_are_plain_hive_partitioned_parquet(tmp_path):
+    case = GOLDEN["sum_default0_hour"]["case"]
+    store = logged_store(tmp_path, "live", case)
+    archive_upto(store, tmp_path / "archive", 10**9)
+    folder = tmp_path / "archive" / "decisions"
+    days = sorted(p.name for p in (folder / "experiment=exp").iterdir())
+    assert days == ["day=2026-01-01", "day=2026-01-02", "day=2026-01-03"]
+    table = pyarrow.dataset.dataset(str(folder), format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 1200 and set(table.column("experiment").to_pylist()) == {"exp"}
+    got = duckdb.connect().execute(f"SELECT count(*), count(DISTINCT seq), sum(rewarded::INT), min(day), max(day) FROM"
+                     f" read_parquet('{folder}/*/*/*.parquet', hive_partitioning = true)").fetchone()
+    rewarded = store.query_one("SELECT count(DISTINCT decision_seq) AS n FROM rewards WHERE late = 0")["n"]
+    assert got[:3] == (1200, 1200, rewarded) and str(got[3]).startswith("2026-01-01")
+    first = table.filter(pyarrow.dataset.field("seq") == 1).to_pylist()[0]
+    assert first["slate"][0]["id"] == json.loads(store.get_decision("exp-1")["slate"])[0]["id"]
+    assert first["candidates"] == json.dumps(report_log.CANDIDATES, separators=(",", ":"))
+
+
+def test_two_writers_racing_for_one_range_commit_once(tmp_path):
+    case = GOLDEN["first_one_slot"]["case"]
+    store = logged_store(tmp_path, "live", case)
+    spec = store.get_experiment("exp")["spec"]
+    first, second = (Archive(store, str(tmp_path / "archive"), batch_rows=500, after_seconds=0.0) for _ in range(2))
+    a, b = (w.prepare("exp", spec["reward"], 10**9, report_log.T0 + 10 * 86400, report_log.T0, force=True)
+            for w in (first, second))
+    assert store.commit_archive(a.commit()) and not store.commit_archive(b.commit())
+    first.finish(a, True)
+    second.finish(b, False)
+    names = [n for _, _, files in os.walk(tmp_path / "archive") for n in files]
+    assert len(names) == len(a.files) and not any(n.startswith(".pending") for n in names)
+    assert store.archive_position("exp") == a.upto_seq == 500
+
+
+def test_archive_retention_drops_old_days_and_their_decisions_from_reports(tmp_path):
+    case = GOLDEN["sum_default0_hour"]["case"]
+    store = logged_store(tmp_path, "live", case)
+    archive = archive_upto(store, tmp_path / "archive", 10**9)
+    archive.retention_days = 1.5
+    deleted = archive.expire("exp", report_log.T0 + 3 * 86400)  # keeps 2026-01-02 onwards
+    assert deleted == len(store.archive_files("exp", before_day="2026-01-02")) + deleted > 0
+    assert not (tmp_path / "archive" / "decisions" / "experiment=exp" / "day=2026-01-01").exists()
+    result = report(store, "exp", archive=archive, ope_sample=100)
+    assert result["range"]["first_decision"].startswith("2026-01-02")
+    assert archive.expire("exp", report_log.T0 + 3 * 86400 + 60) == 0  # at most once an hour
+
+
+def test_a_failing_archive_never_stops_publishing(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    report_log.create(store, "exp")
+    report_log.write(store, "exp", report_log.decisions(50, 2, seed=4), [])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the archive folder should be")
+    clock = VirtualClock(report_log.T0 + 5 * 86400)
+    learner = Learner(store, clock, archive=Archive(store, str(blocked), after_seconds=0.0))
+    assert learner.run_once(force_publish=True) == {"exp": 50}
+    assert store.latest_model("exp")["cursor_seq"] == 50 and store.archive_position("exp") == 0
+    learner.archive = Archive(store, str(tmp_path / "archive"), after_seconds=0.0)
+    clock.advance(10)
+    learner.run_once()  # nothing new to learn: the archive commits on its own, under the published cursor
+    assert store.archive_position("exp") == 50
