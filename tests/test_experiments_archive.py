@@ -2,6 +2,12 @@
 import json
 import math
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import duckdb
 import pyarrow.dataset
@@ -15,6 +21,7 @@ from experiments.service import Service
 from experiments.store import Store
 from tests import report_log
 
+ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = json.loads(open(os.path.join(os.path.dirname(__file__), "golden", "reports.json")).read())
 
 
@@ -170,3 +177,64 @@ def test_a_failing_archive_never_stops_publishing(tmp_path):
     clock.advance(10)
     learner.run_once()  # nothing new to learn: the archive commits on its own, under the published cursor
     assert store.archive_position("exp") == 50
+
+
+def archived_rows(store, folder) -> tuple:
+    """(rows, distinct seqs) in the listed files, and in every final file a folder-reading tool would see."""
+    con = duckdb.connect()
+    listed = Archive(store, str(folder)).files("exp")
+    in_list = con.execute(f"SELECT count(*), count(DISTINCT seq) FROM read_parquet({listed!r})").fetchone()
+    on_disk = con.execute(f"SELECT count(*), count(DISTINCT seq) FROM read_parquet("
+                          f"'{folder}/decisions/*/*/*.parquet')").fetchone()
+    return in_list, on_disk
+
+
+def past_log(tmp_path, n: int) -> Store:
+    """A store whose ``n`` decisions' reward windows all closed days ago (for real-time learners)."""
+    store = Store(str(tmp_path / "kill.db"))
+    report_log.create(store, "exp")
+    rows = report_log.decisions(n, 2, seed=5)
+    start = time.time() - 10 * 86400 - report_log.T0
+    rows = [(seq, variant, unit, at + start, slate, segment) for seq, variant, unit, at, slate, segment in rows]
+    report_log.write(store, "exp", rows, report_log.rewards(rows, seed=5))
+    return store
+
+
+def test_exactly_once_across_kill_9_of_the_learner(tmp_path):
+    store, folder, n = past_log(tmp_path, 1000), tmp_path / "archive", 1000
+    child = [sys.executable, "-m", "tests.archive_child", store.path, str(folder)]
+    for crash in ("fsync:2", "replace:2", "replace:1"):  # before a commit; between a commit and its renames
+        done = subprocess.run(child + [crash], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == -signal.SIGKILL, done.stderr
+    rng = random.Random(13)
+    for _ in range(1):  # and at a moment nobody chose
+        proc = subprocess.Popen(child, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.kill()
+        proc.wait(timeout=30)
+    done = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert store.archive_position("exp") == n
+    assert archived_rows(store, folder) == ((n, n), (n, n))
+    assert store.latest_model("exp")["cursor_seq"] == n
+
+
+def test_a_takeover_continues_where_the_last_learner_stopped(tmp_path):
+    store, folder, n = past_log(tmp_path, 1500), tmp_path / "archive", 1500
+    clock = VirtualClock(time.time())
+    first, second = (Learner(store, clock, lease_owner=owner, lease_seconds=30,
+                             archive=Archive(store, str(folder), batch_rows=200, after_seconds=0.0))
+                     for owner in ("host-a", "host-b"))
+    for _ in range(3):
+        first.run_once(force_publish=True)
+    assert 0 < store.archive_position("exp") < n
+    spec = store.get_experiment("exp")["spec"]
+    orphan = first.archive.prepare("exp", spec["reward"], n, clock.now(), clock.now())  # then host-a dies
+    assert orphan is not None and os.path.exists(folder / orphan.files[0]["pending"])
+    assert second.run_once() == {}  # host-a's lease still holds
+    clock.advance(31)
+    while store.archive_position("exp") < n:
+        assert second.run_once(force_publish=True) != {}
+    assert archived_rows(store, folder) == ((n, n), (n, n))
+    assert first.run_once(force_publish=True) == {}  # host-a, back from the dead, no longer owns anything
