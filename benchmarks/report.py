@@ -1,160 +1,268 @@
-"""Time the experiment report over a large synthetic decision and reward log; print JSON.
+"""Time the experiment report over 1M, 10M and 100M decisions (archive + live store); print JSON.
 
-Usage: python benchmarks/report.py [--decisions 1000000] [--slots 1] [--repeat 3]
-(the goal: a report over 1,000,000 decisions in at most 5 s on 2 cores)
+Usage: python benchmarks/report.py [--decisions 1000000,10000000,100000000] [--live 100000]
+       [--data /tmp/silent-report-bench] [--repeat 2]
+(goals on 2 cores: 100,000,000 decisions in at most 10 s with at most 2 GB peak memory)
 
-The log is written straight into a temporary SQLite file with ``executemany``
-(a week of traffic, 10% holdout, 40 candidate sets of 10 items, clicks, add to
-carts and purchases, some late, duplicate and unattributed rewards) together
-with one model snapshot trained on the first decisions, so the learned policy's
-off-policy estimate does real VW work. Then ``experiments.reporting.reports.report`` runs
-``--repeat`` times and the figures are printed.
+For each size, a week of traffic is generated once into ``--data`` and reused by
+later runs: all but the newest ``--live`` decisions straight into Parquet files
+of the archive (the files the learner writes: one per 200,000 decisions, per
+day), the newest ones with their rewards into the live SQLite store, plus one
+model snapshot trained on the first live decisions so the learned policy's
+off-policy estimate does real VW work. 10% holdout by the real assignment hash,
+10 candidates from 40 candidate sets, 15% of decisions rewarded (clicks, add to
+carts, purchases), some duplicates and unattributed rewards. Then each report
+runs ``--repeat`` times in a fresh process, which prints its seconds and its peak
+resident memory (``ru_maxrss``, imports included).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import tempfile
+import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.assignment import bucket
 from experiments.clock import VirtualClock
-from experiments.reporting.reports import report
+from experiments.reporting.archive import ROW_GROUP_ROWS, SCHEMA, day_of, part_name, unit_key
 from experiments.service import Service
 from experiments.spec import parse_spec
 from experiments.store import Store, dumps
 
 KEY = "bench-report"
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-SEGMENTS = ["new", "returning", "loyal", "vip"]
-CANDIDATE_SETS = 40
-ITEMS_PER_SET = 10
+WEEK = 7 * 86400.0
+FILE_ROWS = 200_000  # the learner's ARCHIVE_BATCH_ROWS default
+ITEMS_PER_SET, CANDIDATE_SETS, CATALOG = 10, 40, 200
+SEGMENTS, COUNTRIES, DEVICES = ["new", "returning", "loyal", "vip"], ["DE", "FR", "US", "GB", "IT"], ["mobile", "desktop"]
+KINDS = [("click", 1.0), ("add_to_cart", 3.0), ("purchase", 10.0)]
 
 
-def candidate_sets(rng) -> list[list[dict]]:
-    """Draw overlapping candidate lists from a catalog of 200 items."""
-    sets = []
-    for _ in range(CANDIDATE_SETS):
-        ids = rng.choice(200, size=ITEMS_PER_SET, replace=False)
-        sets.append([{"id": f"sku-{i}", "features": {"category": f"c{i % 7}", "price": float(5 + i % 50)}}
-                     for i in ids])
-    return sets
+class Shop:
+    """The fixed parts of the synthetic shop: candidate sets, contexts, and every unit's key and variant."""
+
+    def __init__(self, decisions: int, rng):
+        self.sets = []
+        for _ in range(CANDIDATE_SETS):
+            ids = rng.choice(CATALOG, size=ITEMS_PER_SET, replace=False)
+            self.sets.append([{"id": f"sku-{i}", "features": {"category": f"c{i % 7}", "price": float(5 + i % 50)}}
+                              for i in ids])
+        self.set_texts = pa.array([dumps(s) for s in self.sets])
+        self.contexts = [{"user": {"segment": s, "country": c, "device": d}, "page": {"type": "home"}}
+                         for s in SEGMENTS for c in COUNTRIES for d in DEVICES]
+        self.context_texts = pa.array([dumps(c) for c in self.contexts])
+        self.units = max(decisions // 10, 1)  # a unit comes back ten times a week on average
+        names = [f"user-{u}" for u in range(self.units)]
+        self.unit_keys = np.fromiter((unit_key(n) for n in tqdm(names, desc="unit keys", unit=" units",
+                                                               mininterval=2)), np.int64, self.units)
+        self.holdout = np.fromiter((bucket(KEY, n) < 0.1 for n in names), bool, self.units)
+
+    def draw(self, n: int, rng) -> dict:
+        """Per decision: unit, holdout flag, candidate set, context and the first-slot pick with its probability."""
+        unit = rng.integers(0, self.units, n)
+        holdout = self.holdout[unit]
+        exploit = (rng.random(n) < 0.8) & ~holdout  # epsilon-greedy 0.2 around candidate 0; holdout uniform
+        pick = np.where(exploit, 0, rng.integers(0, ITEMS_PER_SET, n))
+        prob = np.where(holdout, 1 / ITEMS_PER_SET, np.where(pick == 0, 0.8 + 0.2 / ITEMS_PER_SET, 0.2 / ITEMS_PER_SET))
+        return {"unit": unit, "holdout": holdout, "set": rng.integers(0, CANDIDATE_SETS, n),
+                "context": rng.integers(0, len(self.contexts), n), "pick": pick, "prob": prob}
 
 
-def create_experiment(store: Store, slots: int) -> None:
-    service = Service(store, VirtualClock(START))
-    service.create_experiment({"key": KEY, "status": "running", "slots": slots,
-                               "exploration": {"algorithm": "epsilon", "epsilon": 0.2},
-                               "reward": {"wait_seconds": 600}, "traffic": {"holdout": 0.1}})
+def reward_lists(n: int, rng) -> tuple[pa.Array, np.ndarray]:
+    """On-time rewards per decision (15% rewarded, deeper funnels rarer) and each decision's summed reward."""
+    rewarded = rng.random(n) < 0.15
+    depth = np.where(rewarded, 1 + (rng.random(n) < 0.3) + (rng.random(n) < 0.1), 0).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(depth)])
+    level = np.arange(offsets[-1]) - np.repeat(offsets[:-1], depth)
+    values = np.array([v for _, v in KINDS])[level]
+    slot = np.where(rng.random(level.size) < 0.01, -1, 0)
+    rewards = pa.StructArray.from_arrays([
+        pa.array(np.array([k for k, _ in KINDS])[level]), pa.nulls(level.size, pa.string()),
+        pa.array(slot, pa.int32(), mask=slot < 0), pa.array(values), pa.array(np.zeros(level.size)),
+        pa.array((rng.random(level.size) < 0.01).astype(np.int32))],
+        names=["type", "item", "slot", "value", "received_at", "duplicates"])
+    attributed = np.where(slot >= 0, values, 0.0)
+    total = np.add.reduceat(np.concatenate([attributed, [0.0]]), offsets[:-1]) * (depth > 0)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), rewards), total
 
 
-def decision_rows(n: int, slots: int, sets: list, hashes: list, seconds, rng):
-    """Yield decision rows; a unit's variant comes from the real assignment hash."""
-    units = rng.integers(0, n // 4 + 1, size=n)
-    holdout = np.array([bucket(KEY, f"user-{u}") < 0.1 for u in range(n // 4 + 1)])[units]
-    set_of = rng.integers(0, len(sets), size=n)
-    segment = rng.integers(0, len(SEGMENTS), size=n)
-    picks = np.argsort(rng.random((n, ITEMS_PER_SET)), axis=1)[:, :slots]
-    # The bandit explores like epsilon-greedy (epsilon 0.2) around its favourite, candidate 0;
-    # the holdout is uniform. Later slots are uniform over the rest in both.
-    exploit = (rng.random(n) < 0.8) & ~holdout
-    picks[exploit] = np.argsort(rng.random((int(exploit.sum()), ITEMS_PER_SET - 1)), axis=1)[:, :slots] + 1
-    picks[exploit, 0] = 0
-    bandit_first = np.where(picks[:, 0] == 0, 0.8 + 0.2 / ITEMS_PER_SET, 0.2 / ITEMS_PER_SET)
-    first = np.where(holdout, 1.0 / ITEMS_PER_SET, bandit_first).tolist()
-    picks = picks.tolist()
-    for i in range(n):
-        cands = sets[set_of[i]]
-        slate = [{"slot": k, "id": cands[j]["id"], "index": j,
-                  "probability": first[i] if k == 0 else 1.0 / (ITEMS_PER_SET - k)} for k, j in enumerate(picks[i])]
-        created = START + float(seconds[i])
-        yield (i + 1, f"evt-{i}", KEY, f"user-{units[i]}", "holdout" if holdout[i] else "bandit",
-               int(seconds[i] // 3600) + 1, 1,
-               dumps({"user": {"segment": SEGMENTS[segment[i]]}, "page": {"type": "home"}}), hashes[set_of[i]],
-               "[]", dumps(slate), created, created + 600.0)
+def archive_table(shop: Shop, first_seq: int, seconds: np.ndarray, rng) -> pa.Table:
+    """One archive file's rows, built column by column (no Python object per decision)."""
+    n = seconds.size
+    d = shop.draw(n, rng)
+    seq = np.arange(first_seq, first_seq + n, dtype=np.int64)
+    created = START + seconds
+    set_rows = [shop.sets[i] for i in range(CANDIDATE_SETS)]
+    first_item = pa.array([[c["id"] for c in s] for s in set_rows]).flatten().take(
+        pa.array(d["set"] * ITEMS_PER_SET + d["pick"]))
+    slate = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.StructArray.from_arrays(
+        [pa.array(np.zeros(n, np.int32)), first_item, pa.array(d["pick"].astype(np.int32)), pa.array(d["prob"])],
+        names=["slot", "id", "index", "probability"]))
+    rewards, total = reward_lists(n, rng)
+    digests = pa.array([f"set-{i:02d}" for i in range(CANDIDATE_SETS)])
+    string = lambda value: pa.array(np.full(n, value))  # noqa: E731
+    columns = {
+        "seq": pa.array(seq), "event_id": pc.binary_join_element_wise("evt-", pc.cast(pa.array(seq), pa.string()), ""),
+        "unit": pc.binary_join_element_wise("user-", pc.cast(pa.array(d["unit"]), pa.string()), ""),
+        "unit_key": pa.array(shop.unit_keys[d["unit"]]),
+        "variant": pa.array(np.where(d["holdout"], "holdout", "bandit")),
+        "model_version": pa.array((seconds // 3600).astype(np.int64) + 1), "spec_version": pa.array(np.ones(n, np.int64)),
+        "created_at": pa.array(created), "window_closes_at": pa.array(created + 600.0),
+        "context": shop.context_texts.take(pa.array(d["context"])), "candidate_set": digests.take(pa.array(d["set"])),
+        "candidates": shop.set_texts.take(pa.array(d["set"])), "excluded": string("[]"), "slate": slate,
+        "slots": pa.array(np.ones(n, np.int32)), "first_item": first_item, "learning_mode": string("online"),
+        "defer_activation": pa.array(np.zeros(n, bool)), "activated_at": pa.nulls(n, pa.float64()),
+        "model_slate": pa.nulls(n, pa.string()), "slot_context": pa.nulls(n, pa.string()), "rewards": rewards,
+        "slot_rewards": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.array(total)),
+        "reward": pa.array(total), "rewarded": pa.array(pc.list_value_length(rewards).to_numpy() > 0),
+        "reward_aggregation": string("sum"), "reward_default": pa.array(np.zeros(n)),
+    }
+    return pa.table([columns[f.name].cast(f.type) for f in SCHEMA], schema=SCHEMA)
 
 
-def reward_rows(n: int, slots: int, seconds, rng):
-    """Yield rewards for about 15% of decisions; a few late, duplicate or unattributed."""
-    rewarded = np.flatnonzero(rng.random(n) < 0.15)
-    depth = 1 + (rng.random(len(rewarded)) < 0.3) + (rng.random(len(rewarded)) < 0.1)
-    kinds = [("click", 1.0), ("add_to_cart", 3.0), ("purchase", 10.0)]
-    for j, i in enumerate(rewarded.tolist()):
-        created = START + float(seconds[i])
-        for d in range(depth[j]):
-            kind, value = kinds[d]
-            late = int(rng.random() < 0.02)
-            slot = None if rng.random() < 0.01 else int(rng.integers(0, slots))
-            yield (f"evt-{i}", KEY, i + 1, f"r{j}-{d}", kind, None, slot, value,
-                   created + (900.0 if late else 30.0), late, int(rng.random() < 0.01))
+def write_archive(store: Store, folder: str, shop: Shop, count: int, rng) -> None:
+    """Write ``count`` decisions of the first part of the week as archive files and list them in the store."""
+    seconds = np.sort(rng.uniform(0, WEEK - 3600, count))  # the last hour stays live
+    day_index = ((START + seconds) // 86400).astype(np.int64)
+    entries, seq = [], 1
+    starts = list(range(0, count, FILE_ROWS))
+    for start in tqdm(starts, desc="archive files", unit=" files"):
+        part = seconds[start:start + FILE_ROWS]
+        days = day_index[start:start + FILE_ROWS]
+        for day in np.unique(days):
+            mine = part[days == day]
+            table = archive_table(shop, seq, mine, rng)
+            relative = f"decisions/experiment={KEY}/day={day_of(day * 86400.0)}/{part_name(seq, seq + mine.size - 1)}"
+            os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)
+            pq.write_table(table, os.path.join(folder, relative), compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            entries.append({"dataset": "decisions", "day": day_of(day * 86400.0), "path": relative, "pending": "",
+                            "first_seq": seq, "last_seq": seq + mine.size - 1, "rows": int(mine.size),
+                            "bytes": os.path.getsize(os.path.join(folder, relative))})
+            seq += mine.size
+    store.insert_model({"experiment": KEY, "version": 1, "args": "", "spec_version": 1, "cursor_seq": seq - 1,
+                        "learned": seq - 1, "created_at": START, "model": b""})
+    assert store.commit_archive({"experiment": KEY, "after_seq": 0, "upto_seq": seq - 1, "on_time": 0,
+                                 "files": entries, "created_at": START})
 
 
-def train_model(store: Store, slots: int, count: int = 2000) -> None:
-    """Publish one snapshot learned from the first ``count`` decisions (the learned policy)."""
-    settings = parse_spec(store.get_experiment(KEY)["spec"]).policy_settings()
-    policy = Policy(settings)
-    for seq, context, digest, slate in store.conn.execute(
-            "SELECT seq, context, candidate_set, slate FROM decisions ORDER BY seq LIMIT ?", (count,)):
-        chosen = [(s["index"], s["probability"]) for s in json.loads(slate)]
-        actions = store.actions(digest)
-        rewards = [float(seq % 7 == 0)] * len(chosen)
-        policy.learn(context_text(json.loads(context)), actions, chosen if slots > 1 else chosen[:1],
-                     rewards if slots > 1 else rewards[:1])
-    store.insert_model({"experiment": KEY, "version": 1, "args": settings.args(), "spec_version": 1,
-                        "cursor_seq": count, "learned": count, "created_at": START + 3600, "model": policy.save()})
-
-
-def build_log(path: str, decisions: int, slots: int = 1, seed: int = 0) -> float:
-    """Write the synthetic log into ``path``; return the seconds it took."""
-    started = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    store = Store(path)
-    create_experiment(store, slots)
-    sets = candidate_sets(rng)
-    hashes = [store.candidate_set(s) for s in sets]
-    seconds = np.sort(rng.uniform(0, 7 * 86400, size=decisions))
+def write_live(store: Store, shop: Shop, first_seq: int, count: int, rng) -> None:
+    """The newest ``count`` decisions, not archived yet, with their rewards, into the live store."""
+    seconds = np.sort(rng.uniform(WEEK - 3600, WEEK, count))
+    d = shop.draw(count, rng)
+    hashes = [store.candidate_set(s) for s in shop.sets]
+    rows, rewards = [], []
+    for i in range(count):
+        seq, created = first_seq + i, START + float(seconds[i])
+        cands = shop.sets[d["set"][i]]
+        slate = [{"slot": 0, "id": cands[d["pick"][i]]["id"], "index": int(d["pick"][i]),
+                  "probability": float(d["prob"][i])}]
+        rows.append((seq, f"evt-{seq}", KEY, f"user-{d['unit'][i]}", "holdout" if d["holdout"][i] else "bandit",
+                     int(seconds[i] // 3600) + 1, 1, dumps(shop.contexts[d["context"][i]]), hashes[d["set"][i]], "[]",
+                     dumps(slate), created, created + 600.0))
+        if rng.random() < 0.15:
+            for depth in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):
+                kind, value = KINDS[depth]
+                late = int(rng.random() < 0.02)
+                rewards.append((f"evt-{seq}", KEY, seq, f"r{seq}-{depth}", kind, None,
+                                None if rng.random() < 0.01 else 0, value, created + (900.0 if late else 30.0), late,
+                                int(rng.random() < 0.01)))
     with store.transaction() as conn:
         conn.executemany(
             "INSERT INTO decisions (seq, event_id, experiment, unit, variant, model_version, spec_version, context,"
-            " candidate_set, excluded, slate, created_at, window_closes_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            decision_rows(decisions, slots, sets, hashes, seconds, rng))
+            " candidate_set, excluded, slate, created_at, window_closes_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         conn.executemany(
             "INSERT INTO rewards (event_id, experiment, decision_seq, reward_key, type, item, slot, value,"
-            " received_at, late, duplicates) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            reward_rows(decisions, slots, seconds, rng))
-    train_model(store, slots)
+            " received_at, late, duplicates) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rewards)
+
+
+def train_model(store: Store, first_seq: int, count: int = 2000) -> None:
+    """Publish one snapshot learned from the first live decisions (the learned policy of the report)."""
+    settings = parse_spec(store.get_experiment(KEY)["spec"]).policy_settings()
+    policy = Policy(settings)
+    for seq, context, digest, slate in store.conn.execute(
+            "SELECT seq, context, candidate_set, slate FROM decisions WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (first_seq, count)):
+        chosen = [(s["index"], s["probability"]) for s in json.loads(slate)]
+        policy.learn(context_text(json.loads(context)), store.actions(digest), chosen, [float(seq % 7 == 0)])
+    store.insert_model({"experiment": KEY, "version": 2, "args": settings.args(), "spec_version": 1,
+                        "cursor_seq": first_seq - 1, "learned": count, "created_at": START + WEEK - 60,
+                        "model": policy.save()})
+
+
+def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
+    """Generate one size's data set into ``folder`` (skipped when it is there already); return seconds."""
+    done = os.path.join(folder, "complete")
+    if os.path.exists(done):
+        return 0.0
+    started, rng = time.perf_counter(), np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    store = Store(os.path.join(folder, "silent.db"))
+    Service(store, VirtualClock(START)).create_experiment({
+        "key": KEY, "status": "running", "exploration": {"algorithm": "epsilon", "epsilon": 0.2},
+        "reward": {"wait_seconds": 600}, "traffic": {"holdout": 0.1}})
+    live = min(live, decisions)
+    shop = Shop(decisions, rng)
+    write_archive(store, os.path.join(folder, "archive"), shop, decisions - live, rng)
+    write_live(store, shop, decisions - live + 1, live, rng)
+    train_model(store, decisions - live + 1, min(2000, live))
     store.close()
+    open(done, "w").close()
     return time.perf_counter() - started
+
+
+def measure(folder: str) -> None:
+    """Run one report over a generated data set (in this fresh process) and print its seconds and peak memory."""
+    from experiments.reporting.archive import Archive
+    from experiments.reporting.reports import report
+
+    store = Store(os.path.join(folder, "silent.db"))
+    started, cpu = time.perf_counter(), time.process_time()
+    result = report(store, KEY, interval="hour", archive=Archive(store, os.path.join(folder, "archive")))
+    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "cpu_seconds": round(time.process_time() - cpu, 2),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                      "decisions": sum(v["decisions"] for v in result["variants"]),
+                      "units": {v["variant"]: v["units"] for v in result["variants"]},
+                      "off_policy_sample": result["off_policy_sample"]["decisions"]}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, default=1_000_000)
-    parser.add_argument("--slots", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--decisions", default="1000000,10000000,100000000")
+    parser.add_argument("--live", type=int, default=100_000, help="Newest decisions kept in the live store only.")
+    parser.add_argument("--data", default="/tmp/silent-report-bench", help="Where generated data sets are kept.")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "report.db")
-        build_seconds = build_log(path, args.decisions, args.slots)
-        store = Store(path)
-        timings, cpu = [], []
-        for _ in range(args.repeat):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            result = report(store, KEY, interval="hour")
-            timings.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - cpu_started)
-        store.close()
-    variants = {v["variant"]: v["decisions"] for v in result["variants"]}
-    print(json.dumps({"decisions": args.decisions, "slots": args.slots, "build_seconds": round(build_seconds, 1),
-                      "report_seconds": [round(t, 2) for t in timings], "best_seconds": round(min(timings), 2),
-                      "report_cpu_seconds": [round(t, 2) for t in cpu],
-                      "load_average": [round(x, 2) for x in os.getloadavg()],
-                      "variants": variants, "off_policy_sample": result["off_policy_sample"],
+    if args.measure:
+        return measure(args.measure)
+    results = []
+    for decisions in (int(x) for x in args.decisions.split(",")):
+        folder = os.path.join(args.data, f"n{decisions}-live{args.live}")
+        build_seconds = build(folder, decisions, args.live)
+        runs = [json.loads(subprocess.run([sys.executable, __file__, "--measure", folder], check=True,
+                                          capture_output=True, text=True).stdout) for _ in range(args.repeat)]
+        archive_bytes = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in
+                            os.walk(os.path.join(folder, "archive")) for f in files)
+        results.append({"decisions": decisions, "live_decisions": min(args.live, decisions),
+                        "build_seconds": round(build_seconds, 1), "report_seconds": [r["seconds"] for r in runs],
+                        "best_seconds": min(r["seconds"] for r in runs),
+                        "report_cpu_seconds": [r["cpu_seconds"] for r in runs],
+                        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "archive_mb": round(archive_bytes / 2**20),
+                        "units": runs[0]["units"], "off_policy_sample": runs[0]["off_policy_sample"],
+                        "reported_decisions": runs[0]["decisions"]})
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(json.dumps({"results": results, "load_average": [round(x, 2) for x in os.getloadavg()],
                       "cpu_count": os.cpu_count()}, indent=2))
 
 

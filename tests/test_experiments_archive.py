@@ -1,4 +1,5 @@
 """The Parquet archive: written once, read with the live store by DuckDB, with today's report answers."""
+import io
 import json
 import math
 import os
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.dataset
+import pyarrow.parquet
 import pytest
 
 from experiments.clock import VirtualClock
 from experiments.learner import Learner
 from experiments.reporting.archive import Archive
+from experiments.reporting.exports import export
 from experiments.reporting.reports import report
 from experiments.service import Service
 from experiments.store import Store
@@ -238,3 +241,66 @@ def test_a_takeover_continues_where_the_last_learner_stopped(tmp_path):
         assert second.run_once(force_publish=True) != {}
     assert archived_rows(store, folder) == ((n, n), (n, n))
     assert first.run_once(force_publish=True) == {}  # host-a, back from the dead, no longer owns anything
+
+
+def test_exports_read_archive_and_live_once_and_parquet_stands_alone(tmp_path):
+    case = GOLDEN["max_default05_day_range"]["case"]
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    archive = archive_upto(split, tmp_path / "archive", 500)
+    window = {"start": report_log.T0 + 3600, "end": report_log.T0 + 2.5 * 86400}
+    texts = []
+    for store, folder in ((live, None), (split, archive)):
+        out = io.StringIO()
+        count = export(store, "exp", "csv", out, archive=folder, **window)
+        texts.append(out.getvalue())
+    assert texts[0] == texts[1] and count == texts[0].count("\n") - 1 > 500
+    path = tmp_path / "exp.parquet"
+    with open(path, "wb") as fh:
+        assert export(split, "exp", "parquet", fh, archive=archive, **window) == count
+    con = duckdb.connect()
+    got = con.execute(f"SELECT count(*), count(DISTINCT seq), min(experiment), sum(len(late_rewards)),"
+                      f" sum(len(rewards)) FROM read_parquet('{path}')").fetchone()
+    late = live.query_one("SELECT count(*) AS n FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+                          " WHERE r.late = 1 AND d.created_at >= ? AND d.created_at < ?",
+                          (window["start"], window["end"]))["n"]
+    on_time = live.query_one("SELECT count(*) AS n FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+                             " WHERE r.late = 0 AND d.created_at >= ? AND d.created_at < ?",
+                             (window["start"], window["end"]))["n"]
+    assert got == (count, count, "exp", late, on_time)
+    columns = pyarrow.parquet.read_schema(path).names
+    documented = open(ROOT / "docs" / "reports.md").read()
+    assert all(f"`{name}`" in documented for name in columns)
+
+
+def test_the_docs_examples_read_the_archive_as_it_is(tmp_path, capsys, monkeypatch):
+    case = GOLDEN["first_one_slot"]["case"]
+    store = logged_store(tmp_path, "live", case)
+    archive_upto(store, tmp_path / "shop-archive", 10**9)
+    text = open(ROOT / "docs" / "reports.md").read()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block.replace("home-recs", "exp"), "docs/reports.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "1200" and printed[0].startswith("[(datetime.date(2026, 1, 1), 'bandit',")
+
+
+def test_cli_reports_and_exports_find_the_archive_beside_the_database(tmp_path, runner):
+    from web.cli import cli
+
+    case = GOLDEN["first_one_slot"]["case"]
+    store = logged_store(tmp_path, "shop", case)
+    archive_upto(store, tmp_path / "shop-archive", 800)  # the default folder of shop.db
+    db = store.path
+    out = runner.invoke(cli, ["report", "exp", "--db", db, "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert sum(v["decisions"] for v in json.loads(out.output)["variants"]) == 1200
+    target = tmp_path / "exp.parquet"
+    out = runner.invoke(cli, ["export", "exp", "--db", db, "--format", "parquet", "-o", str(target)])
+    assert out.exit_code == 0, out.output
+    assert pyarrow.parquet.read_metadata(target).num_rows == 1200
+    out = runner.invoke(cli, ["export", "exp", "--db", db, "--format", "parquet"])
+    assert out.exit_code == 2 and "--output FILE" in out.output
+    out = runner.invoke(cli, ["report", "exp", "--db", db, "--archive", str(tmp_path / "elsewhere")])
+    assert out.exit_code == 1 and "not in" in out.output and "ARCHIVE_DIR" in out.output

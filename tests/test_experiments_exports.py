@@ -51,7 +51,7 @@ def test_export_range_and_errors(store):
     out = io.StringIO()
     assert export(store, "exp", "csv", out, start=T0 + 600, end=T0 + 1200) == 10
     with pytest.raises(InvalidField) as err:
-        export(store, "exp", "parquet", io.StringIO())
+        export(store, "exp", "xlsx", io.StringIO())
     assert err.value.field == "format"
     with pytest.raises(InvalidField) as err:
         export(store, "exp", "csv", io.StringIO(), start="soon")

@@ -43,6 +43,61 @@ def literal(value) -> str:
     return repr(float(value)) if isinstance(value, float) else str(int(value))
 
 
+def connect() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with bounded memory (it spills past the limit) and at most two threads."""
+    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": min(2, os.cpu_count() or 1),
+                                  "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
+
+
+def archived_files(store, window: Window, archive) -> tuple[object, list[str]]:
+    """Read, in one snapshot, the archive position and the files that can hold decisions of the window."""
+    with store.snapshot():
+        position = store.archive_position(window.key)
+        entries = store.archive_files(window.key)
+    if entries and archive is None:
+        raise Unavailable("this database has archived decisions but no archive folder is set (ARCHIVE_DIR)",
+                          field="archive")
+    low, high = _day_bound(window.start, "0000-00-00"), _day_bound(window.end, "9999-99-99")
+    files = [archive.resolve(e) for e in entries if low <= e["day"] <= high]
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+        raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
+                          f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
+    return position, files
+
+
+class ArchivedRows:
+    """The archived decisions of one window, file by file in log order (for exports)."""
+
+    def __init__(self, store, window: Window, archive=None):
+        self.window = window
+        self.position, self.files = archived_files(store, window, archive)
+        self.con = connect()
+
+    def _where(self) -> str:
+        return f"created_at >= {literal(self.window.start)} AND created_at < {literal(self.window.end)}"
+
+    def count(self) -> int:
+        if not self.files:
+            return 0
+        files = ", ".join(literal(f) for f in self.files)
+        return self.con.execute(f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false) WHERE {self._where()}").fetchone()[0]
+
+    def batches(self, size: int):
+        """Yield the rows as Arrow tables of at most ``size`` rows, each file in seq order."""
+        for path in self.files:
+            result = self.con.execute(f"SELECT * FROM read_parquet({literal(path)}, hive_partitioning = false) WHERE {self._where()}"
+                                      " ORDER BY seq")
+            reader = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # DuckDB 2 / 1
+            reader = reader(size)
+            for batch in reader:
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch]).cast(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+
 class LogView:
     """The decisions of one window with their reward values, and their rewards, as DuckDB relations.
 
@@ -55,31 +110,15 @@ class LogView:
         self.window, self.default = window, float(reward_spec["default"])
         self.aggregation = reward_spec["aggregation"]
         with store.snapshot():
-            self.position = store.archive_position(window.key)
-            entries = store.archive_files(window.key)
+            self.position, self.files = archived_files(store, window, archive)
             live_d = store.live_decisions(window.key, window.start, window.end, self.position)
             live_r = store.live_rewards(window.key, window.start, window.end, self.position)
-        self.files = self._files(entries, archive)
-        self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": min(2, os.cpu_count() or 1),
-                                          "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
+        self.con = connect()
         self.con.register("live_d", _live_decisions(live_d))
         self.con.register("live_r", _live_rewards(live_r))
         self._archived_view()
         self._decisions_view()
         self._rewards_view()
-
-    def _files(self, entries: list[dict], archive) -> list[str]:
-        """The committed files whose day can hold decisions of the window."""
-        if entries and archive is None:
-            raise Unavailable("this database has archived decisions but no archive folder is set (ARCHIVE_DIR)",
-                              field="archive")
-        low, high = _day_bound(self.window.start, "0000-00-00"), _day_bound(self.window.end, "9999-99-99")
-        files = [archive.resolve(e) for e in entries if low <= e["day"] <= high]
-        missing = [f for f in files if not os.path.exists(f)]
-        if missing:
-            raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
-                              f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
-        return files
 
     def _archived_view(self) -> None:
         w = self.window

@@ -1,4 +1,10 @@
-"""Export an experiment's decision log: CSV for spreadsheets, DSJSON for Vowpal Wabbit's own tools.
+"""Export an experiment's decision log: CSV for spreadsheets, DSJSON for Vowpal Wabbit's own tools, Parquet.
+
+Archived decisions come from the archive, the rest from the live store; each
+decision is exported once.
+
+``parquet``: one file with the archive's columns (``docs/reports.md``) plus
+``experiment`` and ``late_rewards``, readable by DuckDB, pandas or Spark alone.
 
 ``csv``: one row per decision joined with its rewards: the slate, its logged
 probabilities, the per-slot reward the learner used (on-time rewards combined
@@ -20,72 +26,106 @@ import csv
 from collections import Counter, defaultdict
 from typing import Callable, TextIO
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from bandit.encoding import action_text, context_text
 from experiments.errors import InvalidField
 from experiments.learner import slot_rewards
+from experiments.reporting.analytics import ArchivedRows
+from experiments.reporting.archive import REWARD_TYPE, SCHEMA, joined_table
 from experiments.reporting.reports import parse_window
 from experiments.service import iso
 from experiments.spec import parse_spec
 from experiments.store import dumps, loads
 
-FORMATS = ("csv", "dsjson")
+FORMATS = ("csv", "dsjson", "parquet")
 CHUNK = 5000
 CSV_COLUMNS = ["seq", "event_id", "created_at", "unit", "variant", "model_version", "spec_version", "candidates",
                "slate", "probabilities", "slot_rewards", "reward", "rewarded", "reward_types", "late_rewards",
                "unattributed_rewards", "context"]
+# The archive's columns, plus the experiment and the late rewards (which stay in the live store).
+EXPORT_SCHEMA = pa.schema([pa.field("experiment", pa.string()), *SCHEMA, pa.field("late_rewards", REWARD_TYPE)])
 
 
-def export(store, key: str, fmt: str, out: TextIO, start=None, end=None,
-           progress: Callable[[int, int], None] | None = None) -> int:
-    """Write the decisions created in [start, end) to ``out``; return how many were written."""
+def export(store, key: str, fmt: str, out, start=None, end=None,
+           progress: Callable[[int, int], None] | None = None, archive=None) -> int:
+    """Write the decisions created in [start, end) to ``out``; return how many were written.
+
+    ``out`` is a text file for csv and dsjson, a binary file for parquet. Archived
+    decisions come from ``archive`` (``experiments.reporting.archive.Archive``), the
+    rest from the live store.
+    """
     if fmt not in FORMATS:
         raise InvalidField("format", f"must be one of {', '.join(FORMATS)}")
     window = parse_window(key, start, end)
     experiment = store.existing_experiment(key)
     spec = parse_spec(experiment["spec"], check_vw=False)
-    total = store.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ? AND created_at >= ?"
-                               " AND created_at < ?", window.params()).fetchone()[0]
-    write = _csv_writer(out) if fmt == "csv" else _dsjson_writer(out, spec.slots > 1)
+    log = ArchivedRows(store, window, archive)
+    total = log.count() + store.count_decisions_after(key, window.start, window.end, log.position)
+    write, close = _writer(fmt, out, spec)
     written = 0
-    for rows, rewards in _chunks(store, window):
-        for row in rows:
-            write(_joined(store, row, rewards.get(row["seq"], []), spec.reward))
-        written += len(rows)
-        if progress:
-            progress(written, total)
+    try:
+        for table in _tables(store, log, spec.reward):
+            write(table)
+            written += table.num_rows
+            if progress:
+                progress(written, total)
+    finally:
+        close()
+        log.close()
     return written
 
 
-def _chunks(store, window):
-    """Yield decisions in log order, CHUNK at a time, with all their rewards by seq."""
-    after = 0
-    while True:
-        rows = store.query(
-            "SELECT * FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ?"
-            " ORDER BY seq LIMIT ?", (*window.params(), after, CHUNK))
-        if not rows:
-            return
-        rewards = defaultdict(list)
-        for reward in store.query(
-                "SELECT decision_seq, type, slot, value, late FROM rewards WHERE experiment = ?"
-                " AND decision_seq BETWEEN ? AND ? ORDER BY received_at, id",
-                (window.key, rows[0]["seq"], rows[-1]["seq"])):
-            rewards[reward["decision_seq"]].append(reward)
-        yield rows, rewards
+def _writer(fmt: str, out, spec):
+    """Return (write an EXPORT_SCHEMA table, finish) for a format."""
+    if fmt == "parquet":
+        writer = pq.ParquetWriter(out, EXPORT_SCHEMA, compression="zstd")
+        return writer.write_table, writer.close
+    write_one = _csv_writer(out) if fmt == "csv" else _dsjson_writer(out, spec.slots > 1)
+
+    def write(table: pa.Table) -> None:
+        for row in table.to_pylist():
+            write_one(_joined(row, spec.reward))
+    return write, lambda: None
+
+
+def _tables(store, log: "ArchivedRows", reward_spec: dict):
+    """Yield the window's decisions as EXPORT_SCHEMA tables: archived ones first, then the live ones, in log order."""
+    w = log.window
+    late: dict[int, list[dict]] = defaultdict(list)
+    for reward in store.late_rewards_of_archived(w.key, w.start, w.end, log.position):
+        late[reward["decision_seq"]].append(reward)
+    for batch in log.batches(CHUNK):
+        seqs = batch.column("seq").to_pylist()
+        yield _with_extras(batch, w.key, [late.get(seq, []) for seq in seqs])
+    after = log.position
+    while rows := store.export_chunk(w.key, w.start, w.end, after, CHUNK):
+        on_time, late = defaultdict(list), defaultdict(list)
+        for reward in store.export_rewards(w.key, rows[0]["seq"], rows[-1]["seq"]):
+            (late if reward["late"] else on_time)[reward["decision_seq"]].append(reward)
+        candidates = store.candidate_texts(row["candidate_set"] for row in rows)
+        table = joined_table(rows, on_time, candidates, reward_spec)
+        yield _with_extras(table, w.key, [late.get(row["seq"], []) for row in rows])
         after = rows[-1]["seq"]
 
 
-def _joined(store, row: dict, rewards: list[dict], reward_spec: dict) -> dict:
-    """One decision with its slate, candidates and the rewards the learner would use."""
-    slate = loads(row["slate"])
-    on_time = [r for r in rewards if not r["late"]]
+def _with_extras(table: pa.Table, key: str, late: list[list[dict]]) -> pa.Table:
+    late = [[{k: r[k] for k in ("type", "item", "slot", "value", "received_at", "duplicates")} for r in rs]
+            for rs in late]
+    table = table.add_column(0, "experiment", pa.array([key] * table.num_rows, pa.string()))
+    return table.append_column("late_rewards", pa.array(late, REWARD_TYPE)).cast(EXPORT_SCHEMA)
+
+
+def _joined(row: dict, reward_spec: dict) -> dict:
+    """One exported decision as the csv and dsjson writers read it, its rewards combined by today's rules."""
+    on_time, late = row["rewards"], row["late_rewards"]
+    slate = row["slate"]
     values = slot_rewards([(r["slot"], r["value"]) for r in on_time], len(slate), reward_spec["aggregation"],
                           reward_spec["default"])
-    return {**row, "slate": slate, "context": loads(row["context"]),
-            "candidates": store.candidates(row["candidate_set"]),
+    return {**row, "context": loads(row["context"]), "candidates": loads(row["candidates"]),
             "slot_rewards": values, "reward_types": dict(Counter(r["type"] for r in on_time)),
-            "late_rewards": sum(1 for r in rewards if r["late"]),
-            "unattributed_rewards": sum(1 for r in rewards if r["slot"] is None)}
+            "late_rewards": len(late), "unattributed_rewards": sum(1 for r in on_time + late if r["slot"] is None)}
 
 
 # -- csv ---------------------------------------------------------------------------------------

@@ -171,6 +171,32 @@ class SqliteArchive:
             " WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ? AND (seq * ?) % ? < ?"
             " ORDER BY seq", (experiment, start, end, after_seq, multiplier, modulus, threshold))
 
+    def count_decisions_after(self, experiment: str, start: float, end: float, after_seq: int) -> int:
+        """Count the window's decisions after ``after_seq`` (the ones not archived)."""
+        return self.conn.execute(
+            "SELECT count(*) FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ?",
+            (experiment, start, end, after_seq)).fetchone()[0]
+
+    def export_chunk(self, experiment: str, start: float, end: float, after_seq: int, limit: int) -> list[dict]:
+        """Return up to ``limit`` whole decision rows of the window after ``after_seq``, in log order."""
+        return self.query(
+            "SELECT * FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ?"
+            " ORDER BY seq LIMIT ?", (experiment, start, end, after_seq, limit))
+
+    def export_rewards(self, experiment: str, low_seq: int, high_seq: int) -> list[dict]:
+        """Return every reward of the experiment's decisions in [low_seq, high_seq] with its late flag, oldest first."""
+        return self.query(
+            f"SELECT {REWARD_COLUMNS}, late FROM rewards WHERE experiment = ? AND decision_seq BETWEEN ? AND ?"
+            " ORDER BY received_at, id", (experiment, low_seq, high_seq))
+
+    def late_rewards_of_archived(self, experiment: str, start: float, end: float, upto_seq: int) -> list[dict]:
+        """Return the late rewards of archived decisions (seq <= ``upto_seq``) made in [start, end), oldest first."""
+        return self.query(
+            f"SELECT {', '.join('r.' + c.strip() for c in REWARD_COLUMNS.split(','))} FROM rewards r"
+            " JOIN decisions d ON d.seq = r.decision_seq WHERE r.experiment = ? AND r.late = 1"
+            " AND r.decision_seq <= ? AND d.created_at >= ? AND d.created_at < ? ORDER BY r.received_at, r.id",
+            (experiment, upto_seq, start, end))
+
     def published_models(self, experiment: str, start: float, end: float) -> list[dict]:
         """Return the model snapshots published in [start, end), oldest first."""
         return self.query(

@@ -75,29 +75,37 @@ def report(key, db, archive_dir, start, end, interval, fmt, output):
 @click.command("export")
 @click.argument("key")
 @DB_OPTION
+@ARCHIVE_OPTION
 @FROM_OPTION
 @TO_OPTION
-@click.option("--format", "fmt", type=click.Choice(["csv", "dsjson"]), required=True,
-              help="csv: decisions joined with their rewards; dsjson: VW's Decision Service JSON log.")
-@click.option("--output", "-o", type=click.File("w"), default="-", help="Write here instead of standard output.")
-def export(key, db, start, end, fmt, output):
-    """Export the decision log with rewards as CSV or as DSJSON for VW's own tools.
+@click.option("--format", "fmt", type=click.Choice(["csv", "dsjson", "parquet"]), required=True,
+              help="csv: decisions joined with their rewards; dsjson: VW's Decision Service JSON log; "
+                   "parquet: the archive's columns (docs/reports.md).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="Write here instead of standard output (parquet needs a file).")
+def export(key, db, archive_dir, start, end, fmt, output):
+    """Export the decision log with rewards as CSV, as DSJSON for VW's own tools, or as Parquet.
 
-    The DSJSON file is read by vw --dsjson --cb_explore_adf (--ccb_explore_adf for slates).
+    The DSJSON file is read by vw --dsjson --cb_explore_adf (--ccb_explore_adf for slates);
+    the Parquet file by DuckDB, pandas or Spark.
 
     Example: silent export home-recs --format dsjson -o home-recs.json
     """
     from experiments.reporting.exports import export as write
 
+    if fmt == "parquet" and output == "-":
+        raise click.UsageError("--format parquet writes a file: give --output FILE")
+    store = _store(db)
     progress = _Progress(f"export {key}")
     try:
-        count = write(_store(db), key, fmt, output, start, end, progress=progress)
+        with click.open_file(output, "wb" if fmt == "parquet" else "w", atomic=output != "-") as out:
+            count = write(store, key, fmt, out, start, end, progress=progress, archive=_archive(store, db, archive_dir))
     except ServiceError as exc:
         fail(exc)
     finally:
         progress.close()
-    if output is not sys.stdout and output.name != "<stdout>":
-        click.echo(f"wrote {count:,} decisions to {output.name}", err=True)
+    if output != "-":
+        click.echo(f"wrote {count:,} decisions to {output}", err=True)
 
 
 @click.command("evaluate")
