@@ -1,5 +1,6 @@
 """Personalizer's REST API mapped onto the native service, through the Flask test client."""
 import base64
+import os
 
 import pytest
 
@@ -303,6 +304,19 @@ def test_log_properties_and_delete(resource):
     assert dates["from"] and dates["to"]
     resource.call("DELETE", "/logs", 204)
     assert resource.app.extensions["silent"]["store"].counts("news")["decisions"] <= 1
+
+
+def test_deleting_logs_deletes_their_archive(resource, learner, clock):
+    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT1S"})
+    for _ in range(3):
+        resource.rank()
+    clock.advance(700)  # past the archive's default wait (ARCHIVE_AFTER_SECONDS)
+    learner.run_once(force_publish=True)
+    silent = resource.app.extensions["silent"]
+    folder = os.path.join(silent["archive"].folder, "decisions", "experiment=news")
+    assert silent["store"].archive_files("news") and os.path.isdir(folder)
+    resource.call("DELETE", "/logs", 204)
+    assert not silent["store"].archive_files("news") and not os.path.exists(folder)
 
 
 def test_unknown_operations_are_404_in_personalizer_shape(resource):

@@ -219,6 +219,9 @@ def log_properties():
 @route("/logs", methods=["DELETE"])
 def delete_logs():
     personalizer().delete_logs(g.resource)
+    archive = current_app.extensions["silent"]["archive"]
+    if archive is not None:  # the log is gone, so are its archived days
+        archive.remove(g.resource)
     return no_content()
 
 

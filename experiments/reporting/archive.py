@@ -315,6 +315,10 @@ class Archive:
             log.info("archive retention: deleted %s files of %s before %s", len(entries), key, cutoff)
         return len(entries)
 
+    def remove(self, key: str) -> None:
+        """Delete an experiment's archive folder, after its log was deleted (``Store.delete_log``)."""
+        shutil.rmtree(self.path(f"{DATASET}/experiment={key}"), ignore_errors=True)
+
     def files(self, key: str) -> list[str]:
         """Return the paths of the experiment's committed files (each one resolved)."""
         return [self.resolve(entry) for entry in self.store.archive_files(key)]

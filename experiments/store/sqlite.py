@@ -413,7 +413,7 @@ class Store(SqliteArchive):
         return model
 
     def delete_log(self, experiment: str) -> int:
-        """Delete an experiment's decisions and rewards; return how many decisions went.
+        """Delete an experiment's decisions and rewards, and its archive's file list; return how many decisions went.
 
         The newest decision of the whole file stays, so SQLite never hands out its
         sequence number again: a learner's cursor must only ever move forward.
@@ -422,6 +422,7 @@ class Store(SqliteArchive):
             newest = conn.execute("SELECT coalesce(max(seq), 0) FROM decisions").fetchone()[0]
             conn.execute("DELETE FROM rewards WHERE experiment = ? AND decision_seq < ?", (experiment, newest))
             conn.execute("DELETE FROM unattributed_rewards WHERE experiment = ?", (experiment,))
+            self._forget_archive(conn, experiment, newest - 1)
             return conn.execute("DELETE FROM decisions WHERE experiment = ? AND seq < ?",
                                 (experiment, newest)).rowcount
 

@@ -100,6 +100,14 @@ class SqliteArchive:
             [(key, f["dataset"], f["day"], f["path"], f["pending"], f["first_seq"], f["last_seq"], f["rows"],
               f["bytes"], archive["created_at"]) for f in archive["files"]])
 
+    def _forget_archive(self, conn, experiment: str, upto_seq: int) -> None:
+        """Unlist an experiment's archive whose decisions were deleted; the position moves past them, so a
+        batch being written for them cannot commit (the caller deletes the files)."""
+        conn.execute("DELETE FROM archive_files WHERE experiment = ?", (experiment,))
+        position = max(self._archive_position_in(conn, experiment), upto_seq)
+        conn.execute("INSERT OR REPLACE INTO archive_positions (experiment, seq, updated_at) VALUES (?, ?,"
+                     " (SELECT updated_at FROM archive_positions WHERE experiment = ?))", (experiment, position, experiment))
+
     @staticmethod
     def _archive_position_in(conn, experiment: str) -> int:
         row = conn.execute("SELECT seq FROM archive_positions WHERE experiment = ?", (experiment,)).fetchone()
