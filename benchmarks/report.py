@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +48,11 @@ FILE_ROWS = 200_000  # the learner's ARCHIVE_BATCH_ROWS default
 ITEMS_PER_SET, CANDIDATE_SETS, CATALOG = 10, 40, 200
 SEGMENTS, COUNTRIES, DEVICES = ["new", "returning", "loyal", "vip"], ["DE", "FR", "US", "GB", "IT"], ["mobile", "desktop"]
 KINDS = [("click", 1.0), ("add_to_cart", 3.0), ("purchase", 10.0)]
+# Repeated texts go in as dictionary columns, as Parquet stores them anyway: no 100 MB copy per file.
+DICTIONARY = {"variant", "context", "candidate_set", "candidates", "excluded", "first_item", "learning_mode",
+              "reward_aggregation"}
+FILE_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in DICTIONARY else f
+                         for f in SCHEMA])
 
 
 class Shop:
@@ -103,32 +109,36 @@ def archive_table(shop: Shop, first_seq: int, seconds: np.ndarray, rng) -> pa.Ta
     d = shop.draw(n, rng)
     seq = np.arange(first_seq, first_seq + n, dtype=np.int64)
     created = START + seconds
-    set_rows = [shop.sets[i] for i in range(CANDIDATE_SETS)]
-    first_item = pa.array([[c["id"] for c in s] for s in set_rows]).flatten().take(
-        pa.array(d["set"] * ITEMS_PER_SET + d["pick"]))
+    item_ids = pa.array([c["id"] for s in shop.sets for c in s])
+    first_item = pa.DictionaryArray.from_arrays(pa.array((d["set"] * ITEMS_PER_SET + d["pick"]).astype(np.int32)),
+                                                item_ids)
     slate = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.StructArray.from_arrays(
-        [pa.array(np.zeros(n, np.int32)), first_item, pa.array(d["pick"].astype(np.int32)), pa.array(d["prob"])],
-        names=["slot", "id", "index", "probability"]))
+        [pa.array(np.zeros(n, np.int32)), first_item.cast(pa.string()), pa.array(d["pick"].astype(np.int32)),
+         pa.array(d["prob"])], names=["slot", "id", "index", "probability"]))
     rewards, total = reward_lists(n, rng)
     digests = pa.array([f"set-{i:02d}" for i in range(CANDIDATE_SETS)])
-    string = lambda value: pa.array(np.full(n, value))  # noqa: E731
+
+    def coded(codes, texts) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), texts)
+
+    constant = lambda value: coded(np.zeros(n), pa.array([value]))  # noqa: E731
     columns = {
         "seq": pa.array(seq), "event_id": pc.binary_join_element_wise("evt-", pc.cast(pa.array(seq), pa.string()), ""),
         "unit": pc.binary_join_element_wise("user-", pc.cast(pa.array(d["unit"]), pa.string()), ""),
         "unit_key": pa.array(shop.unit_keys[d["unit"]]),
-        "variant": pa.array(np.where(d["holdout"], "holdout", "bandit")),
+        "variant": coded(d["holdout"], pa.array(["bandit", "holdout"])),
         "model_version": pa.array((seconds // 3600).astype(np.int64) + 1), "spec_version": pa.array(np.ones(n, np.int64)),
         "created_at": pa.array(created), "window_closes_at": pa.array(created + 600.0),
-        "context": shop.context_texts.take(pa.array(d["context"])), "candidate_set": digests.take(pa.array(d["set"])),
-        "candidates": shop.set_texts.take(pa.array(d["set"])), "excluded": string("[]"), "slate": slate,
-        "slots": pa.array(np.ones(n, np.int32)), "first_item": first_item, "learning_mode": string("online"),
+        "context": coded(d["context"], shop.context_texts), "candidate_set": coded(d["set"], digests),
+        "candidates": coded(d["set"], shop.set_texts), "excluded": constant("[]"), "slate": slate,
+        "slots": pa.array(np.ones(n, np.int32)), "first_item": first_item, "learning_mode": constant("online"),
         "defer_activation": pa.array(np.zeros(n, bool)), "activated_at": pa.nulls(n, pa.float64()),
         "model_slate": pa.nulls(n, pa.string()), "slot_context": pa.nulls(n, pa.string()), "rewards": rewards,
         "slot_rewards": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), pa.array(total)),
         "reward": pa.array(total), "rewarded": pa.array(pc.list_value_length(rewards).to_numpy() > 0),
-        "reward_aggregation": string("sum"), "reward_default": pa.array(np.zeros(n)),
+        "reward_aggregation": constant("sum"), "reward_default": pa.array(np.zeros(n)),
     }
-    return pa.table([columns[f.name].cast(f.type) for f in SCHEMA], schema=SCHEMA)
+    return pa.table([columns[f.name].cast(f.type) for f in FILE_SCHEMA], schema=FILE_SCHEMA)
 
 
 def write_archive(store: Store, folder: str, shop: Shop, count: int, rng) -> None:
@@ -205,6 +215,7 @@ def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
     done = os.path.join(folder, "complete")
     if os.path.exists(done):
         return 0.0
+    shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted starts again
     started, rng = time.perf_counter(), np.random.default_rng(seed)
     os.makedirs(folder, exist_ok=True)
     store = Store(os.path.join(folder, "silent.db"))

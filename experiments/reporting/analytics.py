@@ -81,14 +81,15 @@ class ArchivedRows:
         if not self.files:
             return 0
         files = ", ".join(literal(f) for f in self.files)
-        return self.con.execute(f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false) WHERE {self._where()}").fetchone()[0]
+        return self.con.execute(f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false)"
+                                f" WHERE {self._where()}").fetchall()[0][0]
 
     def batches(self, size: int):
         """Yield the rows as Arrow tables of at most ``size`` rows, each file in seq order."""
         for path in self.files:
-            result = self.con.execute(f"SELECT * FROM read_parquet({literal(path)}, hive_partitioning = false) WHERE {self._where()}"
-                                      " ORDER BY seq")
-            reader = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # DuckDB 2 / 1
+            relation = self.con.sql(f"SELECT * FROM read_parquet({literal(path)}, hive_partitioning = false)"
+                                    f" WHERE {self._where()} ORDER BY seq")
+            reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader  # DuckDB 2 / 1
             reader = reader(size)
             for batch in reader:
                 if batch.num_rows:
@@ -136,7 +137,7 @@ class LogView:
 
     def _decisions_view(self) -> None:
         """Live rows, and archived rows under other reward rules, get their values from their rewards."""
-        stale = self.con.execute(f"SELECT count(*) FROM archived WHERE NOT ({self._matched()})").fetchone()[0]
+        stale = self.con.execute(f"SELECT count(*) FROM archived WHERE NOT ({self._matched()})").fetchall()[0][0]
         recompute_d = f"SELECT {DECISION_COLUMNS} FROM live_d"
         recompute_r = "SELECT seq, slot, value, ord FROM live_r WHERE late = 0"
         if stale:
