@@ -46,7 +46,8 @@ START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WEEK = 7 * 86400.0
 FILE_ROWS = 200_000  # the learner's ARCHIVE_BATCH_ROWS default
 ITEMS_PER_SET, CANDIDATE_SETS, CATALOG = 10, 40, 200
-SEGMENTS, COUNTRIES, DEVICES = ["new", "returning", "loyal", "vip"], ["DE", "FR", "US", "GB", "IT"], ["mobile", "desktop"]
+SEGMENTS, COUNTRIES = ["new", "returning", "loyal", "vip"], ["DE", "FR", "US", "GB", "IT"]
+DEVICES = ["mobile", "desktop"]
 KINDS = [("click", 1.0), ("add_to_cart", 3.0), ("purchase", 10.0)]
 # Repeated texts go in as dictionary columns, as Parquet stores them anyway: no 100 MB copy per file.
 DICTIONARY = {"variant", "context", "candidate_set", "candidates", "excluded", "first_item", "learning_mode",
@@ -127,7 +128,8 @@ def archive_table(shop: Shop, first_seq: int, seconds: np.ndarray, rng) -> pa.Ta
         "unit": pc.binary_join_element_wise("user-", pc.cast(pa.array(d["unit"]), pa.string()), ""),
         "unit_key": pa.array(shop.unit_keys[d["unit"]]),
         "variant": coded(d["holdout"], pa.array(["bandit", "holdout"])),
-        "model_version": pa.array((seconds // 3600).astype(np.int64) + 1), "spec_version": pa.array(np.ones(n, np.int64)),
+        "model_version": pa.array((seconds // 3600).astype(np.int64) + 1),
+        "spec_version": pa.array(np.ones(n, np.int64)),
         "created_at": pa.array(created), "window_closes_at": pa.array(created + 600.0),
         "context": coded(d["context"], shop.context_texts), "candidate_set": coded(d["set"], digests),
         "candidates": coded(d["set"], shop.set_texts), "excluded": constant("[]"), "slate": slate,
@@ -240,7 +242,8 @@ def measure(folder: str) -> None:
     store = Store(os.path.join(folder, "silent.db"))
     started, cpu = time.perf_counter(), time.process_time()
     result = report(store, KEY, interval="hour", archive=Archive(store, os.path.join(folder, "archive")))
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "cpu_seconds": round(time.process_time() - cpu, 2),
+    print(json.dumps({"seconds": round(time.perf_counter() - started, 2),
+                      "cpu_seconds": round(time.process_time() - cpu, 2),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                       "decisions": sum(v["decisions"] for v in result["variants"]),
                       "units": {v["variant"]: v["units"] for v in result["variants"]},

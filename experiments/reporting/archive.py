@@ -226,7 +226,8 @@ class Archive:
             table = joined_table(day_rows, rewards, candidates, reward_spec)
             if day not in writers:
                 entry = {"dataset": DATASET, "day": day, "first_seq": day_rows[0]["seq"], "rows": 0, "bytes": 0}
-                entry["pending"] = self._relative(batch.experiment, day, f"{PENDING_PREFIX}{token}-{day_rows[0]['seq']}")
+                pending = f"{PENDING_PREFIX}{token}-{day_rows[0]['seq']}"
+                entry["pending"] = self._relative(batch.experiment, day, pending)
                 os.makedirs(os.path.dirname(self.path(entry["pending"])), exist_ok=True)
                 writers[day] = (pq.ParquetWriter(self.path(entry["pending"]), SCHEMA, compression="zstd"), entry)
                 batch.files.append(entry)

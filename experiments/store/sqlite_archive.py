@@ -106,7 +106,8 @@ class SqliteArchive:
         conn.execute("DELETE FROM archive_files WHERE experiment = ?", (experiment,))
         position = max(self._archive_position_in(conn, experiment), upto_seq)
         conn.execute("INSERT OR REPLACE INTO archive_positions (experiment, seq, updated_at) VALUES (?, ?,"
-                     " (SELECT updated_at FROM archive_positions WHERE experiment = ?))", (experiment, position, experiment))
+                     " (SELECT updated_at FROM archive_positions WHERE experiment = ?))",
+                     (experiment, position, experiment))
 
     @staticmethod
     def _archive_position_in(conn, experiment: str) -> int:
