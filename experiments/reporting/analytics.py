@@ -174,6 +174,31 @@ class LogView:
     def sql(self, query: str) -> list[tuple]:
         return self.con.execute(query).fetchall()
 
+    # -- the aggregates a report needs: four scans whatever the size of the log ----------------------
+    def variant_totals(self) -> dict[str, tuple]:
+        """Per variant: decisions, distinct units, rewarded, mean and sample variance of the reward, first, last."""
+        return {row[0]: row[1:] for row in self.sql(
+            "SELECT variant, count(*), count(DISTINCT unit_key), sum(rewarded::INTEGER), avg(value), var_samp(value),"
+            " min(created_at), max(created_at) FROM decisions GROUP BY variant")}
+
+    def cells(self) -> list[tuple]:
+        """Per time bucket, variant and first-slot item: decisions, rewarded, slots, reward above the default,
+        and the item's first seq (for stable ordering)."""
+        default = literal(self.default)
+        return self.sql(
+            f"SELECT CAST(floor(created_at / {self.window.width}) AS BIGINT), variant, first_item, count(*),"
+            f" sum(rewarded::INTEGER), sum(slots), sum(CASE WHEN rewarded THEN value - {default} * slots ELSE 0 END),"
+            " min(seq) FROM decisions GROUP BY ALL")
+
+    def served_models(self) -> list[tuple]:
+        """(model version, decisions it served), by version."""
+        return self.sql("SELECT model_version, count(*) FROM decisions GROUP BY model_version ORDER BY model_version")
+
+    def reward_groups(self) -> list[tuple]:
+        """Per variant, type and lateness: rewards, distinct decisions, duplicates, rewards without a slot."""
+        return self.sql("SELECT variant, type, late, count(*), count(DISTINCT seq), coalesce(sum(duplicates), 0),"
+                        " count(*) FILTER (slot IS NULL) FROM rewards GROUP BY ALL")
+
     def archived_sample(self, threshold: int) -> list[dict]:
         """Archived decisions of the window in the hash sample (as ``sample_decisions`` rows, unparsed)."""
         rows = self.sql(f"SELECT seq, variant, context, candidate_set, candidates, slate FROM archived"

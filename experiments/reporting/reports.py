@@ -57,7 +57,7 @@ from bandit.intervals import wilson_interval
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField
 from experiments.reporting import offpolicy
-from experiments.reporting.analytics import SAMPLE_MODULUS, SAMPLE_MULTIPLIER, LogView, literal, sample_predicate
+from experiments.reporting.analytics import SAMPLE_MODULUS, SAMPLE_MULTIPLIER, LogView, sample_predicate
 from experiments.reporting.logdata import VARIANTS, Window
 from experiments.service import iso
 from experiments.spec import parse_spec
@@ -122,19 +122,21 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
     spec = parse_spec(experiment["spec"], check_vw=False)
     view = LogView(store, window, spec.reward, archive)
     try:
-        variants, moments = variant_summaries(view)
-        first, last, total = view.sql("SELECT min(created_at), max(created_at), count(*) FROM decisions")[0]
+        totals, groups = view.variant_totals(), view.reward_groups()
+        variants, moments = variant_summaries(totals, groups)
+        total = sum(t[0] for t in totals.values())
         return {
             "experiment": {"key": key, "name": experiment["name"], "kind": experiment["kind"],
                            "status": experiment["status"], "version": experiment["version"], "slots": spec.slots},
-            "range": _range(window, first, last, interval or "hour"),
+            "range": _range(window, min((t[5] for t in totals.values()), default=None),
+                            max((t[6] for t in totals.values()), default=None), interval or "hour"),
             "generated_at": iso((clock or SystemClock()).now()),
             "variants": variants,
             "lift": lift(moments),
             "sample_ratio": sample_ratio(variants, spec.traffic["holdout"]),
             **off_policy(store, view, spec, total, ope_sample),
-            "time_series": time_series(view, interval or "hour", spec.reward["default"]),
-            "rewards": {**reward_counts(view), "unknown_event": store.unattributed_count(*window.params())},
+            "time_series": time_series(view.cells(), window.width, interval or "hour", spec.reward["default"]),
+            "rewards": {**reward_counts(groups), "unknown_event": store.unattributed_count(*window.params())},
             "model_versions": model_versions(store, view),
         }
     finally:
@@ -148,19 +150,15 @@ def _range(window: Window, first: float | None, last: float | None, interval: st
 
 
 # -- variants and lift ---------------------------------------------------------------------------
-def variant_summaries(view: LogView) -> tuple[list[dict], dict]:
+def variant_summaries(totals: dict, groups: list[tuple]) -> tuple[list[dict], dict]:
     """Per variant that has decisions: counts, rates per reward type and mean reward (with its moments)."""
-    made = {row[0]: row[1:] for row in view.sql(
-        "SELECT variant, count(*), count(DISTINCT unit_key), sum(rewarded::INTEGER), avg(value), var_samp(value)"
-        " FROM decisions GROUP BY variant")}
-    types = sorted(t for (t,) in view.sql("SELECT DISTINCT type FROM rewards"))
-    typed = {(v, t): n for v, t, n in view.sql(
-        "SELECT variant, type, count(DISTINCT seq) FROM rewards WHERE late = 0 GROUP BY variant, type")}
+    types = sorted({g[1] for g in groups})
+    typed = {(g[0], g[1]): g[4] for g in groups if not g[2]}  # decisions with an on-time reward of the type
     summaries, moments = [], {}
     for name in VARIANTS:
-        if name not in made:
+        if name not in totals:
             continue
-        count, units, won, mean, variance = made[name]
+        count, units, won, mean, variance = totals[name][:5]
         moments[name] = estimators.Moments(count, mean, math.nan if variance is None else variance)
         summaries.append({
             "variant": name, "decisions": count, "units": units, "rewarded": int(won),
@@ -262,32 +260,30 @@ def sampled_decisions(store, view: LogView, fraction: float, default: float):
 
 
 # -- time series ---------------------------------------------------------------------------------
-def time_series(view: LogView, interval: str, default: float) -> dict:
-    """Decisions, reward rate and mean reward per bucket and variant, and first-slot item shares."""
-    bucket = f"CAST(floor(created_at / {view.window.width}) AS BIGINT)"
-    rows = view.sql(
-        f"SELECT {bucket} AS b, variant, count(*), sum(rewarded::INTEGER), sum(slots),"
-        f" sum(CASE WHEN rewarded THEN value - {literal(float(default))} * slots ELSE 0 END)"
-        " FROM decisions GROUP BY ALL")
-    if not rows:
+def time_series(cells: list[tuple], width: int, interval: str, default: float) -> dict:
+    """Decisions, reward rate and mean reward per bucket and variant, and first-slot item shares.
+
+    ``cells``: (bucket, variant, item, decisions, rewarded, slots, reward above the default, first seq).
+    """
+    if not cells:
         return {"interval": interval, "buckets": [], "variants": {}, "shares": {"slot": 0, "items": [],
                                                                                 "variants": {}}}
-    first = min(r[0] for r in rows)
-    size = max(r[0] for r in rows) - first + 1
+    first = min(c[0] for c in cells)
+    size = max(c[0] for c in cells) - first + 1
     series = {}
     for name in VARIANTS:
-        mine = [r for r in rows if r[1] == name]
+        mine = [c for c in cells if c[1] == name]
         if not mine:
             continue
-        at = np.array([r[0] - first for r in mine])
-        made, hits, slot_sum, extra = (np.bincount(at, weights=[r[k] for r in mine], minlength=size)
-                                       for k in (2, 3, 4, 5))
+        at = np.array([c[0] - first for c in mine])
+        made, hits, slot_sum, extra = (np.bincount(at, weights=[c[k] for c in mine], minlength=size)
+                                       for k in (3, 4, 5, 6))
         if default == 0:
             slot_sum = made  # as if every slate had one slot: the default adds nothing
         series[name] = {"decisions": made.astype(int).tolist(), "rewarded": hits.astype(int).tolist(),
                         "reward_rate": _ratio(hits, made), "mean_reward": _ratio(default * slot_sum + extra, made)}
-    buckets = [iso(float((first + i) * view.window.width)) for i in range(size)]
-    return {"interval": interval, "buckets": buckets, "variants": series, "shares": shares(view, bucket, first, size)}
+    buckets = [iso(float((first + i) * width)) for i in range(size)]
+    return {"interval": interval, "buckets": buckets, "variants": series, "shares": shares(cells, first, size)}
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list:
@@ -296,23 +292,25 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> list:
     return [round(float(x), 6) if math.isfinite(x) else None for x in out]
 
 
-def shares(view: LogView, bucket: str, first: int, size: int) -> dict:
+def shares(cells: list[tuple], first: int, size: int) -> dict:
     """Share of each of the most shown first-slot items per bucket and variant, the rest as (other)."""
-    items = view.sql("SELECT first_item, count(*) AS n, min(seq) FROM decisions GROUP BY first_item"
-                     " ORDER BY n DESC, min(seq)")
-    top = [row[0] for row in items[:TOP_ITEMS]]
-    names = top + (["(other)"] if len(items) > len(top) else [])
+    totals: dict[str, list] = {}
+    for bucket, _, item, made, *_, first_seq in cells:
+        entry = totals.setdefault(item, [0, first_seq])
+        entry[0] += made
+        entry[1] = min(entry[1], first_seq)
+    ranked = sorted(totals, key=lambda item: (-totals[item][0], totals[item][1]))
+    top = ranked[:TOP_ITEMS]
+    names = top + (["(other)"] if len(ranked) > len(top) else [])
     column = {item: i for i, item in enumerate(top)}
-    counts = view.sql(f"SELECT {bucket}, variant, CASE WHEN first_item IN ({', '.join(map(literal, top))})"
-                      " THEN first_item END, count(*) FROM decisions GROUP BY ALL")
     out = {}
     for name in VARIANTS:
-        mine = [c for c in counts if c[1] == name]
+        mine = [c for c in cells if c[1] == name]
         if not mine:
             continue
         table = np.zeros((size, len(top) + 1))
-        for b, _, item, n in mine:
-            table[b - first, column.get(item, len(top))] += n
+        for c in mine:
+            table[c[0] - first, column.get(c[2], len(top))] += c[3]
         table = table[:, : len(names)]
         sums = table.sum(axis=1, keepdims=True)
         table = np.divide(table, sums, out=np.zeros_like(table), where=sums > 0)
@@ -321,19 +319,22 @@ def shares(view: LogView, bucket: str, first: int, size: int) -> dict:
 
 
 # -- rewards and models --------------------------------------------------------------------------
-def reward_counts(view: LogView) -> dict:
-    """Count received, late, duplicate and unattributed rewards, and rewards per type."""
-    received, on_time, late, duplicate, unattributed = view.sql(
-        "SELECT count(*), count(*) FILTER (late = 0), coalesce(sum(late), 0), coalesce(sum(duplicates), 0),"
-        " count(*) FILTER (slot IS NULL) FROM rewards")[0]
-    by_type = dict(view.sql("SELECT type, count(*) FROM rewards GROUP BY type"))
-    return {"received": received, "on_time": on_time, "late": int(late), "duplicate": int(duplicate),
-            "unattributed": unattributed, "by_type": {kind: by_type[kind] for kind in sorted(by_type)}}
+def reward_counts(groups: list[tuple]) -> dict:
+    """Count received, late, duplicate and unattributed rewards, and rewards per type.
+
+    ``groups``: (variant, type, late, rewards, decisions, duplicates, without a slot).
+    """
+    by_type: dict[str, int] = {}
+    for g in groups:
+        by_type[g[1]] = by_type.get(g[1], 0) + g[3]
+    return {"received": sum(g[3] for g in groups), "on_time": sum(g[3] for g in groups if not g[2]),
+            "late": sum(g[3] for g in groups if g[2]), "duplicate": int(sum(g[5] for g in groups)),
+            "unattributed": sum(g[6] for g in groups), "by_type": {kind: by_type[kind] for kind in sorted(by_type)}}
 
 
 def model_versions(store, view: LogView) -> dict:
     """Which model versions served decisions in the range, and the snapshots published in it."""
-    served = view.sql("SELECT model_version, count(*) FROM decisions GROUP BY model_version ORDER BY model_version")
+    served = view.served_models()
     w = view.window
     return {"served": [{"version": v, "decisions": n} for v, n in served if n],
             "published": [{"version": p["version"], "learned": p["learned"], "published_at": iso(p["created_at"]),
