@@ -200,11 +200,17 @@ class LogView:
                         " count(*) FILTER (slot IS NULL) FROM rewards GROUP BY ALL")
 
     def archived_sample(self, threshold: int) -> list[dict]:
-        """Archived decisions of the window in the hash sample (as ``sample_decisions`` rows, unparsed)."""
-        rows = self.sql(f"SELECT seq, variant, context, candidate_set, candidates, slate FROM archived"
+        """Archived decisions of the window in the hash sample, with slot 0's reward (context and candidates
+        still JSON text)."""
+        rows = self.sql(f"SELECT seq, variant, context, candidate_set, candidates, slate, CASE WHEN {self._matched()}"
+                        f" THEN coalesce(slot_rewards[1], {literal(self.default)}) END FROM archived"
                         f" WHERE {sample_predicate(threshold)}")
         return [{"seq": r[0], "variant": r[1], "context": r[2], "candidate_set": r[3], "candidates": r[4],
-                 "slate": r[5]} for r in rows]
+                 "slate": r[5], "first_reward": r[6]} for r in rows]
+
+    def recomputed_first_rewards(self, threshold: int) -> dict[int, float]:
+        """Slot 0's reward of the sampled decisions whose reward is computed here (live, or under old rules)."""
+        return dict(self.sql(f"SELECT seq, first_reward FROM recomputed WHERE {sample_predicate(threshold)}"))
 
     def close(self) -> None:
         self.con.close()
@@ -212,7 +218,7 @@ class LogView:
 
 def sample_predicate(threshold: int) -> str:
     """Decisions whose hashed seq falls under ``threshold`` (out of 2^32): the same ones on every engine."""
-    return f"(seq::HUGEINT * {SAMPLE_MULTIPLIER}) % {SAMPLE_MODULUS} < {int(threshold)}"
+    return f"(seq * {SAMPLE_MULTIPLIER}) % {SAMPLE_MODULUS} < {int(threshold)}"  # BIGINT: exact below 3.4e9
 
 
 def _day_bound(seconds: float, unbounded: str) -> str:

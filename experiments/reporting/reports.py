@@ -57,7 +57,7 @@ from bandit.intervals import wilson_interval
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField
 from experiments.reporting import offpolicy
-from experiments.reporting.analytics import SAMPLE_MODULUS, SAMPLE_MULTIPLIER, LogView, sample_predicate
+from experiments.reporting.analytics import SAMPLE_MODULUS, SAMPLE_MULTIPLIER, LogView
 from experiments.reporting.logdata import VARIANTS, Window
 from experiments.service import iso
 from experiments.spec import parse_spec
@@ -254,9 +254,11 @@ def sampled_decisions(store, view: LogView, fraction: float, default: float):
         row["candidates"] = store.candidates(row["candidate_set"])
         rows.append(row)
     rows.sort(key=lambda row: row["seq"])
-    rewards = view.sql(f"SELECT seq, first_reward FROM decisions WHERE {sample_predicate(threshold)} ORDER BY seq")
-    seq = np.array([r[0] for r in rewards], dtype=np.int64)
-    return offpolicy.logged_sample(rows, seq, np.array([r[1] for r in rewards], dtype=float), default)
+    recomputed = view.recomputed_first_rewards(threshold)
+    first = [row.get("first_reward") if row.get("first_reward") is not None else recomputed[row["seq"]]
+             for row in rows]
+    seq = np.array([row["seq"] for row in rows], dtype=np.int64)
+    return offpolicy.logged_sample(rows, seq, np.array(first, dtype=float), default)
 
 
 # -- time series ---------------------------------------------------------------------------------
