@@ -307,7 +307,7 @@ def test_log_properties_and_delete(resource):
 
 
 def test_deleting_logs_deletes_their_archive(resource, learner, clock):
-    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT1S"})
+    resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT5S"})
     for _ in range(3):
         resource.rank()
     clock.advance(700)  # past the archive's default wait (ARCHIVE_AFTER_SECONDS)
