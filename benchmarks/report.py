@@ -36,7 +36,8 @@ from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.assignment import bucket
 from experiments.clock import VirtualClock
-from experiments.reporting.archive import ROW_GROUP_ROWS, SCHEMA, day_of, part_name, unit_key
+from experiments.reporting.archive import (DATASET, ROW_GROUP_ROWS, SCHEMA, SUMMARIES, day_of, part_name, summarize,
+                                          unit_key)
 from experiments.service import Service
 from experiments.spec import parse_spec
 from experiments.store import Store, dumps
@@ -155,12 +156,16 @@ def write_archive(store: Store, folder: str, shop: Shop, count: int, rng) -> Non
         for day in np.unique(days):
             mine = part[days == day]
             table = archive_table(shop, seq, mine, rng)
-            relative = f"decisions/experiment={KEY}/day={day_of(day * 86400.0)}/{part_name(seq, seq + mine.size - 1)}"
-            os.makedirs(os.path.dirname(os.path.join(folder, relative)), exist_ok=True)
-            pq.write_table(table, os.path.join(folder, relative), compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            entries.append({"dataset": "decisions", "day": day_of(day * 86400.0), "path": relative, "pending": "",
-                            "first_seq": seq, "last_seq": seq + mine.size - 1, "rows": int(mine.size),
-                            "bytes": os.path.getsize(os.path.join(folder, relative))})
+            name = f"experiment={KEY}/day={day_of(day * 86400.0)}/{part_name(seq, seq + mine.size - 1)}"
+            for dataset in (DATASET, SUMMARIES):
+                os.makedirs(os.path.dirname(os.path.join(folder, dataset, name)), exist_ok=True)
+            path = os.path.join(folder, DATASET, name)
+            pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            summarize(path, os.path.join(folder, SUMMARIES, name))
+            for dataset in (DATASET, SUMMARIES):
+                entries.append({"dataset": dataset, "day": day_of(day * 86400.0), "path": f"{dataset}/{name}",
+                                "pending": "", "first_seq": seq, "last_seq": seq + mine.size - 1,
+                                "rows": int(mine.size), "bytes": os.path.getsize(os.path.join(folder, dataset, name))})
             seq += mine.size
     store.insert_model({"experiment": KEY, "version": 1, "args": "", "spec_version": 1, "cursor_seq": seq - 1,
                         "learned": seq - 1, "created_at": START, "model": b""})

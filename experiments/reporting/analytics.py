@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from experiments.errors import Unavailable
-from experiments.reporting.archive import SCHEMA, day_of, unit_key
+from experiments.reporting.archive import HOUR, SCHEMA, SUMMARIES, day_of, unit_key
 from experiments.reporting.logdata import Window
 
 MEMORY_LIMIT = "1GB"  # DuckDB spills to disk past this
@@ -32,6 +32,12 @@ LIVE_DECISIONS = pa.schema([("seq", pa.int64()), ("created_at", pa.float64()), (
 LIVE_REWARDS = pa.schema([("seq", pa.int64()), ("slot", pa.int32()), ("value", pa.float64()), ("type", pa.string()),
                           ("late", pa.int32()), ("duplicates", pa.int64()), ("ord", pa.int64())])
 DECISION_COLUMNS = "seq, created_at, unit_key, variant, model_version, slots, first_item"
+SUMMARY_COLUMNS = ("NULL::VARCHAR AS kind, NULL::BIGINT AS hour, NULL::VARCHAR AS variant, NULL::VARCHAR AS item,"
+                   " NULL::BIGINT AS model_version, NULL::BIGINT AS decisions, NULL::BIGINT AS rewarded,"
+                   " NULL::BIGINT AS slots, NULL::DOUBLE AS extra, NULL::DOUBLE AS mean, NULL::DOUBLE AS m2,"
+                   " NULL::BIGINT AS rewards, NULL::BIGINT AS duplicates, NULL::BIGINT AS unattributed,"
+                   " NULL::BIGINT AS min_seq, NULL::DOUBLE AS first_at, NULL::DOUBLE AS last_at,"
+                   " NULL::VARCHAR AS reward_aggregation, NULL::DOUBLE AS reward_default")
 
 
 def literal(value) -> str:
@@ -49,21 +55,30 @@ def connect() -> duckdb.DuckDBPyConnection:
                                   "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
 
 
-def archived_files(store, window: Window, archive) -> tuple[object, list[str]]:
-    """Read, in one snapshot, the archive position and the files that can hold decisions of the window."""
+def archived_files(store, window: Window, archive) -> tuple[object, list[str], dict[str, str]]:
+    """Read, in one snapshot, the archive position, the decisions files that can hold decisions of the
+    window, and the summary file of each (by decisions file)."""
     with store.snapshot():
         position = store.archive_position(window.key)
         entries = store.archive_files(window.key)
+        summaries = store.archive_files(window.key, dataset=SUMMARIES)
     if entries and archive is None:
         raise Unavailable("this database has archived decisions but no archive folder is set (ARCHIVE_DIR)",
                           field="archive")
     low, high = _day_bound(window.start, "0000-00-00"), _day_bound(window.end, "9999-99-99")
-    files = [archive.resolve(e) for e in entries if low <= e["day"] <= high]
+    entries = [e for e in entries if low <= e["day"] <= high]
+    files = [archive.resolve(e) for e in entries]
     missing = [f for f in files if not os.path.exists(f)]
     if missing:
         raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
                           f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
-    return position, files
+    by_range = {(s["day"], s["first_seq"], s["last_seq"]): s for s in summaries}
+    summary_of = {}
+    for entry, path in zip(entries, files):
+        summary = by_range.get((entry["day"], entry["first_seq"], entry["last_seq"]))
+        if summary is not None and os.path.exists(archive.resolve(summary)):
+            summary_of[path] = archive.resolve(summary)
+    return position, files, summary_of
 
 
 class ArchivedRows:
@@ -71,7 +86,7 @@ class ArchivedRows:
 
     def __init__(self, store, window: Window, archive=None):
         self.window = window
-        self.position, self.files = archived_files(store, window, archive)
+        self.position, self.files, _ = archived_files(store, window, archive)
         self.con = connect()
 
     def _where(self) -> str:
@@ -111,25 +126,58 @@ class LogView:
         self.window, self.default = window, float(reward_spec["default"])
         self.aggregation = reward_spec["aggregation"]
         with store.snapshot():
-            self.position, self.files = archived_files(store, window, archive)
+            self.position, self.files, self.summary_of = archived_files(store, window, archive)
             live_d = store.live_decisions(window.key, window.start, window.end, self.position)
             live_r = store.live_rewards(window.key, window.start, window.end, self.position)
         self.con = connect()
         self.con.register("live_d", _live_decisions(live_d))
         self.con.register("live_r", _live_rewards(live_r))
-        self._archived_view()
+        self._summary_view()
+        self._archived_views()
         self._decisions_view()
         self._rewards_view()
 
-    def _archived_view(self) -> None:
+    def _hours(self) -> tuple[int, int]:
+        """The whole hours [first, last) inside the window: summaries answer for archived rows in them."""
         w = self.window
-        if self.files:
-            source = f"read_parquet([{', '.join(literal(f) for f in self.files)}], hive_partitioning = false)"
+        first = math.ceil(w.start / HOUR) if math.isfinite(w.start) else -2**62
+        last = math.floor(w.end / HOUR) if math.isfinite(w.end) else 2**62
+        return first, max(first, last)
+
+    def _summary_view(self) -> None:
+        """Summaries of the files written under today's reward rules, for the window's whole hours."""
+        summaries = sorted(set(self.summary_of.values()))
+        if summaries:
+            stale = {f for (f,) in self.sql(
+                f"SELECT DISTINCT filename FROM read_parquet([{', '.join(map(literal, summaries))}],"
+                f" hive_partitioning = false, filename = true) WHERE NOT ({self._matched()})")}
+            self.summary_of = {d: s for d, s in self.summary_of.items() if s not in stale}
+            summaries = sorted(set(self.summary_of.values()))
+        first, last = self._hours()
+        if summaries:
+            source = f"read_parquet([{', '.join(map(literal, summaries))}], hive_partitioning = false)"
+            self.con.execute(f"CREATE VIEW summary AS SELECT * FROM {source} WHERE hour >= {first} AND hour < {last}")
         else:
+            self.con.execute(f"CREATE VIEW summary AS SELECT {SUMMARY_COLUMNS} WHERE false")
+
+    def _archived_views(self) -> None:
+        """``archived_all``: every archived row of the window; ``archived``: those no summary answers for."""
+        w = self.window
+        window = f"created_at >= {literal(w.start)} AND created_at < {literal(w.end)}"
+        first, last = self._hours()
+        hour = f"CAST(floor(created_at / {HOUR}) AS BIGINT)"
+        summarized = [f for f in self.files if f in self.summary_of]
+        others = [f for f in self.files if f not in self.summary_of]
+        parts = [f"SELECT * FROM {_parquet(summarized)} WHERE {window} AND ({hour} < {first} OR {hour} >= {last})"
+                 if summarized else "", f"SELECT * FROM {_parquet(others)} WHERE {window}" if others else ""]
+        parts = [p for p in parts if p]
+        if not self.files:
             self.con.register("archive_empty", SCHEMA.empty_table())
-            source = "archive_empty"
-        self.con.execute(f"CREATE VIEW archived AS SELECT * FROM {source}"
-                         f" WHERE created_at >= {literal(w.start)} AND created_at < {literal(w.end)}")
+        everything = f"SELECT * FROM {_parquet(self.files)} WHERE {window}" if self.files else \
+            "SELECT * FROM archive_empty"
+        self.con.execute(f"CREATE VIEW archived_all AS {everything}")
+        rows = " UNION ALL ".join(parts) if parts else "SELECT * FROM archived_all WHERE false"
+        self.con.execute(f"CREATE VIEW archived AS {rows}")
 
     def _matched(self) -> str:
         """Archived rows whose stored reward follows the experiment's current reward rules."""
@@ -177,33 +225,59 @@ class LogView:
     # -- the aggregates a report needs: four scans whatever the size of the log ----------------------
     def variant_totals(self) -> dict[str, tuple]:
         """Per variant: decisions, distinct units, rewarded, mean and sample variance of the reward, first, last."""
-        return {row[0]: row[1:] for row in self.sql(
-            "SELECT variant, count(*), count(DISTINCT unit_key), sum(rewarded::INTEGER), avg(value), var_samp(value),"
-            " min(created_at), max(created_at) FROM decisions GROUP BY variant")}
+        parts: dict[str, list] = {}
+        for variant, n, won, mean, variance, first, last in self.sql(
+                "SELECT variant, count(*), sum(rewarded::INTEGER), avg(value), var_samp(value), min(created_at),"
+                " max(created_at) FROM decisions GROUP BY variant") + self.sql(
+                "SELECT variant, decisions, rewarded, mean, m2 / greatest(decisions - 1, 1), first_at, last_at"
+                " FROM summary WHERE kind = 'cell'"):
+            parts.setdefault(variant, []).append((n, int(won), mean, (variance or 0.0) * (n - 1), first, last))
+        units = dict(self.sql("SELECT variant, count(DISTINCT unit_key) FROM (SELECT variant, unit_key FROM"
+                              " archived_all UNION ALL SELECT variant, unit_key FROM live_d) GROUP BY variant"))
+        out = {}
+        for variant, rows in parts.items():
+            n, mean, m2 = combine_moments([(r[0], r[2], r[3]) for r in rows])
+            out[variant] = (n, units.get(variant, 0), sum(r[1] for r in rows), mean,
+                            m2 / (n - 1) if n > 1 else None, min(r[4] for r in rows), max(r[5] for r in rows))
+        return out
 
     def cells(self) -> list[tuple]:
         """Per time bucket, variant and first-slot item: decisions, rewarded, slots, reward above the default,
-        and the item's first seq (for stable ordering)."""
-        default = literal(self.default)
+        and the item's first seq (for stable ordering); a cell may come twice (summaries and rows)."""
+        default, width = literal(self.default), self.window.width
         return self.sql(
-            f"SELECT CAST(floor(created_at / {self.window.width}) AS BIGINT), variant, first_item, count(*),"
+            f"SELECT CAST(floor(created_at / {width}) AS BIGINT), variant, first_item, count(*),"
             f" sum(rewarded::INTEGER), sum(slots), sum(CASE WHEN rewarded THEN value - {default} * slots ELSE 0 END),"
-            " min(seq) FROM decisions GROUP BY ALL")
+            " min(seq) FROM decisions GROUP BY ALL") + self.sql(
+            f"SELECT CAST(floor(hour * {HOUR} / {width}) AS BIGINT), variant, item, decisions, rewarded, slots, extra,"
+            " min_seq FROM summary WHERE kind = 'cell'")
 
     def served_models(self) -> list[tuple]:
         """(model version, decisions it served), by version."""
-        return self.sql("SELECT model_version, count(*) FROM decisions GROUP BY model_version ORDER BY model_version")
+        served: dict[int, int] = {}
+        for version, n in self.sql("SELECT model_version, count(*) FROM decisions GROUP BY model_version") + \
+                self.sql("SELECT model_version, decisions FROM summary WHERE kind = 'model'"):
+            served[version] = served.get(version, 0) + n
+        return sorted(served.items())
 
     def reward_groups(self) -> list[tuple]:
         """Per variant, type and lateness: rewards, distinct decisions, duplicates, rewards without a slot."""
-        return self.sql("SELECT variant, type, late, count(*), count(DISTINCT seq), coalesce(sum(duplicates), 0),"
-                        " count(*) FILTER (slot IS NULL) FROM rewards GROUP BY ALL")
+        groups: dict[tuple, list] = {}
+        for variant, kind, late, *counts in self.sql(
+                "SELECT variant, type, late, count(*), count(DISTINCT seq), coalesce(sum(duplicates), 0),"
+                " count(*) FILTER (slot IS NULL) FROM rewards GROUP BY ALL") + self.sql(
+                "SELECT variant, item, 0, rewards, decisions, duplicates, unattributed FROM summary"
+                " WHERE kind = 'reward'"):
+            total = groups.setdefault((variant, kind, late), [0, 0, 0, 0])
+            for i, value in enumerate(counts):
+                total[i] += int(value)
+        return [(*key, *counts) for key, counts in groups.items()]
 
     def archived_sample(self, threshold: int) -> list[dict]:
         """Archived decisions of the window in the hash sample, with slot 0's reward (context and candidates
         still JSON text)."""
         rows = self.sql(f"SELECT seq, variant, context, candidate_set, candidates, slate, CASE WHEN {self._matched()}"
-                        f" THEN coalesce(slot_rewards[1], {literal(self.default)}) END FROM archived"
+                        f" THEN coalesce(slot_rewards[1], {literal(self.default)}) END FROM archived_all"
                         f" WHERE {sample_predicate(threshold)}")
         return [{"seq": r[0], "variant": r[1], "context": r[2], "candidate_set": r[3], "candidates": r[4],
                  "slate": r[5], "first_reward": r[6]} for r in rows]
@@ -214,6 +288,28 @@ class LogView:
 
     def close(self) -> None:
         self.con.close()
+
+
+def combine_moments(parts: list[tuple]) -> tuple[int, float, float]:
+    """Combine (count, mean, sum of squared deviations) of disjoint parts (Chan et al.), stable for any sizes.
+
+    >>> combine_moments([(2, 1.5, 0.5), (2, 3.5, 0.5)])  # [1, 2] and [3, 4]
+    (4, 2.5, 5.0)
+    """
+    n, mean, m2 = 0, 0.0, 0.0
+    for count, part_mean, part_m2 in parts:
+        if not count:
+            continue
+        total = n + count
+        delta = part_mean - mean
+        mean += delta * count / total
+        m2 += part_m2 + delta * delta * n * count / total
+        n = total
+    return n, mean, m2
+
+
+def _parquet(files: list[str]) -> str:
+    return f"read_parquet([{', '.join(map(literal, files))}], hive_partitioning = false)"
 
 
 def sample_predicate(threshold: int) -> str:

@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,6 +39,8 @@ from experiments.store import loads
 log = logging.getLogger(__name__)
 
 DATASET = "decisions"
+SUMMARIES = "summaries"  # per decisions file: its counts and sums by hour, so reports need not read every row
+HOUR = 3600
 PENDING_PREFIX = ".pending-"
 STALE_PENDING_SECONDS = 3600.0  # older unlisted pending files are a dead writer's leftovers
 READ_CHUNK = 10_000
@@ -98,6 +101,42 @@ def open_archive(store, database: str, folder: str = "", **options) -> "Archive 
 
 def part_name(first_seq: int, last_seq: int) -> str:
     return f"part-{first_seq:012d}-{last_seq:012d}.parquet"
+
+
+# -- summaries -------------------------------------------------------------------------------------
+SUMMARY_SQL = """
+SELECT 'cell' AS kind, CAST(floor(created_at / 3600) AS BIGINT) AS hour, variant, first_item AS item,
+       NULL::BIGINT AS model_version, count(*) AS decisions, sum(rewarded::INTEGER) AS rewarded,
+       sum(slots) AS slots, sum(CASE WHEN rewarded THEN reward - reward_default * slots ELSE 0 END) AS extra,
+       avg(reward) AS mean, coalesce(var_samp(reward) * (count(*) - 1), 0.0) AS m2, NULL::BIGINT AS rewards,
+       NULL::BIGINT AS duplicates, NULL::BIGINT AS unattributed, min(seq) AS min_seq,
+       min(created_at) AS first_at, max(created_at) AS last_at,
+       any_value(reward_aggregation) AS reward_aggregation, any_value(reward_default) AS reward_default
+FROM {source} GROUP BY hour, variant, first_item
+UNION ALL
+SELECT 'model', CAST(floor(created_at / 3600) AS BIGINT), NULL, NULL, model_version, count(*), NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, any_value(reward_aggregation), any_value(reward_default)
+FROM {source} GROUP BY 2, model_version
+UNION ALL
+SELECT 'reward', hour, variant, r.type, NULL, count(DISTINCT seq), NULL, NULL, NULL, NULL, NULL, count(*),
+       sum(r.duplicates), count(*) FILTER (r.slot IS NULL), NULL, NULL, NULL, any_value(reward_aggregation),
+       any_value(reward_default)
+FROM (SELECT seq, variant, CAST(floor(created_at / 3600) AS BIGINT) AS hour, unnest(rewards) AS r,
+             reward_aggregation, reward_default FROM {source} WHERE rewarded) GROUP BY hour, variant, r.type
+"""
+
+
+def summarize(decisions_path: str, summary_path: str) -> None:
+    """Write the summary of one decisions file: per hour, variant and first item (cells), per hour and model
+    version (models), per hour, variant and reward type (rewards)."""
+    quote = lambda path: "'" + path.replace("'", "''") + "'"  # noqa: E731  (our own paths)
+    source = f"read_parquet({quote(decisions_path)}, hive_partitioning = false)"
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.execute(f"COPY ({SUMMARY_SQL.format(source=source)}) TO {quote(summary_path)}"
+                    " (FORMAT parquet, COMPRESSION zstd)")
+    finally:
+        con.close()
 
 
 # -- joined rows -----------------------------------------------------------------------------------
@@ -202,6 +241,7 @@ class Archive:
                 batch.upto_seq = rows[-1]["seq"]
             for day, (writer, _) in writers.items():
                 writer.close()
+            self._summarize(batch, token)
         except BaseException:
             self._discard(batch, writers)
             raise
@@ -237,9 +277,21 @@ class Archive:
             entry["last_seq"] = day_rows[-1]["seq"]
             entry["path"] = self._relative(batch.experiment, day, part_name(entry["first_seq"], entry["last_seq"]))
 
+    def _summarize(self, batch: Batch, token: str) -> None:
+        """Add a summary file beside each decisions file of the batch."""
+        for entry in list(batch.files):
+            summary = {**entry, "dataset": SUMMARIES,
+                       "pending": self._relative(batch.experiment, entry["day"], f"{PENDING_PREFIX}{token}-"
+                                                 f"{entry['first_seq']}", SUMMARIES),
+                       "path": self._relative(batch.experiment, entry["day"],
+                                              part_name(entry["first_seq"], entry["last_seq"]), SUMMARIES)}
+            os.makedirs(os.path.dirname(self.path(summary["pending"])), exist_ok=True)
+            batch.files.append(summary)
+            summarize(self.path(entry["pending"]), self.path(summary["pending"]))
+
     @staticmethod
-    def _relative(key: str, day: str, name: str) -> str:
-        return f"{DATASET}/experiment={key}/day={day}/{name}"
+    def _relative(key: str, day: str, name: str, dataset: str = DATASET) -> str:
+        return f"{dataset}/experiment={key}/day={day}/{name}"
 
     def _discard(self, batch: Batch, writers: dict) -> None:
         for writer, _ in writers.values():
@@ -306,19 +358,22 @@ class Archive:
         self._expired_at[key] = now
         cutoff = day_of(now - self.retention_days * DAY)
         entries = self.store.archive_files(key, before_day=cutoff)
-        if entries:
-            self.store.forget_archive_files([e["id"] for e in entries])
-        folder = self.path(f"{DATASET}/experiment={key}")
-        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-            if name.startswith("day=") and name[4:] < cutoff:
-                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        summaries = self.store.archive_files(key, dataset=SUMMARIES, before_day=cutoff)
+        if entries or summaries:
+            self.store.forget_archive_files([e["id"] for e in entries + summaries])
+        for dataset in (DATASET, SUMMARIES):
+            folder = self.path(f"{dataset}/experiment={key}")
+            for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+                if name.startswith("day=") and name[4:] < cutoff:
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
         if entries:
             log.info("archive retention: deleted %s files of %s before %s", len(entries), key, cutoff)
         return len(entries)
 
     def remove(self, key: str) -> None:
         """Delete an experiment's archive folder, after its log was deleted (``Store.delete_log``)."""
-        shutil.rmtree(self.path(f"{DATASET}/experiment={key}"), ignore_errors=True)
+        for dataset in (DATASET, SUMMARIES):
+            shutil.rmtree(self.path(f"{dataset}/experiment={key}"), ignore_errors=True)
 
     def files(self, key: str) -> list[str]:
         """Return the paths of the experiment's committed files (each one resolved)."""
