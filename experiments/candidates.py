@@ -29,13 +29,14 @@ class CandidateSet:
     actions: tuple
     digest: str
 
-    def without(self, excluded: set) -> tuple[list[dict], list[str], str | None]:
+    def without(self, excluded: tuple) -> tuple[tuple, tuple, str | None]:
         """Drop excluded candidates, keeping order; the digest survives only an intact set."""
         if excluded:
+            excluded = set(excluded)
             kept = [(c, a) for c, a in zip(self.candidates, self.actions) if c["id"] not in excluded]
             if len(kept) < len(self.candidates):
-                return [c for c, _ in kept], [a for _, a in kept], None
-        return list(self.candidates), list(self.actions), self.digest
+                return tuple(c for c, _ in kept), tuple(a for _, a in kept), None
+        return self.candidates, self.actions, self.digest
 
 
 def _encode(cand: dict, field: str) -> str:
@@ -113,23 +114,31 @@ def digest(raw) -> str | None:
         return None
 
 
-def prepare(cache: CandidateCache, spec, spec_version: int, body: dict, catalog_version: int, catalog: dict):
-    """Return (candidates, actions, digest or None) for a request after exclude and availability."""
-    exclude = body.get("exclude") or []
-    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
-        raise InvalidField("exclude", "must be a list of candidate ids")
-    raw = body.get("candidates")
-    if spec.data["kind"] == "strategies":
-        if raw is not None:
-            raise InvalidField("candidates", "a strategies experiment chooses among its arms; omit candidates")
-        full = cache.get(("arms", spec.key, spec_version), lambda: build_set(spec.arms, {}, field="arms"))
-    elif raw is None:
-        full = cache.get(("catalog", catalog_version), lambda: catalog_set(catalog))
-    else:
+class CandidateSets:
+    """The candidates of each request: the experiment's arms, the catalog, or the request's own list.
+
+    Validated sets are cached, so a list seen before costs one hash, not a walk over its features.
+    """
+
+    def __init__(self, catalog, maxsize: int = 1024):
+        self.catalog = catalog
+        self.cache = CandidateCache(maxsize)
+
+    def _full(self, spec, spec_version: int, raw) -> CandidateSet:
+        if spec.data["kind"] == "strategies":
+            if raw is not None:
+                raise InvalidField("candidates", "a strategies experiment chooses among its arms; omit candidates")
+            return self.cache.get(("arms", spec.key, spec_version), lambda: build_set(spec.arms, {}, field="arms"))
+        catalog_version, catalog = self.catalog.snapshot()
+        if raw is None:
+            return self.cache.get(("catalog", catalog_version), lambda: catalog_set(catalog))
         key = digest(raw)
         build = lambda: build_set(raw, catalog)  # noqa: E731
-        full = cache.get(("raw", catalog_version, key), build) if key else build()
-    candidates, actions, known_digest = full.without(set(exclude))
-    if not candidates:
-        raise InvalidField("exclude", "no candidate is left after exclude and unavailable items")
-    return candidates, actions, known_digest
+        return self.cache.get(("raw", catalog_version, key), build) if key else build()
+
+    def for_request(self, spec, spec_version: int, raw, exclude: tuple) -> tuple[tuple, tuple, str | None]:
+        """Return (candidates, actions, digest or None) after exclude and unavailable items."""
+        candidates, actions, known_digest = self._full(spec, spec_version, raw).without(exclude)
+        if not candidates:
+            raise InvalidField("exclude", "no candidate is left after exclude and unavailable items")
+        return candidates, actions, known_digest

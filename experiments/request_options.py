@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bandit.encoding import slot_text
+from bandit.encoding import FeatureError, slot_text
 from experiments.errors import InvalidField
-from experiments.spec import check_features, check_id
+from experiments.spec import check_id
 from experiments.store import dumps
 
 OPTION_FIELDS = frozenset({"slot_context", "defer_activation"})
@@ -30,6 +30,7 @@ class RequestOptions:
 
     slot_ids: tuple = ()
     slot_features: tuple = ()
+    slot_texts: tuple = ()  # each slot's features as VW text, empty when no slot has any
     excluded: tuple = ()
     baseline: tuple = ()
     defer_activation: bool = False
@@ -38,34 +39,30 @@ class RequestOptions:
     def has_slot_context(self) -> bool:
         return bool(self.slot_ids)
 
-    def slot_texts(self) -> list[str] | None:
-        """Return each slot's VW features, or None when no slot has any."""
-        if not any(self.slot_features):
-            return None
-        return [slot_text(features, f"slot_context[{k}]") for k, features in enumerate(self.slot_features)]
-
     def policy_kwargs(self) -> dict:
         """Keyword arguments for ``Policy.choose``."""
         kwargs = {}
-        texts = self.slot_texts()
-        if texts:
-            kwargs["slot_texts"] = texts
+        if self.slot_texts:
+            kwargs["slot_texts"] = list(self.slot_texts)
         if any(self.excluded):
             kwargs["slot_excluded"] = list(self.excluded)
         return kwargs
 
 
-def _defer(body: dict) -> bool:
-    value = body.get("defer_activation", False)
-    if not isinstance(value, bool):
-        raise InvalidField("defer_activation", "must be true or false")
-    return value
+def _slot_text(features, field: str) -> str:
+    if features is not None and not isinstance(features, dict):
+        raise InvalidField(f"{field}.features", "must be an object")
+    try:
+        return slot_text(features, field)
+    except FeatureError as exc:
+        raise InvalidField(exc.field, exc.message) from None
 
 
-def _slot_entries(raw, slots: int) -> list[dict]:
+def _slot_entries(raw, slots: int) -> tuple[list[dict], tuple]:
+    """Check each slot's object; return the entries and their features encoded for VW."""
     if not isinstance(raw, list) or len(raw) != slots:
         raise InvalidField("slot_context", f"must be a list with one object per slot ({slots})")
-    seen = set()
+    seen, texts = set(), []
     for k, entry in enumerate(raw):
         where = f"slot_context[{k}]"
         if not isinstance(entry, dict):
@@ -78,11 +75,11 @@ def _slot_entries(raw, slots: int) -> list[dict]:
             if slot_id in seen:
                 raise InvalidField(f"{where}.id", f"duplicate slot id {slot_id!r}")
             seen.add(slot_id)
-        check_features(entry.get("features"), f"{where}.features")
+        texts.append(_slot_text(entry.get("features"), where))
         exclude = entry.get("exclude") or []
         if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
             raise InvalidField(f"{where}.exclude", "must be a list of candidate ids")
-    return raw
+    return raw, tuple(texts) if any(text != "|" for text in texts) else ()
 
 
 def _given_baselines(entries: list[dict], index: dict, excluded: list[frozenset]) -> list[int | None]:
@@ -120,13 +117,11 @@ def default_baselines(n: int, slots: int, excluded: tuple = (), given: list | No
     return tuple(baseline)
 
 
-def parse_options(body: dict, candidates: list[dict], slots: int) -> RequestOptions:
-    """Validate the options against the candidates left after exclude."""
-    defer = _defer(body)
-    raw = body.get("slot_context")
+def parse_options(raw, defer: bool, candidates, slots: int) -> RequestOptions:
+    """Validate ``slot_context`` against the candidates left after exclude."""
     if raw is None:
         return RequestOptions(baseline=default_baselines(len(candidates), slots), defer_activation=defer)
-    entries = _slot_entries(raw, slots)
+    entries, texts = _slot_entries(raw, slots)
     if slots == 1 and entries[0].get("exclude"):
         raise InvalidField("slot_context[0].exclude", "a one-slot request excludes candidates with exclude")
     index = {c["id"]: i for i, c in enumerate(candidates)}
@@ -138,6 +133,7 @@ def parse_options(body: dict, candidates: list[dict], slots: int) -> RequestOpti
     return RequestOptions(
         slot_ids=tuple(e.get("id") for e in entries),
         slot_features=tuple(e.get("features") or {} for e in entries),
+        slot_texts=texts,
         excluded=excluded,
         baseline=default_baselines(len(candidates), slots, excluded, given),
         defer_activation=defer,

@@ -1,9 +1,10 @@
 """The decide/reward service: what the shop and the admin API call.
 
-``decide`` validates a slate request, assigns the unit to a variant, asks the
-policy (or the control) for a slate, and commits the decision to the log before
-it answers. ``record_reward`` attributes an outcome to its decision and slot and
-stores it exactly once per idempotency key.
+``decide`` parses a slate request once into a ``SlateRequest``, assigns the unit
+to a variant, asks the policy (or the control) for a slate, and commits the
+decision to the log before it answers. ``record_reward`` parses a reward the
+same way, attributes it to its decision and slot and stores it exactly once per
+idempotency key. ``update_experiment`` applies a parsed ``SpecPatch``.
 """
 from __future__ import annotations
 
@@ -11,27 +12,22 @@ import logging
 import sqlite3
 import threading
 from datetime import datetime, timezone
-from numbers import Real
 
-import math
-
-from bandit.encoding import FeatureError, context_text
 from bandit.policy import Policy, empty_model
 from bandit.sampling import uniform_slate
 from experiments.assignment import BANDIT, FALLBACK, variant_for
-from experiments.candidates import CandidateCache, prepare
+from experiments.candidates import CandidateSets
 from experiments.catalog import CatalogCache
 from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound
 from experiments.ids import new_id
-from experiments.request_options import OPTION_FIELDS, parse_options, record_fields, serve, slate_entries
-from experiments.spec import apply_patch, check_id, check_object, check_transition, parse_spec
+from experiments.request_options import record_fields, serve, slate_entries
+from experiments.reward_request import parse_reward_request
+from experiments.slate_request import parse_slate_request
+from experiments.spec import check_transition, parse_patch, parse_spec
 from experiments.store import dumps, loads
 
 log = logging.getLogger(__name__)
-
-REQUEST_FIELDS = {"unit", "context", "candidates", "slots", "exclude", "event_id", *OPTION_FIELDS}
-REWARD_FIELDS = {"type", "item", "value", "id"}
 
 
 def iso(ts: float | None) -> str | None:
@@ -85,7 +81,7 @@ class Service:
         self.clock = clock or SystemClock()
         self.models = ServingModels(store, self.clock, model_refresh_seconds)
         self.catalog = CatalogCache(store, self.clock, spec_refresh_seconds)
-        self.candidates = CandidateCache()
+        self.candidates = CandidateSets(self.catalog)
         self.spec_refresh_seconds = spec_refresh_seconds
         self._experiments: dict[str, tuple[dict, object]] = {}
         self._checked_at = float("-inf")
@@ -165,13 +161,14 @@ class Service:
     def update_experiment(self, key: str, body, actor: str = "api") -> dict:
         """Change settings and/or status; every change becomes a new version in the history."""
         row = self.store.existing_experiment(key)
-        spec, status = apply_patch(row["spec"], body)
-        status = status or row["status"]
+        patch = parse_patch(body)
+        spec = patch.apply(row["spec"])
+        status = patch.status or row["status"]
         check_transition(row["status"], status)
         new = {**row, "name": spec.data["name"], "spec": spec.data, "status": status,
                "version": row["version"] + 1, "updated_at": self.clock.now()}
         try:
-            self.store.save_experiment(new, body, actor, expected_version=row["version"])
+            self.store.save_experiment(new, patch.fields, actor, expected_version=row["version"])
         except sqlite3.IntegrityError:
             raise Conflict("the experiment changed meanwhile; read it again and retry", field="version") from None
         with self._cache_lock:
@@ -181,61 +178,54 @@ class Service:
     # -- decisions -----------------------------------------------------------
     def decide(self, key: str, body) -> dict:
         """Pick a slate for one page view and commit the decision before answering."""
-        check_object(body, "", REQUEST_FIELDS)
         row, spec = self._experiment(key)
         if row["status"] == "draft":
             raise Conflict(f"experiment {key!r} is a draft; start it first", field="status")
-        event_id = body.get("event_id")
+        request = parse_slate_request(body, spec, row["version"], self.candidates)
+        event_id = request.event_id
         if event_id is None:
             event_id = new_id(self.clock.now())  # fresh, so there is no earlier decision to look up
         else:
-            check_id(event_id, "event_id")
             previous = self.store.get_decision(event_id)
             if previous is not None:
                 return self._replay_answer(previous, key)
-        unit = body.get("unit", event_id)
-        check_id(unit, "unit")
-        context = body.get("context", {})
-        try:
-            shared = context_text(context, "context")
-        except FeatureError as exc:
-            raise InvalidField(exc.field, exc.message) from None
-        catalog_version, catalog = self.catalog.snapshot()
-        candidates, actions, set_digest = prepare(self.candidates, spec, row["version"], body, catalog_version,
-                                                  catalog)
-        slots = self._slots(spec, body, len(candidates))
-        options = parse_options(body, candidates, slots)
-        variant = BANDIT if row["status"] == "running" else FALLBACK
-        if variant == BANDIT:
-            variant = variant_for(key, unit, spec.traffic["holdout"])
-        model_version, chosen = 0, None
-        if variant == BANDIT:
-            try:
-                model_version, policy = self.models.get(key, spec.policy_settings())
-                chosen = policy.choose(shared, actions, slots, event_id, **options.policy_kwargs())
-            except Exception:  # a failing model must never cost the shop its slate
-                log.exception("model of %s failed; serving the control policy", key)
-                variant = FALLBACK
-        if chosen is None:
-            chosen = uniform_slate(len(candidates), slots, event_id, self._control_arm(spec, candidates),
-                                   options.excluded)
+        unit = event_id if request.unit is None else request.unit
+        variant, model_version, chosen = self._choose(key, row, spec, request, unit, event_id)
+        mode = spec.learning["mode"]
+        chosen, model_chosen = serve(mode, chosen, request.options)
+        slate = slate_entries(chosen, request.candidates)
+        digest, new_set = self.store.new_candidate_set(request.candidates, request.candidate_digest)
         now = self.clock.now()
-        chosen, model_chosen = serve(spec.learning["mode"], chosen, options)
-        slate = slate_entries(chosen, candidates)
-        digest, new_set = self.store.new_candidate_set(candidates, set_digest)
         record = {
             "event_id": event_id, "experiment": key, "unit": unit, "variant": variant,
-            "model_version": model_version, "spec_version": row["version"], "context": dumps(context),
-            "candidate_set": digest,
-            "excluded": dumps(body.get("exclude") or []), "slate": dumps(slate), "created_at": now,
+            "model_version": model_version, "spec_version": row["version"], "context": dumps(request.context),
+            "candidate_set": digest, "excluded": dumps(request.exclude), "slate": dumps(slate), "created_at": now,
             "window_closes_at": now + spec.reward["wait_seconds"],
-            **record_fields(options, spec.learning["mode"], model_chosen, candidates),
+            **record_fields(request.options, mode, model_chosen, request.candidates),
         }
         try:
             self.store.insert_decision(record, new_set)
         except sqlite3.IntegrityError:  # the same event id raced in from another request
             return self._replay_answer(self.store.get_decision(event_id), key)
         return self._answer(event_id, key, variant, model_version, slate)
+
+    def _choose(self, key: str, row: dict, spec, request, unit: str, event_id: str):
+        """Return (variant, model version, chosen slate): the model's pick, else the control's."""
+        variant = BANDIT if row["status"] == "running" else FALLBACK
+        if variant == BANDIT:
+            variant = variant_for(key, unit, spec.traffic["holdout"])
+        if variant == BANDIT:
+            try:
+                model_version, policy = self.models.get(key, spec.policy_settings())
+                chosen = policy.choose(request.shared, request.actions, request.slots, event_id,
+                                       **request.options.policy_kwargs())
+                return variant, model_version, chosen
+            except Exception:  # a failing model must never cost the shop its slate
+                log.exception("model of %s failed; serving the control policy", key)
+                variant = FALLBACK
+        chosen = uniform_slate(len(request.candidates), request.slots, event_id,
+                               self._control_arm(spec, request.candidates), request.options.excluded)
+        return variant, 0, chosen
 
     @staticmethod
     def _answer(event_id, key, variant, model_version, slate) -> dict:
@@ -250,19 +240,6 @@ class Service:
                             loads(decision["slate"]))
 
     @staticmethod
-    def _slots(spec, body, available: int) -> int:
-        slots = body.get("slots", spec.slots)
-        if isinstance(slots, bool) or not isinstance(slots, int):
-            raise InvalidField("slots", "must be an integer")
-        if slots < 1:
-            raise InvalidField("slots", "must be at least 1")
-        if slots > spec.slots:
-            raise InvalidField("slots", f"must be at most the experiment's slots ({spec.slots})")
-        if slots > available:
-            raise InvalidField("slots", f"must be at most the number of candidates left after exclude ({available})")
-        return slots
-
-    @staticmethod
     def _control_arm(spec, candidates) -> int | None:
         control = spec.traffic["control"]
         if isinstance(control, dict):
@@ -274,37 +251,21 @@ class Service:
     # -- rewards -------------------------------------------------------------
     def record_reward(self, event_id: str, body) -> dict:
         """Attribute an outcome to its decision and slot; the same ``id`` counts once."""
-        check_object(body, "", REWARD_FIELDS)
+        reward = parse_reward_request(body)
         decision = self.store.get_decision(event_id)
         if decision is None:
             raise NotFound(f"event {event_id!r} does not exist", field="event_id")
         _, spec = self._experiment(decision["experiment"])
-        kind, value = body.get("type"), body.get("value")
-        if kind is not None and (not isinstance(kind, str) or not 1 <= len(kind) <= 64):
-            raise InvalidField("type", "must be a string of 1-64 characters")
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                raise InvalidField("value", "must be a finite number")
-        elif kind is None:
-            raise InvalidField("value", "give a reward type or a value")
-        elif kind not in spec.reward["events"]:
-            raise InvalidField("type", f"unknown reward type {kind!r}; known: {', '.join(spec.reward['events'])}"
-                                       " (or give a value)")
-        else:
-            value = spec.reward["events"][kind]
-        reward_key = body.get("id")
-        reward_key = new_id(self.clock.now()) if reward_key is None else check_id(reward_key, "id")
-        item = body.get("item")
-        if item is not None:
-            check_id(item, "item")
+        value = reward.value_for(spec.reward["events"])
         slate = loads(decision["slate"])
-        slot = next((s["slot"] for s in slate if s["id"] == item), None)
-        if item is None and len(slate) == 1:
+        slot = next((s["slot"] for s in slate if s["id"] == reward.item), None)
+        if reward.item is None and len(slate) == 1:
             slot = 0
         now = self.clock.now()
         stored, duplicate = self.store.insert_reward({
             "event_id": event_id, "experiment": decision["experiment"], "decision_seq": decision["seq"],
-            "reward_key": reward_key, "type": kind or "reward", "item": item, "slot": slot, "value": float(value),
+            "reward_key": new_id(now) if reward.id is None else reward.id, "type": reward.type or "reward",
+            "item": reward.item, "slot": slot, "value": value,
             "received_at": now, "late": int(now > decision["window_closes_at"]),
         })
         return {"event_id": event_id, "experiment": decision["experiment"], "id": stored["reward_key"],

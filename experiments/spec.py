@@ -51,6 +51,8 @@ DEFAULTS = {
 }
 TOP_FIELDS = {"key", *DEFAULTS}
 MUTABLE_FIELDS = set(DEFAULTS) - {"kind"}
+FROZEN_FIELDS = ("key", "kind")
+PATCH_FIELDS = MUTABLE_FIELDS | {"status", *FROZEN_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -262,32 +264,50 @@ def parse_spec(data, check_vw: bool = True) -> Spec:
     return spec
 
 
-def apply_patch(current: dict, patch) -> tuple[Spec, str | None]:
-    """Merge a PATCH body into a spec; return the new spec and the requested status.
+@dataclass(frozen=True)
+class SpecPatch:
+    """A validated PATCH body: the spec fields to change and the status to move to."""
 
-    Objects merge one level deep; an ``exploration`` with a new ``algorithm``
-    replaces the old one whole, since the old algorithm's fields mean nothing to it.
-    """
-    patch = check_object(patch, "", MUTABLE_FIELDS | {"status", "key", "kind"})
-    for frozen in ("key", "kind"):
-        if frozen in patch and patch[frozen] != current[frozen]:
-            raise InvalidField(frozen, "cannot be changed; create a new experiment instead")
-    merged = dict(current)  # parse_spec copies deeply; only top-level keys change here
-    for name, value in patch.items():
-        if name in ("status", "key", "kind"):
-            continue
-        old = merged.get(name)
-        if isinstance(old, dict) and isinstance(value, dict):
-            if name == "exploration" and value.get("algorithm", old["algorithm"]) != old["algorithm"]:
-                merged[name] = value
+    fields: dict  # every field as sent, in order: what the experiment's history keeps
+    status: str | None
+
+    def apply(self, current: dict) -> Spec:
+        """Merge the fields into a spec and validate the result.
+
+        Objects merge one level deep; an ``exploration`` with a new ``algorithm``
+        replaces the old one whole, since the old algorithm's fields mean nothing to it.
+        """
+        for frozen in FROZEN_FIELDS:
+            if frozen in self.fields and self.fields[frozen] != current[frozen]:
+                raise InvalidField(frozen, "cannot be changed; create a new experiment instead")
+        merged = dict(current)  # parse_spec copies deeply; only top-level keys change here
+        for name, value in self.fields.items():
+            if name not in MUTABLE_FIELDS:
+                continue
+            old = merged.get(name)
+            if isinstance(old, dict) and isinstance(value, dict):
+                if name == "exploration" and value.get("algorithm", old["algorithm"]) != old["algorithm"]:
+                    merged[name] = value
+                else:
+                    merged[name] = {**old, **value}
             else:
-                merged[name] = {**old, **value}
-        else:
-            merged[name] = value
-    status = patch.get("status")
+                merged[name] = value
+        return parse_spec(merged)
+
+
+def parse_patch(body) -> SpecPatch:
+    """Validate a PATCH body's shape; its values are validated with the spec they change."""
+    body = check_object(body, "", PATCH_FIELDS)
+    status = body.get("status")
     if status is not None and status not in STATUSES:
         raise InvalidField("status", f"must be one of {', '.join(STATUSES)}")
-    return parse_spec(merged), status
+    return SpecPatch(fields=body, status=status)
+
+
+def apply_patch(current: dict, body) -> tuple[Spec, str | None]:
+    """Merge a PATCH body into a spec; return the new spec and the requested status."""
+    patch = parse_patch(body)
+    return patch.apply(current), patch.status
 
 
 def check_transition(old: str, new: str) -> None:

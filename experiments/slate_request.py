@@ -1,0 +1,93 @@
+"""A slate request, parsed once where it enters the domain into one validated value.
+
+``parse_slate_request`` checks every field of a request body in one pass, against
+the experiment it asks (its kind, slots and arms) and the item catalog, and
+encodes what Vowpal Wabbit reads on the way: the context, the candidates (once
+per distinct list, see ``experiments.candidates``) and each slot's features.
+``Service.decide`` and everything after it trust the value, and the decision log
+keeps what it holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bandit.encoding import FeatureError, context_text
+from experiments.candidates import CandidateSets
+from experiments.errors import InvalidField
+from experiments.request_options import OPTION_FIELDS, RequestOptions, parse_options
+from experiments.spec import Spec, check_id, check_object
+
+FIELDS = frozenset({"unit", "context", "candidates", "slots", "exclude", "event_id", *OPTION_FIELDS})
+
+
+@dataclass(frozen=True)
+class SlateRequest:
+    """One page view's validated request; candidate indices count after exclude and unavailable items."""
+
+    event_id: str | None  # the shop's own id for the page view; None asks for a fresh one
+    unit: str | None  # the sticky assignment unit; None means the event id
+    context: dict
+    shared: str  # the context as VW namespaces
+    candidates: tuple  # {"id", "features"} objects, in request order
+    actions: tuple  # each candidate's VW action line
+    candidate_digest: str | None  # the digest the set is logged under, when known already
+    exclude: tuple  # candidate ids, as sent
+    slots: int
+    options: RequestOptions
+
+
+def _unit(body: dict) -> str | None:
+    return check_id(body["unit"], "unit") if "unit" in body else None
+
+
+def _event_id(body: dict) -> str | None:
+    event_id = body.get("event_id")
+    return None if event_id is None else check_id(event_id, "event_id")
+
+
+def _context(body: dict) -> tuple[dict, str]:
+    context = body.get("context", {})
+    try:
+        return context, context_text(context, "context")
+    except FeatureError as exc:
+        raise InvalidField(exc.field, exc.message) from None
+
+
+def _exclude(body: dict) -> tuple:
+    exclude = body.get("exclude") or []
+    if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+        raise InvalidField("exclude", "must be a list of candidate ids")
+    return tuple(exclude)
+
+
+def _defer(body: dict) -> bool:
+    value = body.get("defer_activation", False)
+    if not isinstance(value, bool):
+        raise InvalidField("defer_activation", "must be true or false")
+    return value
+
+
+def _slots(body: dict, most: int, available: int) -> int:
+    slots = body.get("slots", most)
+    if isinstance(slots, bool) or not isinstance(slots, int):
+        raise InvalidField("slots", "must be an integer")
+    if slots < 1:
+        raise InvalidField("slots", "must be at least 1")
+    if slots > most:
+        raise InvalidField("slots", f"must be at most the experiment's slots ({most})")
+    if slots > available:
+        raise InvalidField("slots", f"must be at most the number of candidates left after exclude ({available})")
+    return slots
+
+
+def parse_slate_request(body, spec: Spec, spec_version: int, candidate_sets: CandidateSets) -> SlateRequest:
+    """Validate a slate request body for one experiment; every error names the field it blames."""
+    body = check_object(body, "", FIELDS)
+    event_id, unit = _event_id(body), _unit(body)
+    context, shared = _context(body)
+    exclude = _exclude(body)
+    candidates, actions, digest = candidate_sets.for_request(spec, spec_version, body.get("candidates"), exclude)
+    slots = _slots(body, spec.slots, len(candidates))
+    options = parse_options(body.get("slot_context"), _defer(body), candidates, slots)
+    return SlateRequest(event_id=event_id, unit=unit, context=context, shared=shared, candidates=candidates,
+                        actions=actions, candidate_digest=digest, exclude=exclude, slots=slots, options=options)
