@@ -31,6 +31,19 @@ class FeatureError(ValueError):
         self.message = message
 
 
+class TooManyFeatures(FeatureError):
+    """More features than the caller's ``limit``; encoding stops there, so a huge object costs little."""
+
+    def __init__(self, field: str, limit: int):
+        super().__init__(field, f"more than {limit} features")
+        self.limit = limit
+
+
+def _check_count(out: list, limit: int | None, field: str) -> None:
+    if limit is not None and len(out) > limit:
+        raise TooManyFeatures(field, limit)
+
+
 def escape(text: str) -> str:
     """Percent-escape ``%``, ``|``, ``:`` and whitespace so text is one VW token.
 
@@ -48,7 +61,7 @@ def _number(value: float, field: str) -> str:
     return repr(float(value))
 
 
-def _flatten(name: str, value, field: str, out: list, depth: int = 0) -> None:
+def _flatten(name: str, value, field: str, out: list, depth: int = 0, limit: int | None = None) -> None:
     if depth > MAX_DEPTH:
         raise FeatureError(field, f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, bool):
@@ -59,7 +72,8 @@ def _flatten(name: str, value, field: str, out: list, depth: int = 0) -> None:
         out.append(f"{escape(name)}:{_number(value, field)}")
     elif isinstance(value, dict):
         for key, inner in value.items():
-            _flatten(f"{name}.{key}", inner, f"{field}.{key}", out, depth + 1)
+            _flatten(f"{name}.{key}", inner, f"{field}.{key}", out, depth + 1, limit)
+            _check_count(out, limit, field)
     elif isinstance(value, list):
         for i, inner in enumerate(value):
             if isinstance(inner, str):
@@ -67,25 +81,34 @@ def _flatten(name: str, value, field: str, out: list, depth: int = 0) -> None:
             elif isinstance(inner, Real) and not isinstance(inner, bool):
                 out.append(f"{escape(name)}[{i}]:{_number(inner, f'{field}[{i}]')}")
             else:
-                _flatten(f"{name}[{i}]", inner, f"{field}[{i}]", out, depth + 1)
+                _flatten(f"{name}[{i}]", inner, f"{field}[{i}]", out, depth + 1, limit)
+            _check_count(out, limit, field)
     else:
         raise FeatureError(
             field, "must be a string, number, boolean, list or object, not " + type(value).__name__
         )
 
 
-def features_text(features: dict, field: str = "features") -> str:
-    """Return the space-separated VW features of one flat or nested object.
+def _features(features: dict, field: str, out: list, limit: int | None) -> list[str]:
+    if not isinstance(features, dict):
+        raise FeatureError(field, "must be an object")
+    for key, value in features.items():
+        _flatten(str(key), value, f"{field}.{key}", out, 0, limit)
+        _check_count(out, limit, field)
+    return out
+
+
+def features_text(features: dict, field: str = "features", limit: int | None = None) -> str:
+    """Return the space-separated VW features of one flat or nested object (at most ``limit`` of them).
 
     >>> features_text({"category": "shoes", "price": 49, "tags": ["new", "red sale"]})
     'category=shoes price:49.0 tags=new tags=red%20sale'
+    >>> features_text({"tags": ["a", "b", "c"]}, limit=2)
+    Traceback (most recent call last):
+    ...
+    bandit.encoding.TooManyFeatures: features.tags: more than 2 features
     """
-    if not isinstance(features, dict):
-        raise FeatureError(field, "must be an object")
-    out: list[str] = []
-    for key, value in features.items():
-        _flatten(str(key), value, f"{field}.{key}", out)
-    return " ".join(out)
+    return " ".join(_features(features, field, [], limit))
 
 
 def namespace_name(key: str) -> str:
@@ -94,43 +117,65 @@ def namespace_name(key: str) -> str:
     return escaped[0].upper() + escaped[1:]
 
 
-def context_text(context: dict, field: str = "context") -> str:
+def context_text(context: dict, field: str = "context", limit: int | None = None) -> str:
     """Return the namespaces of a context: objects become namespaces, loose values ``|Context``.
+
+    At most ``limit`` features in all, else ``TooManyFeatures``.
 
     >>> context_text({"user": {"segment": "new"}, "page": {"type": "home"}, "hour": 9})
     '|User segment=new |Page type=home |Context hour:9.0'
     """
     if not isinstance(context, dict):
         raise FeatureError(field, "must be an object")
-    parts, loose = [], []
+    parts, loose, used = [], [], 0
     for key, value in context.items():
+        left = None if limit is None else limit - used
         if isinstance(value, dict):
-            parts.append(f"|{namespace_name(key)} {features_text(value, f'{field}.{key}')}".rstrip())
+            features = _features(value, f"{field}.{key}", [], None if left is None else left - len(loose))
+            used += len(features)
+            parts.append(f"|{namespace_name(key)} {' '.join(features)}".rstrip())
         else:
-            _flatten(str(key), value, f"{field}.{key}", loose)
+            _flatten(str(key), value, f"{field}.{key}", loose, 0, left)
+            _check_count(loose, left, field)
     if loose:
         parts.append(f"|{LOOSE_NAMESPACE} " + " ".join(loose))
     return " ".join(parts)
 
 
-def action_text(candidate: dict, field: str = "candidate") -> str:
+def action_text(candidate: dict, field: str = "candidate", limit: int | None = None) -> str:
     """Return one candidate's action features, its id included so items are learnable.
 
     >>> action_text({"id": "sku 1", "features": {"price": 10}})
     '|Action id=sku%201 price:10.0'
     """
-    feats = features_text(candidate.get("features") or {}, f"{field}.features")
+    feats = features_text(candidate.get("features") or {}, f"{field}.features", limit)
     return f"|{ACTION_NAMESPACE} id={escape(candidate['id'])} {feats}".rstrip()
 
 
-def slot_text(features: dict | None, field: str = "slot") -> str:
+def slot_text(features: dict | None, field: str = "slot", limit: int | None = None) -> str:
     """Return one slot's own features as the ``|Slot`` namespace (just ``|`` without any).
 
     >>> slot_text({"size": "large", "position": 1})
     '|Slot size=large position:1.0'
     """
-    feats = features_text(features or {}, f"{field}.features")
+    feats = features_text(features or {}, f"{field}.features", limit)
     return f"|{SLOT_NAMESPACE} {feats}" if feats else "|"
+
+
+def namespace_counts(text: str) -> dict[str, int]:
+    """Count the features of VW text per namespace letter (what ``-q`` crosses).
+
+    >>> namespace_counts("|User a=1 b=2 |Page type=home |Action id=x")
+    {'U': 2, 'P': 1, 'A': 1}
+    """
+    counts: dict[str, int] = {}
+    for part in text.split("|")[1:]:  # escaping keeps "|" out of names and values
+        name, _, features = part.partition(" ")
+        features = features.strip()
+        if features:
+            letter = name[:1] or " "
+            counts[letter] = counts.get(letter, 0) + features.count(" ") + 1
+    return counts
 
 
 def validate_features(value, field: str) -> None:

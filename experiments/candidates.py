@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 import orjson
 
 from bandit.encoding import FeatureError, action_text
 from experiments.errors import InvalidField
+from experiments.limits import Limits
 from experiments.spec import MAX_ARMS, check_entry
 from experiments.store import dumps, set_digest
 
@@ -27,36 +28,44 @@ class CandidateSet:
 
     candidates: tuple
     actions: tuple
-    digest: str
+    digest: str | None  # None for a set with candidates excluded: its digest is computed when logged
+    features: int  # features of every candidate validated for the set (ids included), available or not
+    sizes: dict  # an action's feature count (id included) -> how many actions have it
 
-    def without(self, excluded: tuple) -> tuple[tuple, tuple, str | None]:
+    def without(self, excluded: tuple) -> CandidateSet:
         """Drop excluded candidates, keeping order; the digest survives only an intact set."""
         if excluded:
             excluded = set(excluded)
             kept = [(c, a) for c, a in zip(self.candidates, self.actions) if c["id"] not in excluded]
             if len(kept) < len(self.candidates):
-                return tuple(c for c, _ in kept), tuple(a for _, a in kept), None
-        return self.candidates, self.actions, self.digest
+                actions = tuple(a for _, a in kept)
+                return CandidateSet(tuple(c for c, _ in kept), actions, None, self.features, action_sizes(actions))
+        return self
 
 
-def _encode(cand: dict, field: str) -> str:
+def action_sizes(actions) -> dict:
+    """Map an action line's feature count (its id included) to how many actions have it."""
+    return Counter(action.count(" ") for action in actions)
+
+
+def _encode(cand: dict, field: str, limit: int, limits: Limits) -> str:
     try:
-        return action_text(cand, field)
+        return action_text(cand, field, limit)
     except FeatureError as exc:
-        raise InvalidField(exc.field, exc.message) from None
+        raise limits.feature_error(exc) from None
 
 
-def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
+def build_set(raw, catalog: dict, field: str = "candidates", limits: Limits = Limits()) -> CandidateSet:
     """Validate raw candidates; an id-only candidate takes its features from the catalog.
 
     Unavailable catalog items are validated like the rest, then left out once here,
-    not on every request that uses the set.
+    not on every request that uses the set. Encoding stops past the features limit.
     """
     if not isinstance(raw, list) or not raw:
         raise InvalidField(field, "must be a non-empty list of {\"id\", \"features\"} objects")
     if len(raw) > MAX_CANDIDATES:
         raise InvalidField(field, f"at most {MAX_CANDIDATES} candidates")
-    seen, candidates, actions = set(), [], []
+    seen, candidates, actions, counted = set(), [], [], 0
     for i, cand in enumerate(raw):
         where = f"{field}[{i}]"
         cand_id = check_entry(cand, where, {"id", "features"}, seen, "candidate")
@@ -69,19 +78,22 @@ def build_set(raw, catalog: dict, field: str = "candidates") -> CandidateSet:
         if not isinstance(features, dict):
             raise InvalidField(f"{where}.features", "must be an object")
         candidate = {"id": cand_id, "features": features}
-        action = _encode(candidate, where)  # validates the features too
+        action = _encode(candidate, where, limits.features - counted, limits)  # validates the features too
+        counted += action.count(" ")
         if available:
             candidates.append(candidate)
             actions.append(action)
-    return CandidateSet(tuple(candidates), tuple(actions), set_digest(dumps(candidates)))
+    limits.check_features(counted, field)
+    return CandidateSet(tuple(candidates), tuple(actions), set_digest(dumps(candidates)), counted,
+                        action_sizes(actions))
 
 
-def catalog_set(catalog: dict) -> CandidateSet:
+def catalog_set(catalog: dict, limits: Limits = Limits()) -> CandidateSet:
     """All available catalog items as candidates, for requests that send none."""
     raw = [{"id": item_id, "features": features} for item_id, (features, available) in catalog.items() if available]
     if not raw:
         raise InvalidField("candidates", "send candidates, or add available items to the catalog first")
-    return build_set(raw, {}, field="catalog")
+    return build_set(raw, {}, field="catalog", limits=limits)
 
 
 class CandidateCache:
@@ -120,25 +132,27 @@ class CandidateSets:
     Validated sets are cached, so a list seen before costs one hash, not a walk over its features.
     """
 
-    def __init__(self, catalog, maxsize: int = 1024):
+    def __init__(self, catalog, limits: Limits = Limits(), maxsize: int = 1024):
         self.catalog = catalog
+        self.limits = limits
         self.cache = CandidateCache(maxsize)
 
     def _full(self, spec, spec_version: int, raw) -> CandidateSet:
         if spec.data["kind"] == "strategies":
             if raw is not None:
                 raise InvalidField("candidates", "a strategies experiment chooses among its arms; omit candidates")
-            return self.cache.get(("arms", spec.key, spec_version), lambda: build_set(spec.arms, {}, field="arms"))
+            build = lambda: build_set(spec.arms, {}, "arms", self.limits)  # noqa: E731
+            return self.cache.get(("arms", spec.key, spec_version), build)
         catalog_version, catalog = self.catalog.snapshot()
         if raw is None:
-            return self.cache.get(("catalog", catalog_version), lambda: catalog_set(catalog))
+            return self.cache.get(("catalog", catalog_version), lambda: catalog_set(catalog, self.limits))
         key = digest(raw)
-        build = lambda: build_set(raw, catalog)  # noqa: E731
+        build = lambda: build_set(raw, catalog, "candidates", self.limits)  # noqa: E731
         return self.cache.get(("raw", catalog_version, key), build) if key else build()
 
-    def for_request(self, spec, spec_version: int, raw, exclude: tuple) -> tuple[tuple, tuple, str | None]:
-        """Return (candidates, actions, digest or None) after exclude and unavailable items."""
-        candidates, actions, known_digest = self._full(spec, spec_version, raw).without(exclude)
-        if not candidates:
+    def for_request(self, spec, spec_version: int, raw, exclude: tuple) -> CandidateSet:
+        """Return the request's candidate set after exclude and unavailable items."""
+        chosen = self._full(spec, spec_version, raw).without(exclude)
+        if not chosen.candidates:
             raise InvalidField("exclude", "no candidate is left after exclude and unavailable items")
-        return candidates, actions, known_digest
+        return chosen

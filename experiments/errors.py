@@ -37,3 +37,16 @@ class Unavailable(ServiceError):
 
     status = 503
     code = "unavailable"
+
+
+class LimitExceeded(ServiceError):
+    """A request too large to serve under one of the documented limits (docs/security.md); the message names it."""
+
+    status = 413
+    code = "limit_exceeded"
+
+
+class LimitReached(LimitExceeded):
+    """A request the resource has no room left for under a documented limit (rewards per event)."""
+
+    status = 409

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from bandit.encoding import FeatureError, slot_text
 from experiments.errors import InvalidField
+from experiments.limits import Limits
 from experiments.spec import check_id
 from experiments.store import dumps
 
@@ -49,20 +50,20 @@ class RequestOptions:
         return kwargs
 
 
-def _slot_text(features, field: str) -> str:
+def _slot_text(features, field: str, limit: int, limits: Limits) -> str:
     if features is not None and not isinstance(features, dict):
         raise InvalidField(f"{field}.features", "must be an object")
     try:
-        return slot_text(features, field)
+        return slot_text(features, field, limit)
     except FeatureError as exc:
-        raise InvalidField(exc.field, exc.message) from None
+        raise limits.feature_error(exc) from None
 
 
-def _slot_entries(raw, slots: int) -> tuple[list[dict], tuple]:
+def _slot_entries(raw, slots: int, limits: Limits) -> tuple[list[dict], tuple]:
     """Check each slot's object; return the entries and their features encoded for VW."""
     if not isinstance(raw, list) or len(raw) != slots:
         raise InvalidField("slot_context", f"must be a list with one object per slot ({slots})")
-    seen, texts = set(), []
+    seen, texts, used = set(), [], 0
     for k, entry in enumerate(raw):
         where = f"slot_context[{k}]"
         if not isinstance(entry, dict):
@@ -75,7 +76,8 @@ def _slot_entries(raw, slots: int) -> tuple[list[dict], tuple]:
             if slot_id in seen:
                 raise InvalidField(f"{where}.id", f"duplicate slot id {slot_id!r}")
             seen.add(slot_id)
-        texts.append(_slot_text(entry.get("features"), where))
+        texts.append(_slot_text(entry.get("features"), where, limits.features - used, limits))
+        used += texts[-1].count(" ")
         exclude = entry.get("exclude") or []
         if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
             raise InvalidField(f"{where}.exclude", "must be a list of candidate ids")
@@ -117,11 +119,11 @@ def default_baselines(n: int, slots: int, excluded: tuple = (), given: list | No
     return tuple(baseline)
 
 
-def parse_options(raw, defer: bool, candidates, slots: int) -> RequestOptions:
+def parse_options(raw, defer: bool, candidates, slots: int, limits: Limits = Limits()) -> RequestOptions:
     """Validate ``slot_context`` against the candidates left after exclude."""
     if raw is None:
         return RequestOptions(baseline=default_baselines(len(candidates), slots), defer_activation=defer)
-    entries, texts = _slot_entries(raw, slots)
+    entries, texts = _slot_entries(raw, slots, limits)
     if slots == 1 and entries[0].get("exclude"):
         raise InvalidField("slot_context[0].exclude", "a one-slot request excludes candidates with exclude")
     index = {c["id"]: i for i, c in enumerate(candidates)}

@@ -21,6 +21,7 @@ from experiments.catalog import CatalogCache
 from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound
 from experiments.ids import new_id
+from experiments.limits import Limits
 from experiments.request_options import record_fields, serve, slate_entries
 from experiments.reward_request import parse_reward_request
 from experiments.slate_request import parse_slate_request
@@ -76,12 +77,14 @@ class ServingModels:
 class Service:
     """Experiments, decisions and rewards over one store; safe to share between threads."""
 
-    def __init__(self, store, clock=None, model_refresh_seconds: float = 1.0, spec_refresh_seconds: float = 1.0):
+    def __init__(self, store, clock=None, model_refresh_seconds: float = 1.0, spec_refresh_seconds: float = 1.0,
+                 limits: Limits = Limits()):
         self.store = store
         self.clock = clock or SystemClock()
         self.models = ServingModels(store, self.clock, model_refresh_seconds)
         self.catalog = CatalogCache(store, self.clock, spec_refresh_seconds)
-        self.candidates = CandidateSets(self.catalog)
+        self.limits = limits
+        self.candidates = CandidateSets(self.catalog, limits)
         self.spec_refresh_seconds = spec_refresh_seconds
         self._experiments: dict[str, tuple[dict, object]] = {}
         self._checked_at = float("-inf")
@@ -181,7 +184,7 @@ class Service:
         row, spec = self._experiment(key)
         if row["status"] == "draft":
             raise Conflict(f"experiment {key!r} is a draft; start it first", field="status")
-        request = parse_slate_request(body, spec, row["version"], self.candidates)
+        request = parse_slate_request(body, spec, row["version"], self.candidates, self.limits)
         event_id = request.event_id
         if event_id is None:
             event_id = new_id(self.clock.now())  # fresh, so there is no earlier decision to look up
@@ -267,7 +270,9 @@ class Service:
             "reward_key": new_id(now) if reward.id is None else reward.id, "type": reward.type or "reward",
             "item": reward.item, "slot": slot, "value": value,
             "received_at": now, "late": int(now > decision["window_closes_at"]),
-        })
+        }, max_per_event=self.limits.rewards_per_event)
+        if stored is None:
+            raise self.limits.too_many_rewards(event_id)
         return {"event_id": event_id, "experiment": decision["experiment"], "id": stored["reward_key"],
                 "type": stored["type"], "item": stored["item"],
                 "slot": stored["slot"], "value": stored["value"], "late": bool(stored["late"]),

@@ -5,15 +5,18 @@ the experiment it asks (its kind, slots and arms) and the item catalog, and
 encodes what Vowpal Wabbit reads on the way: the context, the candidates (once
 per distinct list, see ``experiments.candidates``) and each slot's features.
 ``Service.decide`` and everything after it trust the value, and the decision log
-keeps what it holds.
+keeps what it holds. On the way it holds the request to the service's ``Limits``:
+features in all, and the work Vowpal Wabbit would spend picking the slate.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bandit.encoding import FeatureError, context_text
-from experiments.candidates import CandidateSets
+from bandit.cost import ensemble_size, interaction_terms, slate_work
+from bandit.encoding import FeatureError, context_text, namespace_counts
+from experiments.candidates import CandidateSet, CandidateSets
 from experiments.errors import InvalidField
+from experiments.limits import Limits
 from experiments.request_options import OPTION_FIELDS, RequestOptions, parse_options
 from experiments.spec import Spec, check_id, check_object
 
@@ -45,12 +48,12 @@ def _event_id(body: dict) -> str | None:
     return None if event_id is None else check_id(event_id, "event_id")
 
 
-def _context(body: dict) -> tuple[dict, str]:
+def _context(body: dict, limits: Limits) -> tuple[dict, str]:
     context = body.get("context", {})
     try:
-        return context, context_text(context, "context")
+        return context, context_text(context, "context", limits.features)
     except FeatureError as exc:
-        raise InvalidField(exc.field, exc.message) from None
+        raise limits.feature_error(exc) from None
 
 
 def _exclude(body: dict) -> tuple:
@@ -80,14 +83,29 @@ def _slots(body: dict, most: int, available: int) -> int:
     return slots
 
 
-def parse_slate_request(body, spec: Spec, spec_version: int, candidate_sets: CandidateSets) -> SlateRequest:
+def _check_cost(spec: Spec, shared: str, chosen: CandidateSet, options: RequestOptions, slots: int,
+                limits: Limits) -> None:
+    """Refuse a request whose features, or whose work for VW, are past the limits."""
+    counts = namespace_counts(shared)
+    slot_sizes = [text.count(" ") for text in options.slot_texts]
+    limits.check_features(sum(counts.values()) + chosen.features + sum(slot_sizes), None)
+    settings = spec.policy_settings()
+    terms = interaction_terms(settings.interactions, settings.vw_args)
+    limits.check_work(slate_work(counts, chosen.sizes, max(slot_sizes, default=0), terms, slots,
+                                 ensemble_size(settings.exploration)))
+
+
+def parse_slate_request(body, spec: Spec, spec_version: int, candidate_sets: CandidateSets,
+                        limits: Limits = Limits()) -> SlateRequest:
     """Validate a slate request body for one experiment; every error names the field it blames."""
     body = check_object(body, "", FIELDS)
     event_id, unit = _event_id(body), _unit(body)
-    context, shared = _context(body)
+    context, shared = _context(body, limits)
     exclude = _exclude(body)
-    candidates, actions, digest = candidate_sets.for_request(spec, spec_version, body.get("candidates"), exclude)
-    slots = _slots(body, spec.slots, len(candidates))
-    options = parse_options(body.get("slot_context"), _defer(body), candidates, slots)
-    return SlateRequest(event_id=event_id, unit=unit, context=context, shared=shared, candidates=candidates,
-                        actions=actions, candidate_digest=digest, exclude=exclude, slots=slots, options=options)
+    chosen = candidate_sets.for_request(spec, spec_version, body.get("candidates"), exclude)
+    slots = _slots(body, spec.slots, len(chosen.candidates))
+    options = parse_options(body.get("slot_context"), _defer(body), chosen.candidates, slots, limits)
+    _check_cost(spec, shared, chosen, options, slots, limits)
+    return SlateRequest(event_id=event_id, unit=unit, context=context, shared=shared, candidates=chosen.candidates,
+                        actions=chosen.actions, candidate_digest=chosen.digest, exclude=exclude, slots=slots,
+                        options=options)

@@ -7,6 +7,7 @@ from flask import Flask
 
 from experiments.clock import SystemClock
 from experiments.learner import Learner
+from experiments.limits import Limits
 from experiments.personalizer import Personalizer
 from experiments.service import Service
 from experiments.store import Store
@@ -29,8 +30,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     clock = settings["CLOCK"] or SystemClock()
     store = Store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"])
+    limits = Limits(features=settings["MAX_REQUEST_FEATURES"], work=settings["MAX_REQUEST_WORK"],
+                    rewards_per_event=settings["MAX_REWARDS_PER_EVENT"])
     service = Service(store, clock, model_refresh_seconds=settings["MODEL_REFRESH_SECONDS"],
-                      spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"])
+                      spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"], limits=limits)
     archive = archive_from(store, settings)
     learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"], archive=archive)
     app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock,

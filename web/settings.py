@@ -5,6 +5,11 @@ SETTINGS = [
     ("DATABASE", "silent.db", "Path of the SQLite database file."),
     ("MAX_BODY_BYTES", 1_048_576, "Largest request body accepted; larger ones get 413."),
     ("MAX_MODEL_BYTES", 67_108_864, "Largest model file PUT /personalizer/model accepts; larger ones get 413."),
+    ("MAX_REQUEST_FEATURES", 10_000, "Most features one slate or rank request may carry: context, candidates (an "
+                                     "id counts as one) and slots together; more get 413 (docs/security.md)."),
+    ("MAX_REQUEST_WORK", 2_000_000, "Most feature evaluations Vowpal Wabbit may spend picking one slate: features "
+                                    "and their crossings x candidates x slots; more get 413 (docs/security.md)."),
+    ("MAX_REWARDS_PER_EVENT", 1_000, "Most distinct rewards one event keeps; more get 409 (docs/security.md)."),
     ("MODEL_REFRESH_SECONDS", 1.0, "How often serving checks for a newer model snapshot."),
     ("SPEC_REFRESH_SECONDS", 1.0, "How often serving checks for changed experiment settings."),
     ("LEARNER_THREAD", False, "Run the learner in a background thread of this process."),

@@ -258,14 +258,21 @@ class Store(SqliteArchive):
     def get_decision(self, event_id: str) -> dict | None:
         return self.query_one("SELECT * FROM decisions WHERE event_id = ?", (event_id,))
 
-    def insert_reward(self, row: dict) -> tuple[dict, bool]:
-        """Store a reward once per (event, key); a repeat only counts as a duplicate."""
+    def insert_reward(self, row: dict, max_per_event: int | None = None) -> tuple[dict | None, bool]:
+        """Store a reward once per (event, key); a repeat only counts as a duplicate.
+
+        Returns (None, False) and stores nothing when the event already has
+        ``max_per_event`` distinct rewards.
+        """
         with self.transaction() as conn:
             existing = conn.execute(
                 "SELECT id FROM rewards WHERE event_id = ? AND reward_key = ?", (row["event_id"], row["reward_key"])
             ).fetchone()
             if existing:
                 conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
+            elif max_per_event is not None and conn.execute(
+                    "SELECT count(*) FROM rewards WHERE event_id = ?", (row["event_id"],)).fetchone()[0] >= max_per_event:
+                return None, False
             else:
                 insert(conn, "rewards", row)
         stored = self.query_one("SELECT * FROM rewards WHERE event_id = ? AND reward_key = ?",
