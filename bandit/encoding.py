@@ -61,6 +61,18 @@ def _number(value: float, field: str) -> str:
     return repr(float(value))
 
 
+def _token(name: str, value, field: str, key) -> str | None:
+    """Return the feature of a plain string or number, or None for anything else (the common case, fast)."""
+    kind = type(value)
+    if kind is str:
+        return f"{escape(name)}={escape(value)}"
+    if kind is float or kind is int:
+        if not math.isfinite(value):
+            raise FeatureError(f"{field}.{key}", "must be a finite number (no NaN or infinity)")
+        return f"{escape(name)}:{float(value)!r}"
+    return None
+
+
 def _flatten(name: str, value, field: str, out: list, depth: int = 0, limit: int | None = None) -> None:
     if depth > MAX_DEPTH:
         raise FeatureError(field, f"nested deeper than {MAX_DEPTH} levels")
@@ -71,9 +83,7 @@ def _flatten(name: str, value, field: str, out: list, depth: int = 0, limit: int
     elif isinstance(value, Real):
         out.append(f"{escape(name)}:{_number(value, field)}")
     elif isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{name}.{key}", inner, f"{field}.{key}", out, depth + 1, limit)
-            _check_count(out, limit, field)
+        _items(name + ".", value, field, out, depth + 1, limit)
     elif isinstance(value, list):
         for i, inner in enumerate(value):
             if isinstance(inner, str):
@@ -89,12 +99,23 @@ def _flatten(name: str, value, field: str, out: list, depth: int = 0, limit: int
         )
 
 
+def _items(prefix: str, features: dict, field: str, out: list, depth: int, limit: int | None) -> None:
+    """Flatten an object's entries; the field an error names is built only when one happens."""
+    for key, value in features.items():
+        name = f"{prefix}{key}"
+        token = _token(name, value, field, key)
+        if token is None:
+            _flatten(name, value, f"{field}.{key}", out, depth, limit)
+        else:
+            out.append(token)
+        if limit is not None and len(out) > limit:
+            raise TooManyFeatures(field, limit)
+
+
 def _features(features: dict, field: str, out: list, limit: int | None) -> list[str]:
     if not isinstance(features, dict):
         raise FeatureError(field, "must be an object")
-    for key, value in features.items():
-        _flatten(str(key), value, f"{field}.{key}", out, 0, limit)
-        _check_count(out, limit, field)
+    _items("", features, field, out, 0, limit)
     return out
 
 
