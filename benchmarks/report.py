@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.assignment import bucket
 from experiments.clock import VirtualClock
-from experiments.reporting.archive import (DATASET, ROW_GROUP_ROWS, SCHEMA, SUMMARIES, day_of, part_name, summarize,
+from experiments.reporting.archive import (COMPANIONS, DATASET, ROW_GROUP_ROWS, SCHEMA, companion, day_of, part_name,
                                           unit_key)
 from experiments.service import Service
 from experiments.spec import parse_spec
@@ -155,14 +154,16 @@ def write_archive(store: Store, folder: str, shop: Shop, count: int, rng) -> Non
         days = day_index[start:start + FILE_ROWS]
         for day in np.unique(days):
             mine = part[days == day]
-            table = archive_table(shop, seq, mine, rng)
             name = f"experiment={KEY}/day={day_of(day * 86400.0)}/{part_name(seq, seq + mine.size - 1)}"
-            for dataset in (DATASET, SUMMARIES):
+            for dataset in (DATASET, *COMPANIONS):
                 os.makedirs(os.path.dirname(os.path.join(folder, dataset, name)), exist_ok=True)
             path = os.path.join(folder, DATASET, name)
-            pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            summarize(path, os.path.join(folder, SUMMARIES, name))
-            for dataset in (DATASET, SUMMARIES):
+            if not all(os.path.exists(os.path.join(folder, dataset, name)) for dataset in COMPANIONS):
+                pq.write_table(archive_table(shop, seq, mine, rng), path, compression="zstd",
+                               row_group_size=ROW_GROUP_ROWS)
+                for dataset in COMPANIONS:  # written last: their presence says the file is whole
+                    companion(dataset, path, os.path.join(folder, dataset, name))
+            for dataset in (DATASET, *COMPANIONS):
                 entries.append({"dataset": dataset, "day": day_of(day * 86400.0), "path": f"{dataset}/{name}",
                                 "pending": "", "first_seq": seq, "last_seq": seq + mine.size - 1,
                                 "rows": int(mine.size), "bytes": os.path.getsize(os.path.join(folder, dataset, name))})
@@ -222,7 +223,9 @@ def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
     done = os.path.join(folder, "complete")
     if os.path.exists(done):
         return 0.0
-    shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted starts again
+    for suffix in ("", "-wal", "-shm", ".lock"):  # an interrupted build starts a new store, keeps whole files
+        if os.path.exists(os.path.join(folder, "silent.db" + suffix)):
+            os.remove(os.path.join(folder, "silent.db" + suffix))
     started, rng = time.perf_counter(), np.random.default_rng(seed)
     os.makedirs(folder, exist_ok=True)
     store = Store(os.path.join(folder, "silent.db"))

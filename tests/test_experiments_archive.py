@@ -86,13 +86,15 @@ def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_pa
     boundary = split.get_decision("exp-700")["created_at"]
     spec = split.get_experiment("exp")["spec"]
     for args in (case["args"], {"start": boundary - 20000, "end": boundary + 20000, "ope_sample": 300},
-                 {"interval": "day", "ope_sample": 300}):
+                 {"interval": "day", "ope_sample": 300}, {"ope_sample": 15}):  # 15 of 1,200: from the sample files
         assert_same(plain(report(live, "exp", **args)), plain(report(split, "exp", archive=archive, **args)))
     view = LogView(split, parse_window("exp", start=boundary - 20000, end=boundary + 20000), spec["reward"], archive)
     summarized, raw, everything = (view.sql(f"SELECT count(*) FROM {name}")[0][0]
                                    for name in ("summary", "archived", "archived_all"))
+    sampled = view.files and all(f in view.sample_of for f in view.files)
     view.close()
     assert summarized > 0 and 0 < raw < everything  # whole hours from summaries, the edges from rows
+    assert sampled
     archive_upto(split, tmp_path / "archive", 10**9)
     assert split.archive_position("exp") == 1200
     assert_same(plain(report(live, "exp", **case["args"])), plain(report(split, "exp", archive=archive,

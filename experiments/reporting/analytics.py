@@ -18,12 +18,11 @@ import duckdb
 import pyarrow as pa
 
 from experiments.errors import Unavailable
-from experiments.reporting.archive import HOUR, SCHEMA, SUMMARIES, day_of, unit_key
+from experiments.reporting.archive import (COMPANIONS, HOUR, SAMPLE_KEPT, SAMPLE_MODULUS, SAMPLE_MULTIPLIER, SAMPLES,
+                                          SCHEMA, SUMMARIES, day_of, unit_key)
 from experiments.reporting.logdata import Window
 
 MEMORY_LIMIT = "1GB"  # DuckDB spills to disk past this
-SAMPLE_MULTIPLIER = 2654435761  # Knuth: seq * M mod 2^32 spreads seqs evenly (exact while seq < 3.4e9)
-SAMPLE_MODULUS = 2**32
 AGGREGATE_SQL = {"sum": "sum(value)", "max": "max(value)", "first": "arg_min(value, ord)"}
 
 LIVE_DECISIONS = pa.schema([("seq", pa.int64()), ("created_at", pa.float64()), ("unit_key", pa.int64()),
@@ -55,13 +54,13 @@ def connect() -> duckdb.DuckDBPyConnection:
                                   "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
 
 
-def archived_files(store, window: Window, archive) -> tuple[object, list[str], dict[str, str]]:
+def archived_files(store, window: Window, archive) -> tuple[object, list[str], dict[str, dict[str, str]]]:
     """Read, in one snapshot, the archive position, the decisions files that can hold decisions of the
-    window, and the summary file of each (by decisions file)."""
+    window, and each one's companions (by dataset, then by decisions file)."""
     with store.snapshot():
         position = store.archive_position(window.key)
         entries = store.archive_files(window.key)
-        summaries = store.archive_files(window.key, dataset=SUMMARIES)
+        listed = {dataset: store.archive_files(window.key, dataset) for dataset in COMPANIONS}
     if entries and archive is None:
         raise Unavailable("this database has archived decisions but no archive folder is set (ARCHIVE_DIR)",
                           field="archive")
@@ -72,13 +71,19 @@ def archived_files(store, window: Window, archive) -> tuple[object, list[str], d
     if missing:
         raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
                           f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
-    by_range = {(s["day"], s["first_seq"], s["last_seq"]): s for s in summaries}
-    summary_of = {}
+    return position, files, {dataset: _companions(archive, entries, files, listed[dataset])
+                             for dataset in COMPANIONS}
+
+
+def _companions(archive, entries: list[dict], files: list[str], listed: list[dict]) -> dict[str, str]:
+    """The companion file (summary or sample) of each decisions file that has one, by decisions file."""
+    by_range = {(c["day"], c["first_seq"], c["last_seq"]): c for c in listed}
+    out = {}
     for entry, path in zip(entries, files):
-        summary = by_range.get((entry["day"], entry["first_seq"], entry["last_seq"]))
-        if summary is not None and os.path.exists(archive.resolve(summary)):
-            summary_of[path] = archive.resolve(summary)
-    return position, files, summary_of
+        found = by_range.get((entry["day"], entry["first_seq"], entry["last_seq"]))
+        if found is not None and os.path.exists(archive.resolve(found)):
+            out[path] = archive.resolve(found)
+    return out
 
 
 class ArchivedRows:
@@ -126,9 +131,10 @@ class LogView:
         self.window, self.default = window, float(reward_spec["default"])
         self.aggregation = reward_spec["aggregation"]
         with store.snapshot():
-            self.position, self.files, self.summary_of = archived_files(store, window, archive)
+            self.position, self.files, companions = archived_files(store, window, archive)
             live_d = store.live_decisions(window.key, window.start, window.end, self.position)
             live_r = store.live_rewards(window.key, window.start, window.end, self.position)
+        self.summary_of, self.sample_of = companions[SUMMARIES], companions[SAMPLES]
         self.con = connect()
         self.con.register("live_d", _live_decisions(live_d))
         self.con.register("live_r", _live_rewards(live_r))
@@ -275,9 +281,14 @@ class LogView:
 
     def archived_sample(self, threshold: int) -> list[dict]:
         """Archived decisions of the window in the hash sample, with slot 0's reward (context and candidates
-        still JSON text)."""
+        still JSON text); read from the sample files when every file has one and they hold enough."""
+        source = "archived_all"
+        if self.files and threshold <= SAMPLE_KEPT and all(f in self.sample_of for f in self.files):
+            w = self.window
+            source = (f"(SELECT * FROM {_parquet([self.sample_of[f] for f in self.files])}"
+                      f" WHERE created_at >= {literal(w.start)} AND created_at < {literal(w.end)})")
         rows = self.sql(f"SELECT seq, variant, context, candidate_set, candidates, slate, CASE WHEN {self._matched()}"
-                        f" THEN coalesce(slot_rewards[1], {literal(self.default)}) END FROM archived_all"
+                        f" THEN coalesce(slot_rewards[1], {literal(self.default)}) END FROM {source}"
                         f" WHERE {sample_predicate(threshold)}")
         return [{"seq": r[0], "variant": r[1], "context": r[2], "candidate_set": r[3], "candidates": r[4],
                  "slate": r[5], "first_reward": r[6]} for r in rows]

@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 DATASET = "decisions"
 SUMMARIES = "summaries"  # per decisions file: its counts and sums by hour, so reports need not read every row
+SAMPLES = "samples"  # per decisions file: the 1/64 of its rows an off-policy sample can draw from, by hash
+COMPANIONS = (SUMMARIES, SAMPLES)
+SAMPLE_MULTIPLIER = 2654435761  # Knuth: seq * M mod 2^32 spreads seqs evenly (exact while seq < 3.4e9)
+SAMPLE_MODULUS = 2**32
+SAMPLE_KEPT = SAMPLE_MODULUS // 64
 HOUR = 3600
 PENDING_PREFIX = ".pending-"
 STALE_PENDING_SECONDS = 3600.0  # older unlisted pending files are a dead writer's leftovers
@@ -126,14 +131,22 @@ FROM (SELECT seq, variant, CAST(floor(created_at / 3600) AS BIGINT) AS hour, unn
 """
 
 
-def summarize(decisions_path: str, summary_path: str) -> None:
-    """Write the summary of one decisions file: per hour, variant and first item (cells), per hour and model
-    version (models), per hour, variant and reward type (rewards)."""
-    quote = lambda path: "'" + path.replace("'", "''") + "'"  # noqa: E731  (our own paths)
+SAMPLE_SQL = f"""
+SELECT (seq * {SAMPLE_MULTIPLIER}) % {SAMPLE_MODULUS} AS sample_key, seq, variant, created_at, context,
+       candidate_set, candidates, slate, slot_rewards, reward_aggregation, reward_default
+FROM {{source}} WHERE (seq * {SAMPLE_MULTIPLIER}) % {SAMPLE_MODULUS} < {SAMPLE_KEPT} ORDER BY sample_key
+"""
+COMPANION_SQL = {SUMMARIES: SUMMARY_SQL, SAMPLES: SAMPLE_SQL}
+
+
+def companion(dataset: str, decisions_path: str, path: str) -> None:
+    """Write a decisions file's companion: its summary (per hour, variant and first item; per hour and model
+    version; per hour, variant and reward type) or its sample rows."""
+    quote = lambda text: "'" + text.replace("'", "''") + "'"  # noqa: E731  (our own paths)
     source = f"read_parquet({quote(decisions_path)}, hive_partitioning = false)"
     con = duckdb.connect(config={"threads": 1})
     try:
-        con.execute(f"COPY ({SUMMARY_SQL.format(source=source)}) TO {quote(summary_path)}"
+        con.execute(f"COPY ({COMPANION_SQL[dataset].format(source=source)}) TO {quote(path)}"
                     " (FORMAT parquet, COMPRESSION zstd)")
     finally:
         con.close()
@@ -278,16 +291,17 @@ class Archive:
             entry["path"] = self._relative(batch.experiment, day, part_name(entry["first_seq"], entry["last_seq"]))
 
     def _summarize(self, batch: Batch, token: str) -> None:
-        """Add a summary file beside each decisions file of the batch."""
+        """Add a summary and a sample file beside each decisions file of the batch."""
         for entry in list(batch.files):
-            summary = {**entry, "dataset": SUMMARIES,
-                       "pending": self._relative(batch.experiment, entry["day"], f"{PENDING_PREFIX}{token}-"
-                                                 f"{entry['first_seq']}", SUMMARIES),
-                       "path": self._relative(batch.experiment, entry["day"],
-                                              part_name(entry["first_seq"], entry["last_seq"]), SUMMARIES)}
-            os.makedirs(os.path.dirname(self.path(summary["pending"])), exist_ok=True)
-            batch.files.append(summary)
-            summarize(self.path(entry["pending"]), self.path(summary["pending"]))
+            for dataset in COMPANIONS:
+                extra = {**entry, "dataset": dataset,
+                         "pending": self._relative(batch.experiment, entry["day"], f"{PENDING_PREFIX}{token}-"
+                                                   f"{entry['first_seq']}", dataset),
+                         "path": self._relative(batch.experiment, entry["day"],
+                                                part_name(entry["first_seq"], entry["last_seq"]), dataset)}
+                os.makedirs(os.path.dirname(self.path(extra["pending"])), exist_ok=True)
+                batch.files.append(extra)
+                companion(dataset, self.path(entry["pending"]), self.path(extra["pending"]))
 
     @staticmethod
     def _relative(key: str, day: str, name: str, dataset: str = DATASET) -> str:
@@ -358,10 +372,10 @@ class Archive:
         self._expired_at[key] = now
         cutoff = day_of(now - self.retention_days * DAY)
         entries = self.store.archive_files(key, before_day=cutoff)
-        summaries = self.store.archive_files(key, dataset=SUMMARIES, before_day=cutoff)
-        if entries or summaries:
-            self.store.forget_archive_files([e["id"] for e in entries + summaries])
-        for dataset in (DATASET, SUMMARIES):
+        companions = [e for dataset in COMPANIONS for e in self.store.archive_files(key, dataset, cutoff)]
+        if entries or companions:
+            self.store.forget_archive_files([e["id"] for e in entries + companions])
+        for dataset in (DATASET, *COMPANIONS):
             folder = self.path(f"{dataset}/experiment={key}")
             for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
                 if name.startswith("day=") and name[4:] < cutoff:
@@ -372,7 +386,7 @@ class Archive:
 
     def remove(self, key: str) -> None:
         """Delete an experiment's archive folder, after its log was deleted (``Store.delete_log``)."""
-        for dataset in (DATASET, SUMMARIES):
+        for dataset in (DATASET, *COMPANIONS):
             shutil.rmtree(self.path(f"{dataset}/experiment={key}"), ignore_errors=True)
 
     def files(self, key: str) -> list[str]:
