@@ -20,6 +20,7 @@ import pylibvw  # the compiled core that vowpalwabbit.pyvw wraps
 from bandit.encoding import cb_lines, ccb_lines
 from bandit.exploration import Epsilon, SettingError
 from bandit.sampling import sample_index, uniform_draws
+from bandit.scaling import Scaler, Scaling, Statistics
 
 # Options that read or write files, open sockets or change the example format
 # would let a spec touch the server or break the wire format; they are refused.
@@ -33,6 +34,7 @@ FORBIDDEN_VW_OPTIONS = {
     "--dictionary", "--dictionary_path", "--feature_mask", "--input_feature_regularizer",
     "--onethread", "--num_children", "--span_server",
 }
+VW_POWER_T = 0.5  # VW's own learning-rate decay; not written out, so older models keep their command line
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,16 @@ class PolicySettings:
     interactions: tuple = ("UA", "PA")
     learning_rate: float = 0.5
     vw_args: str = ""
+    decay: float = VW_POWER_T  # VW's --power_t: how fast the learning rate shrinks as evidence accumulates
+    scaling: Scaling = field(default_factory=Scaling)
 
     @property
     def is_slate(self) -> bool:
         return self.slots > 1
+
+    def identity(self) -> tuple[str, dict]:
+        """Return what a model is a function of besides the log: the VW command line and the scaling."""
+        return self.args(), self.scaling.to_dict()
 
     def args(self) -> str:
         """Return the full VW command line for these settings (computed once; settings are frozen)."""
@@ -58,6 +66,8 @@ class PolicySettings:
         parts.append(self.exploration.vw_args())
         parts += [f"{'-q' if len(q) == 2 else '--cubic'} {q}" for q in self.interactions]
         parts.append(f"-l {self.learning_rate!r}")
+        if self.decay != VW_POWER_T:
+            parts.append(f"--power_t {self.decay!r}")
         if self.vw_args:
             parts.append(self.vw_args)
         parts.append("--quiet")
@@ -96,15 +106,27 @@ def with_slot(shared: str, slot_texts: list[str] | None) -> str:
 
 
 class Policy:
-    """A VW workspace with seeded slate sampling; safe to share between threads."""
+    """A VW workspace with seeded slate sampling; safe to share between threads.
 
-    def __init__(self, settings: PolicySettings, model: bytes | None = None, readable_weights: str | None = None):
-        """``readable_weights`` is a path of ours, never caller text: VW writes the weights there by feature
-        name when the policy closes (``bandit.feature_weights``)."""
+    Feature text comes in as ``bandit.encoding`` writes it; the policy scales
+    numeric features with its settings' ``scaling`` before VW sees them. While a
+    standardised feature's statistics are being observed (the first
+    ``bandit.scaling.OBSERVE`` examples), learned examples wait, then are learned
+    in order; ``waiting`` says how many wait, and a model with waiting examples
+    is not worth publishing.
+    """
+
+    def __init__(self, settings: PolicySettings, model: bytes | None = None, statistics: dict | None = None,
+                 readable_weights: str | None = None):
+        """``statistics`` are the standardised features' (see ``statistics()``); ``readable_weights`` is a path
+        of ours, never caller text: VW writes the weights there by feature name when the policy closes
+        (``bandit.feature_weights``)."""
         self.settings = settings
         self._lock = threading.Lock()
         names = f" --invert_hash {shlex.quote(readable_weights)}" if readable_weights else ""
         self._ws = self._load(model) if model else vowpalwabbit.Workspace(settings.args() + names)
+        self._scaler = Scaler(settings.scaling, Statistics.from_dict(statistics) if statistics else None)
+        self._waiting: list[tuple] = []
 
     @staticmethod
     def _load(model: bytes):
@@ -131,6 +153,14 @@ class Policy:
         with self._lock:
             self._ws.finish()
 
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def statistics(self) -> dict | None:
+        """Return the observed statistics of standardised features (None when the scaling needs none)."""
+        return self._scaler.statistics.to_dict() if self.settings.scaling.needs_statistics else None
+
     # The pyvw wrappers build a Python ``Example`` object per line and look up
     # label types through enums on every call, which costs more than VW's own
     # work for 50 candidates. These two go straight to pylibvw; a test checks
@@ -155,6 +185,7 @@ class Policy:
 
     def pmf(self, shared: str, actions: list[str]) -> np.ndarray:
         """Return the first slot's probability for every action, in action order."""
+        shared, actions = self._scaler.text(shared), self._scaler.texts(actions)
         with self._lock:
             if not self.settings.is_slate:
                 return np.asarray(self._predict(cb_lines(shared, actions)), dtype=float)
@@ -174,6 +205,8 @@ class Policy:
         a slot left with no action ends the slate early.
         """
         draws = uniform_draws(event_id, slots)
+        shared, actions = self._scaler.text(shared), self._scaler.texts(actions)
+        slot_texts = self._scaler.texts(slot_texts) if slot_texts else slot_texts
         if not self.settings.is_slate:
             if slots != 1:
                 raise ValueError("slots: this policy chooses one action")
@@ -201,6 +234,20 @@ class Policy:
     def learn(self, shared: str, actions: list[str], chosen: list[tuple[int, float]], rewards: list[float],
               slot_texts: list[str] | None = None) -> None:
         """Learn from one logged decision: per slot (index, logged probability) and reward."""
+        if self._scaler.observing:
+            self._scaler.observe([shared, *actions, *(slot_texts or [])])
+            self._waiting.append((shared, actions, chosen, rewards, slot_texts))
+            if not self._scaler.observing:
+                waiting, self._waiting = self._waiting, []
+                for example in waiting:
+                    self._learn_scaled(*example)
+            return
+        self._learn_scaled(shared, actions, chosen, rewards, slot_texts)
+
+    def _learn_scaled(self, shared, actions, chosen, rewards, slot_texts) -> None:
+        scaler = self._scaler
+        shared, actions = scaler.text(shared), scaler.texts(actions)
+        slot_texts = scaler.texts(slot_texts) if slot_texts else slot_texts
         labels = [(i, -float(r), max(float(p), 1e-6)) for (i, p), r in zip(chosen, rewards)]
         if self.settings.is_slate:
             lines = ccb_lines(shared, actions, len(labels), labels=labels, slot_texts=slot_texts)

@@ -30,7 +30,7 @@ from bandit.encoding import action_text, cb_lines, ccb_lines, context_text
 from bandit.policy import Policy
 from bandit.simulation import normalized_lift
 from experiments.clock import VirtualClock
-from experiments.learner import slot_rewards
+from experiments.labels import slot_rewards
 from experiments.simulation.runner import InProcessTarget, SimulationSettings, outcome_rng, play, summarize
 from experiments.spec import parse_spec
 

@@ -16,53 +16,21 @@ from dataclasses import dataclass
 
 from bandit.encoding import context_text
 from bandit.policy import Policy
+from experiments import models
+from experiments.autotune import Tuner
 from experiments.clock import SystemClock
-from experiments.labels import imitation, learnable, slot_texts
+from experiments.labels import learnable, slot_texts, training_labels
 from experiments.spec import parse_spec
 from experiments.store import loads
 
 log = logging.getLogger(__name__)
-
-AGGREGATE = {
-    "sum": sum,
-    "first": lambda values: values[0],
-    "max": max,
-}
-
-
-def slot_rewards(rewards: list[tuple[int | None, float]], slots: int, aggregation: str, default: float) -> list[float]:
-    """Aggregate (slot, value) rewards per slot; a slot without any gets the default.
-
-    >>> slot_rewards([(0, 1.0), (0, 3.0), (None, 5.0)], 2, "sum", 0.0)
-    [4.0, 0.0]
-    """
-    per_slot = defaultdict(list)
-    for slot, value in rewards:
-        if slot is not None and slot < slots:
-            per_slot[slot].append(value)
-    combine = AGGREGATE[aggregation]
-    return [float(combine(per_slot[k])) if per_slot[k] else float(default) for k in range(slots)]
-
-
-def training_labels(row: dict, rewards, reward_spec: dict, slots: int) -> tuple[list, list, list]:
-    """Return (slot rewards, labels, rewards to learn) of a closed decision: what the learner learns.
-
-    The slate is cut to the experiment's current ``slots`` (they may have been
-    reduced since); the counterfactual replay uses this too, to learn the same.
-    """
-    logged = loads(row["slate"])
-    slate = logged[:slots]
-    values = slot_rewards(rewards, len(slate), reward_spec["aggregation"], reward_spec["default"])
-    chosen, learned = imitation(row, [(s["index"], s["probability"]) for s in slate], values, logged)
-    return values, chosen[:slots], learned[:slots]
-
 
 @dataclass
 class _Track:
     """The learner's state for one experiment."""
 
     policy: Policy
-    args: str
+    identity: tuple  # VW command line and scaling: a model is a function of the log and these
     version: int
     cursor: int
     learned: int
@@ -90,27 +58,28 @@ class Learner:
         self.lease_seconds = lease_seconds
         self.checkpoints = checkpoints
         self._tracks: dict[str, _Track] = {}
+        self.tuner = Tuner(store, self.clock)  # acts only on experiments whose spec asks for auto-tuning
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def _track(self, key: str, spec) -> _Track:
         settings = spec.policy_settings()
-        args = settings.args()
+        identity = settings.identity()
         reset_id, floor = self.store.model_reset(key)  # a reset model never learns what came before it
         track = self._tracks.get(key)
-        if track and track.args == args and track.reset_id == reset_id:
+        if track and track.identity == identity and track.reset_id == reset_id:
             return track
         row = self.store.latest_model(key)
         version = row["version"] if row else 0
         fresh = track is None or track.reset_id != reset_id
-        if fresh and row and row["args"] == args and row["cursor_seq"] >= floor:
-            track = _Track(Policy(settings, row["model"]), args, version, row["cursor_seq"], row["learned"],
+        if fresh and models.matches(row, settings) and row["cursor_seq"] >= floor:
+            track = _Track(models.load(row, settings), identity, version, row["cursor_seq"], row["learned"],
                            self.clock.now(), reset_id=reset_id)
         else:  # first model, or settings changed: rebuild from the start of the log (or the last reset)
             if track is not None or row:
                 log.info("learning settings of %s changed; rebuilding its model from the log", key)
-            track = _Track(Policy(settings), args, version, floor, 0, self.clock.now(), dirty=bool(row),
+            track = _Track(Policy(settings), identity, version, floor, 0, self.clock.now(), dirty=bool(row),
                            reset_id=reset_id)
         self._tracks[key] = track
         return track
@@ -132,6 +101,7 @@ class Learner:
                     self._archive_alone(row["key"], spec, track)
                 if self.archive is not None:
                     self.archive.expire(row["key"], self.clock.now())
+                self.tuner.after_pass(row, spec, track.cursor, learned[row["key"]])
             return learned
 
     def _learn_closed(self, key: str, spec, track: _Track) -> int:
@@ -170,11 +140,14 @@ class Learner:
         now = self.clock.now()
         if not track.dirty or (not force and now - track.published_at < spec.learning["update_seconds"]):
             return False
+        if track.policy.waiting:
+            return False  # still observing feature statistics: nothing learned yet, and a restart re-reads them
         track.version += 1
         batch, archived = self._archive_batch(experiment["key"], spec, track, now), False
         try:
             archived = self.store.insert_model({
-                "experiment": experiment["key"], "version": track.version, "args": track.args,
+                "experiment": experiment["key"], "version": track.version, "args": track.identity[0],
+                "features": models.features_column(track.policy.settings, track.policy.statistics()),
                 "spec_version": experiment["version"],
                 "cursor_seq": track.cursor, "learned": track.learned, "created_at": now,
                 "learner": self.lease_owner or "in-process", "model": track.policy.save(),

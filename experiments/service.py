@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from bandit.policy import Policy, empty_model
 from bandit.sampling import uniform_slate
+from experiments import models
 from experiments.assignment import BANDIT, FALLBACK, variant_for
 from experiments.candidates import CandidateSets
 from experiments.catalog import CatalogCache
@@ -45,7 +46,7 @@ class ServingModels:
         self.store = store
         self.clock = clock
         self.refresh_seconds = refresh_seconds
-        self._models: dict[str, tuple[int, str, Policy]] = {}
+        self._models: dict[str, tuple[int, tuple, Policy]] = {}
         self._versions: dict[str, int] = {}
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -58,19 +59,19 @@ class ServingModels:
 
     def get(self, key: str, settings) -> tuple[int, Policy]:
         """Return (model version, policy) for an experiment's current settings."""
-        args = settings.args()
+        identity = settings.identity()
         with self._lock:
             self._refresh_versions()
             newest = self._versions.get(key, 0)
             cached = self._models.get(key)
-            if cached and cached[0] == newest and cached[1] == args:
+            if cached and cached[0] == newest and cached[1] == identity:
                 return cached[0], cached[2]
             row = self.store.latest_model(key) if newest else None
-            if row and row["args"] == args:
-                policy, version = Policy(settings, row["model"]), row["version"]
+            if models.matches(row, settings):
+                policy, version = models.load(row, settings), row["version"]
             else:  # no model yet, or settings changed and the learner is rebuilding
                 policy, version = Policy(settings), row["version"] if row else 0
-            self._models[key] = (newest, args, policy)
+            self._models[key] = (newest, identity, policy)
             return version, policy
 
 
@@ -161,8 +162,11 @@ class Service:
         return [{"version": h["version"], "status": h["status"], "change": h["change"], "actor": h["actor"],
                  "at": iso(h["at"]), "spec": h["spec"]} for h in self.store.history(key)]
 
-    def update_experiment(self, key: str, body, actor: str = "api") -> dict:
-        """Change settings and/or status; every change becomes a new version in the history."""
+    def update_experiment(self, key: str, body, actor: str = "api", note: dict | None = None) -> dict:
+        """Change settings and/or status; every change becomes a new version in the history.
+
+        ``note`` joins the change in the history (auto-tuning keeps the estimates that justified a switch there).
+        """
         row = self.store.existing_experiment(key)
         patch = parse_patch(body)
         spec = patch.apply(row["spec"])
@@ -171,7 +175,7 @@ class Service:
         new = {**row, "name": spec.data["name"], "spec": spec.data, "status": status,
                "version": row["version"] + 1, "updated_at": self.clock.now()}
         try:
-            self.store.save_experiment(new, patch.fields, actor, expected_version=row["version"])
+            self.store.save_experiment(new, {**patch.fields, **(note or {})}, actor, expected_version=row["version"])
         except sqlite3.IntegrityError:
             raise Conflict("the experiment changed meanwhile; read it again and retry", field="version") from None
         with self._cache_lock:
@@ -297,7 +301,8 @@ class Service:
         settings = spec.policy_settings()
         model = model or empty_model(settings)
         published = self.store.reset_model({
-            "experiment": key, "args": settings.args(), "spec_version": row["version"],
+            "experiment": key, "args": settings.args(), "features": models.features_column(settings),
+            "spec_version": row["version"],
             "created_at": self.clock.now(), "learner": f"reset by {actor}", "model": model,
         })
         log.info("model of %s reset by %s (version %d)", key, actor, published["version"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bandit.encoding import FeatureError, validate_features
 from bandit.exploration import SettingError, check_number, exploration_to_dict, parse_exploration
 from bandit.policy import PolicySettings, validate_settings
+from bandit.scaling import parse_scaling
 from experiments.errors import Conflict, InvalidField
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -40,7 +41,8 @@ DEFAULTS = {
     # candidates (benchmarks/learning.py: normalized lift ~0.8 where epsilon 0.1 stays near 0.45).
     "exploration": {"algorithm": "squarecb", "gamma_scale": 50.0},
     "learning": {"interactions": ["UA", "PA"], "learning_rate": 0.5, "update_seconds": 5.0, "vw_args": "",
-                 "mode": "online"},
+                 "mode": "online", "decay": 0.5, "scaling": {"default": "raw", "features": {}},
+                 "autotune": {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0}},
     "reward": {
         "wait_seconds": 600.0,
         "default": 0.0,
@@ -97,6 +99,8 @@ class Spec:
             interactions=tuple(learning["interactions"]),
             learning_rate=learning["learning_rate"],
             vw_args=learning["vw_args"],
+            decay=learning["decay"],
+            scaling=parse_scaling(learning["scaling"]),
         )
         object.__setattr__(self, "_policy_settings", settings)
         return settings
@@ -188,8 +192,31 @@ def _learning(value) -> dict:
     out["update_seconds"] = _number(out["update_seconds"], "learning.update_seconds", 0, 86400, low_open=True)
     if not isinstance(out["vw_args"], str) or len(out["vw_args"]) > 1000:
         raise InvalidField("learning.vw_args", "must be a string of at most 1000 characters")
+    if "--power_t" in out["vw_args"]:
+        raise InvalidField("learning.vw_args", "set the learning-rate decay with learning.decay, not --power_t")
+    out["decay"] = _number(out["decay"], "learning.decay", 0, 1)
+    out["scaling"] = _scaling(out["scaling"])
+    out["autotune"] = _autotune(out["autotune"])
     if out["mode"] not in LEARNING_MODES:
         raise InvalidField("learning.mode", f"must be one of {', '.join(LEARNING_MODES)}")
+    return out
+
+
+def _scaling(value) -> dict:
+    try:
+        return parse_scaling(value).to_dict()
+    except SettingError as exc:
+        raise InvalidField(f"learning.scaling.{exc.field}".rstrip("."), exc.message) from None
+
+
+def _autotune(value) -> dict:
+    defaults = DEFAULTS["learning"]["autotune"]
+    out = {**defaults, **check_object(value, "learning.autotune", defaults)}
+    if not isinstance(out["enabled"], bool):
+        raise InvalidField("learning.autotune.enabled", "must be true or false")
+    out["window"] = _number(out["window"], "learning.autotune.window", 500, 100_000, integer=True)
+    out["every"] = _number(out["every"], "learning.autotune.every", 100, 10_000_000, integer=True)
+    out["budget"] = _number(out["budget"], "learning.autotune.budget", 0.5, 100)
     return out
 
 

@@ -1,6 +1,7 @@
 """The simulated shop: a known ground truth that is optimal where it says, seeded, and learnable."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter, defaultdict
@@ -16,6 +17,7 @@ from bandit.simulation import (
     normalized_lift,
     reference_values,
     scenario,
+    world_at,
 )
 
 
@@ -252,3 +254,30 @@ def test_unknown_scenario_and_item_are_refused(shop, views):
         scenario("nope")
     with pytest.raises(KeyError, match="unknown item"):
         shop.click_probability(views[0], "sku-999")
+
+
+def test_a_drift_changes_one_segment_and_makes_its_old_favourites_poor(shop, views):
+    after = shop.with_changed_tastes(2, like=3)
+    assert after.catalog is shop.catalog and after.clicks is not shop.clicks
+    for view in views[:200]:
+        if view.segment == 2:  # now clicks exactly as segment 3 would on the same page
+            assert np.array_equal(after.attractiveness(view),
+                                  shop.attractiveness(dataclasses.replace(view, segment=3)))
+        else:
+            assert np.array_equal(after.attractiveness(view), shop.attractiveness(view))
+    mine = [v for v in views if v.segment == 2]
+    old_favourites = np.mean([after.expected_clicks(v, shop.oracle(v, 1)[0]) for v in mine])
+    uniform = np.mean([after.uniform_value(v, 1) for v in mine])
+    oracle = np.mean([after.oracle(v, 1)[1] for v in mine])
+    assert normalized_lift(old_favourites, uniform, oracle) < 0.3
+    with pytest.raises(ValueError, match="^segment:"):
+        shop.with_changed_tastes(4, like=0)
+
+
+def test_the_drift_scenario_switches_worlds_at_the_change():
+    sc = scenario("drift", seed=0)
+    assert sc["drift"] == {"segment": 2, "like": 3, "at_share": 0.5}
+    assert world_at(sc, 99, change_at=100) is sc and world_at(sc, 100, change_at=100) is sc["after"]
+    assert world_at(scenario("items", seed=0), 10**6, change_at=1) is not None
+    view = next(v for v in sc["shop"].sample_views(100) if v.segment == 2)
+    assert sc["oracle"](view)[0] != sc["after"]["oracle"](view)[0]

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import math
 
 import pytest
 import vowpalwabbit
@@ -9,6 +10,7 @@ import vowpalwabbit
 from bandit.encoding import action_text, context_text
 from bandit.exploration import Softmax
 from bandit.policy import Policy, PolicySettings
+from bandit.scaling import parse_scaling
 from experiments.errors import InvalidField, NotFound
 from experiments.reporting.exports import CSV_COLUMNS, export
 from tests.test_experiments_reports import T0, create, log_decisions, log_rewards, store  # noqa: F401
@@ -18,7 +20,7 @@ CONTEXTS = [{"user": {"segment": "new", "age": 31}, "page": {"type": "home"}, "h
 
 
 def one_slot_log(store, n=40):
-    create(store, reward={"default": 0.0})
+    create(store, reward={"default": 0.0}, learning={"scaling": {"default": "log"}})
     log_decisions(store, "exp", [{"seq": i + 1, "variant": "bandit" if i % 3 else "holdout", "at": i * 60,
                                   "slate": [(i % 4, 0.25 + 0.5 * (i % 2))], "context": CONTEXTS[i % 2]}
                                  for i in range(n)])
@@ -71,7 +73,9 @@ def test_dsjson_is_read_by_vw_one_example_per_decision(store, tmp_path):
     assert len(lines) == 40
     line = json.loads(lines[0])
     assert line["_label_cost"] == -1.0 and line["_label_probability"] == 0.25 and line["_label_Action"] == 1
-    assert line["c"]["User"] == {"segment=new": 1, "age": 31.0} and line["c"]["Context"] == {"hour": 9.0}
+    # numbers are exported as the service learns them: log-scaled here
+    assert line["c"]["User"] == {"segment=new": 1, "age": math.log1p(31.0)}
+    assert line["c"]["Context"] == {"hour": math.log1p(9.0)}
     assert line["c"]["_multi"][2] == {"Action": {"id=sku-2": 1, "category=c0": 1}}
     ws = vowpalwabbit.Workspace("--dsjson --cb_explore_adf -q UA --quiet")
     for text in lines:
@@ -91,7 +95,8 @@ def test_dsjson_features_are_the_ones_the_service_learns(store):
     one_slot_log(store)
     out = io.StringIO()
     export(store, "exp", "dsjson", out)
-    settings = PolicySettings(exploration=Softmax(lambda_=5.0), interactions=("UA",))
+    settings = PolicySettings(exploration=Softmax(lambda_=5.0), interactions=("UA",),
+                              scaling=parse_scaling({"default": "log"}))
     ours, theirs = Policy(settings), vowpalwabbit.Workspace(settings.args() + " --dsjson")
     candidates = [{"id": f"sku-{i}", "features": {"category": f"c{i % 2}"}} for i in range(4)]
     actions = [action_text(c) for c in candidates]

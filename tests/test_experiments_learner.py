@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from experiments.learner import Learner, slot_rewards
+from experiments.labels import slot_rewards
+from experiments.learner import Learner
 from experiments.store import Store
 from tests.conftest import ITEMS, SEGMENTS, BEST_ITEM, click_probability
 from web import create_app

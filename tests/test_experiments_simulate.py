@@ -100,3 +100,25 @@ def test_invalid_settings_name_the_field(options, field):
     with pytest.raises(InvalidField) as exc:
         SimulationSettings(**options).validate()
     assert exc.value.field == field
+
+
+def test_the_drift_scenario_reports_the_changed_segments_recovery(tmp_path):
+    result = simulate(tmp_path, scenario="drift", events=1500)
+    drift = result["drift"]
+    assert drift["segment"] == "s2" and drift["like"] == "s3" and drift["change_at"] == 750
+    assert [p["events"] for p in drift["segment_lift"]] == list(range(250, 1501, 250))
+    assert all(p["decisions"] > 0 for p in drift["segment_lift"])
+    assert drift["recovery_share"] == 0.8
+    assert drift["recovery_events"] is None or 0 < drift["recovery_events"] <= 750
+    assert "drift" not in simulate(tmp_path, "plain", events=300)
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"scenario": "items", "change_at": 100}, "change_at"),
+    ({"scenario": "drift", "change_at": 1300}, "change_at"),
+    ({"scenario": "drift", "change_at": 0}, "change_at"),
+])
+def test_a_bad_change_point_is_refused(options, field):
+    with pytest.raises(InvalidField) as err:
+        SimulationSettings(events=1500, **options).validate()
+    assert err.value.field == field

@@ -6,7 +6,7 @@ import os
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from experiments import catalog
+from experiments import autotune, catalog
 from experiments.errors import InvalidField
 from web import metrics
 from web.auth import api_actor
@@ -54,6 +54,17 @@ def update_experiment(key):
 @bp.get("/experiments/<key>/history")
 def experiment_history(key):
     return jsonify({"history": service().history(key)})
+
+
+@bp.post("/experiments/<key>/autotune/undo")
+def undo_autotune(key):
+    body = json_body()
+    if not isinstance(body, dict) or set(body) != {"version"}:
+        raise InvalidField("version", 'send {"version": N}, the version of the auto-tuning switch to undo')
+    version = body["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidField("version", "must be the version of an auto-tuning switch")
+    return jsonify(autotune.undo(service(), key, version, actor=api_actor()))
 
 
 @bp.post("/experiments/<key>/slate")

@@ -16,9 +16,9 @@ overall click level.
 """
 from bandit.simulation.clicks import Outcome
 from bandit.simulation.population import PageView
-from bandit.simulation.scenarios import CLICK_EVENTS, SCENARIOS, normalized_lift, reference_values, scenario
+from bandit.simulation.scenarios import CLICK_EVENTS, SCENARIOS, normalized_lift, reference_values, scenario, world_at
 from bandit.simulation.shop import SimulatedShop
 from bandit.simulation.strategies import STRATEGIES, STRATEGY_FEATURES
 
 __all__ = ["CLICK_EVENTS", "SCENARIOS", "STRATEGIES", "STRATEGY_FEATURES", "Outcome", "PageView", "SimulatedShop",
-           "normalized_lift", "reference_values", "scenario"]
+           "normalized_lift", "reference_values", "scenario", "world_at"]

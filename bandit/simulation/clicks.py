@@ -9,6 +9,7 @@ purchase follow a click, rarer and later, so delayed rewards get exercised.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ PURCHASE_RATE = 0.4
 CLICK_DELAY_MEAN = 8.0  # seconds after the page view
 ADD_TO_CART_DELAY = (5.0, 120.0)  # seconds after the click
 PURCHASE_DELAY = (30.0, 600.0)  # seconds after the add-to-cart
+TASTE_FIELDS = ("affinity", "w_pop", "w_price", "w_buzz", "w_recent", "item_noise")
 CALIBRATION_BOUNDS = (-15.0, 10.0)
 CALIBRATION_STEPS = 50
 
@@ -57,6 +59,16 @@ class ClickModel:
         self._base_logits = self._item_logits()
         price_aversion = segments.w_price[:, None] * catalog.z_price[None, :]
         self.p_add_to_cart = np.clip(ADD_TO_CART_BASE - 0.08 * price_aversion, 0.05, 0.6)
+
+    def with_tastes_of(self, segment: int, other: int) -> "ClickModel":
+        """Return this model where ``segment`` has taken on every taste of ``other`` (a drift)."""
+        segments = self.segments
+        changed = {}
+        for name in TASTE_FIELDS:
+            values = getattr(segments, name).copy()
+            values[segment] = values[other]
+            changed[name] = values
+        return ClickModel(self.catalog, dataclasses.replace(segments, **changed), self.position_bias, self.offset)
 
     def _item_logits(self) -> np.ndarray:
         """Return the (segment, item) logit before offset, page, history and context shifts."""

@@ -23,6 +23,9 @@ SCENARIOS = {
               "description": "A slate of three items; lower slots are seen less"},
     "strategies": {"kind": "strategies", "slots": 1, "shown": 3, "candidate_count": None,
                    "description": "Choose a recommendation strategy; its three items are shown"},
+    "drift": {"kind": "items", "slots": 1, "shown": 1, "candidate_count": None,
+              "description": "One item per page view; half way, the trend followers (s2) turn mainstream (like s3)",
+              "drift": {"segment": 2, "like": 3, "at_share": 0.5}},
 }
 
 
@@ -94,7 +97,7 @@ _OPERATIONS = {
 
 
 def scenario(name: str, seed: int = 0, candidate_count=None, events=None, **shop_options) -> dict:
-    """Build a preset ("items", "slate", "strategies"): a shop, the experiment spec and graders.
+    """Build a preset ("items", "slate", "strategies", "drift"): a shop, the experiment spec and graders.
 
     The dict holds plain settings (``kind``, ``slots``: slate size the service
     picks, ``shown``: items the user sees, ``candidate_count``, ``events``), the
@@ -106,6 +109,8 @@ def scenario(name: str, seed: int = 0, candidate_count=None, events=None, **shop
     ``outcomes(view, chosen_ids, rng)`` -> list of ``Outcome`` in the ids the
     service chose (for strategies: the strategy, slot 0). ``candidates`` are the
     request's candidates (dicts or ids), one list per view for ``best_fixed``.
+    A ``drift`` preset also holds ``after``: the same scenario once one segment's
+    tastes changed (see ``world_at``).
 
     >>> sc = scenario("slate", seed=0)
     >>> sc["spec"]["kind"], sc["spec"]["slots"], len(sc["spec"]["arms"])
@@ -125,8 +130,26 @@ def scenario(name: str, seed: int = 0, candidate_count=None, events=None, **shop
     arms = shop.strategy_arms() if preset["kind"] == "strategies" else []
     spec = {"key": f"sim-{name}", "name": preset["description"], "kind": preset["kind"],
             "slots": preset["slots"], "arms": arms, "reward": {"events": dict(events or CLICK_EVENTS)}}
-    operations = {key: partial(fn, shop, dict(preset)) for key, fn in _OPERATIONS[preset["kind"]].items()}
-    return {**preset, "shop": shop, "spec": spec, **operations}
+    found = {**preset, "shop": shop, "spec": spec, **_bind(shop, preset)}
+    if "drift" in preset:
+        drift = preset["drift"]
+        changed = shop.with_changed_tastes(drift["segment"], drift["like"])
+        found["after"] = {**preset, "shop": changed, "spec": spec, **_bind(changed, preset)}
+    return found
+
+
+def _bind(shop: SimulatedShop, preset: dict) -> dict:
+    return {key: partial(fn, shop, dict(preset)) for key, fn in _OPERATIONS[preset["kind"]].items()}
+
+
+def world_at(sc: dict, index: int, change_at: int | None) -> dict:
+    """Return the scenario as the world is at event ``index``: after a drift's change, the changed one.
+
+    >>> sc = scenario("drift", seed=0)
+    >>> world_at(sc, 10, change_at=100) is sc, world_at(sc, 100, change_at=100) is sc["after"]
+    (True, True)
+    """
+    return sc["after"] if change_at is not None and "after" in sc and index >= change_at else sc
 
 
 def reference_values(sc: dict, views, candidates=None) -> dict:

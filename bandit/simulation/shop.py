@@ -7,6 +7,8 @@ when event values are given.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from bandit.simulation import oracle as reference
@@ -67,6 +69,25 @@ class SimulatedShop:
         _check("position_bias", bias.ndim == 1 and bias.size >= 1 and np.all((bias > 0) & (bias <= 1))
                and np.all(np.diff(bias) <= 0), "must be a non-empty, non-increasing list of numbers in (0, 1]")
         _check("mean_ctr", 0 < self.mean_ctr < 0.5, "must be between 0 and 0.5")
+
+    def with_changed_tastes(self, segment: int, like: int) -> "SimulatedShop":
+        """Return the same shop (catalog, users, page views) after ``segment`` took on the tastes of ``like``.
+
+        Its users keep their segment, devices and recent categories and arrive as
+        before; only what they click changes, so a model must unlearn what it knew.
+
+        >>> shop = SimulatedShop(seed=0)
+        >>> after = shop.with_changed_tastes(2, like=3)
+        >>> view = next(v for v in shop.sample_views(50) if v.segment == 2)
+        >>> shop.oracle(view, 1)[0] != after.oracle(view, 1)[0], shop.catalog is after.catalog
+        (True, True)
+        """
+        for name, value in (("segment", segment), ("like", like)):
+            _check(name, isinstance(value, int) and 0 <= value < self.n_segments,
+                   f"must be an integer from 0 to {self.n_segments - 1}")
+        changed = copy.copy(self)
+        changed.clicks = self.clicks.with_tastes_of(segment, like)
+        return changed
 
     # -- data in the service's JSON shapes --------------------------------------------------
 

@@ -29,8 +29,7 @@ from bandit.policy import Policy
 from experiments.reporting import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField, NotFound
-from experiments.labels import learnable, slot_texts
-from experiments.learner import training_labels
+from experiments.labels import learnable, slot_texts, training_labels
 from experiments.reporting.logdata import Window
 from experiments.reporting.reports import parse_window
 from experiments.service import iso
@@ -80,7 +79,7 @@ def parse_request(store, key: str, body) -> Request:
 
 
 # -- replay ----------------------------------------------------------------------------------------
-class _Track:
+class Track:
     """One replayed learner and what it would have done on each logged decision."""
 
     def __init__(self, name: str, spec):
@@ -90,10 +89,11 @@ class _Track:
         self.p_target: list[float] = []
         self.q_target: list[float] = []
 
-    def score_and_learn(self, shared, actions, index, predicted, chosen, values, slots) -> None:
-        pmf = self.policy.pmf(shared, actions)
-        self.p_target.append(float(pmf[index]))
-        self.q_target.append(float(pmf @ predicted))
+    def score_and_learn(self, shared, actions, index, predicted, chosen, values, slots, score: bool = True) -> None:
+        if score:
+            pmf = self.policy.pmf(shared, actions)
+            self.p_target.append(float(pmf[index]))
+            self.q_target.append(float(pmf @ predicted))
         self.policy.learn(shared, actions, chosen, values, slot_texts=slots)
 
     def view(self) -> dict:
@@ -104,7 +104,7 @@ class _Track:
 def replay(store, request: Request, closed_by: float, progress: Callable[[int, int], None] | None = None) -> dict:
     """Replay the closed decisions of the window in log order through the candidate and live learners."""
     total = count_closed(store, request.window, closed_by, request.limit)
-    run = _Replay(store, [_Track("candidate", request.candidate), _Track("live", request.live)], request.live.reward)
+    run = Replay(store, [Track("candidate", request.candidate), Track("live", request.live)], request.live.reward)
     done = 0
     try:
         for rows, rewards in closed_chunks(store, request.window, closed_by, total):
@@ -129,6 +129,10 @@ def count_closed(store, window: Window, closed_by: float, limit: int | None = No
     return min(count, limit or count)
 
 
+ROW_COLUMNS = ("seq, variant, context, candidate_set, slate, defer_activation, activated_at, learning_mode,"
+               " model_slate, slot_context, created_at")
+
+
 def closed_chunks(store, window: Window, closed_by: float, total: int, skip: int = 0):
     """Yield ``total`` closed decisions in log order, after the first ``skip``, with their on-time
     (slot, value) rewards by seq."""
@@ -139,28 +143,41 @@ def closed_chunks(store, window: Window, closed_by: float, total: int, skip: int
         after = row[0] if row else after
     while seen < total:
         rows = store.query(
-            "SELECT seq, variant, context, candidate_set, slate, defer_activation, activated_at, learning_mode,"
-            f" model_slate, slot_context, created_at {_CLOSED} ORDER BY seq LIMIT ?",
+            f"SELECT {ROW_COLUMNS} {_CLOSED} ORDER BY seq LIMIT ?",
             (*window.params(), closed_by, after, min(CHUNK, total - seen)))
         if not rows:
             return
-        rewards: dict[int, list] = {}
-        for reward in store.rewards_for([row["seq"] for row in rows]):
-            rewards.setdefault(reward["decision_seq"], []).append((reward["slot"], reward["value"]))
-        yield rows, rewards
+        yield rows, _rewards_by_seq(store, rows)
         after, seen = rows[-1]["seq"], seen + len(rows)
 
 
-class _Replay:
+def decisions_between(store, key: str, after_seq: int, until_seq: int, limit: int) -> tuple[list, dict]:
+    """Return up to ``limit`` decisions with after_seq < seq <= until_seq, in log order, and their rewards."""
+    rows = store.query(f"SELECT {ROW_COLUMNS} FROM decisions WHERE experiment = ? AND seq > ? AND seq <= ?"
+                       " ORDER BY seq LIMIT ?", (key, after_seq, until_seq, limit))
+    return rows, _rewards_by_seq(store, rows)
+
+
+def _rewards_by_seq(store, rows: list[dict]) -> dict[int, list]:
+    rewards: dict[int, list] = {}
+    for reward in store.rewards_for([row["seq"] for row in rows]):
+        rewards.setdefault(reward["decision_seq"], []).append((reward["slot"], reward["value"]))
+    return rewards
+
+
+class Replay:
     """The state of one replay: the learners, an online reward model, and what was logged."""
 
-    def __init__(self, store, tracks: list[_Track], reward_spec: dict):
+    def __init__(self, store, tracks: list[Track], reward_spec: dict):
         self.store, self.tracks, self.reward_spec = store, tracks, reward_spec
         self.model = offpolicy.OnlineRewardModel()
         self.logged = {"reward": [], "p_logged": [], "q_logged": [], "bandit": [], "at": []}
 
-    def step(self, row: dict, rewards: list) -> None:
-        """Score one logged decision with every learner, then let each learn it as the live learner did."""
+    def step(self, row: dict, rewards: list, score: bool = True) -> None:
+        """Score one logged decision with every learner, then let each learn it as the live learner did.
+
+        Without ``score`` the learners only learn it (a warm-up before the decisions that are scored).
+        """
         slate = loads(row["slate"])
         first = slate[0]
         if not first["probability"] > 0 or not learnable(row):
@@ -173,7 +190,10 @@ class _Replay:
         predicted = self.model.predict(candidates)
         slots = slot_texts(row)
         for track in self.tracks:
-            track.score_and_learn(shared, actions, first["index"], predicted, chosen, learned, slots)
+            track.score_and_learn(shared, actions, first["index"], predicted, chosen, learned, slots, score)
+        if not score:
+            self.model.update(candidates[first["index"]]["id"], values[0])
+            return
         for name, value in (("reward", values[0]), ("p_logged", min(1.0, first["probability"])),
                             ("q_logged", float(predicted[first["index"]])), ("bandit", row["variant"] == "bandit"),
                             ("at", row["created_at"])):
@@ -181,8 +201,19 @@ class _Replay:
         self.model.update(candidates[first["index"]]["id"], values[0])
 
 
-def _result(tracks: list[_Track], logged: dict) -> dict:
+def _result(tracks: list[Track], logged: dict) -> dict:
     """Estimates of each replayed learner, of their difference, and what the log itself earned."""
+    reward = np.array(logged["reward"], dtype=float)
+    policies, terms = _policies(tracks, logged)
+    difference = _difference(terms["candidate"], terms["live"])
+    bandit = np.array(logged["bandit"], dtype=bool)
+    return {"decisions": int(reward.size), "slot": 0, "policies": policies, "difference": difference,
+            "verdict": _verdict(difference["dr"]),
+            "logged": {"all": _mean(reward), "bandit": _mean(reward[bandit]) if bandit.any() else _mean([])}}
+
+
+def _policies(tracks: list[Track], logged: dict) -> tuple[list[dict], dict]:
+    """Each track's IPS, SNIPS and DR, and its per-decision IPS and DR terms by track name."""
     reward, p_logged, q_logged = (np.array(logged[k], dtype=float) for k in ("reward", "p_logged", "q_logged"))
     policies, terms = [], {}
     for track in tracks:
@@ -192,11 +223,15 @@ def _result(tracks: list[_Track], logged: dict) -> dict:
         terms[track.name] = (weights * reward, q_target + weights * (reward - q_logged))
         policies.append({**track.view(), **offpolicy.estimates(reward, p_logged, p_target, q_logged, q_target),
                          "buckets": bucket_sums(np.array(logged["at"], dtype=float), weights, *terms[track.name])})
-    difference = _difference(terms)
-    bandit = np.array(logged["bandit"], dtype=bool)
-    return {"decisions": int(reward.size), "slot": 0, "policies": policies, "difference": difference,
-            "verdict": _verdict(difference["dr"]),
-            "logged": {"all": _mean(reward), "bandit": _mean(reward[bandit]) if bandit.any() else _mean([])}}
+    return policies, terms
+
+
+def compare_with_live(tracks: list[Track], logged: dict, alpha: float) -> tuple[dict, list[dict]]:
+    """Return live's estimates, and every other track's with its paired difference from live at ``alpha``."""
+    policies, terms = _policies(tracks, logged)
+    live = next(policy for policy in policies if policy["policy"] == "live")
+    return live, [{**policy, "difference": _difference(terms[policy["policy"]], terms["live"], alpha)}
+                  for policy in policies if policy["policy"] != "live"]
 
 
 def bucket_sums(at: np.ndarray, weights: np.ndarray, ips: np.ndarray, dr: np.ndarray) -> list[list[float]]:
@@ -219,20 +254,16 @@ def bucket_sums(at: np.ndarray, weights: np.ndarray, ips: np.ndarray, dr: np.nda
             for i in range(starts.size)]
 
 
-def _difference(terms: dict) -> dict:
+def _difference(candidate: tuple, live: tuple, alpha: float = 0.05) -> dict:
     """Candidate minus live, per decision (paired), for IPS and DR terms."""
-    out = {}
-    for i, name in enumerate(("ips", "dr")):
-        delta = terms["candidate"][i] - terms["live"][i]
-        out[name] = _mean(delta)
-    return out
+    return {name: _mean(candidate[i] - live[i], alpha) for i, name in enumerate(("ips", "dr"))}
 
 
-def _mean(values) -> dict:
+def _mean(values, alpha: float = 0.05) -> dict:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
-        return {"value": None, "low": None, "high": None, "n": 0, "alpha": 0.05}
-    return estimators.mean_interval(values).to_dict()
+        return {"value": None, "low": None, "high": None, "n": 0, "alpha": alpha}
+    return estimators.mean_interval(values, alpha).to_dict()
 
 
 def _verdict(dr: dict) -> str:

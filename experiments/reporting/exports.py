@@ -14,9 +14,10 @@ total, on-time reward counts per type, and late and unattributed counts.
 ``dsjson``: the Decision Service JSON log format, one decision per line, read by
 ``vw --dsjson --cb_explore_adf`` (one-slot experiments) or ``vw --dsjson
 --ccb_explore_adf`` (slates). Context namespaces and candidate features carry
-exactly the feature names the service learns with (``segment=new``,
-``price:49.0`` becomes ``{"segment=new": 1, "price": 49.0}``), so ``-q UA``
-means the same thing. The cost is minus the reward. The log keeps only the
+exactly the features the service learns with, numeric ones scaled as
+``learning.scaling`` says (``segment=new``, ``price:49.0`` becomes
+``{"segment=new": 1, "price": 3.912}`` with log scaling), so ``-q UA`` means the
+same thing; standardised features use the newest model's observed statistics. The cost is minus the reward. The log keeps only the
 chosen action's probability, so ``a`` / ``p`` (``_a`` / ``_p``) list the chosen
 action alone.
 """
@@ -30,8 +31,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bandit.encoding import action_text, context_text
+from bandit.scaling import Scaler, Statistics
+from experiments import models
 from experiments.errors import InvalidField
-from experiments.learner import slot_rewards
+from experiments.labels import slot_rewards
 from experiments.reporting.analytics import ArchivedRows
 from experiments.reporting.archive import REWARD_TYPE, SCHEMA, joined_table
 from experiments.reporting.reports import parse_window
@@ -63,7 +66,7 @@ def export(store, key: str, fmt: str, out, start=None, end=None,
     spec = parse_spec(experiment["spec"], check_vw=False)
     log = ArchivedRows(store, window, archive)
     total = log.count() + store.count_decisions_after(key, window.start, window.end, log.position)
-    write, close = _writer(fmt, out, spec)
+    write, close = _writer(fmt, out, spec, _scaler(store, spec))
     written = 0
     try:
         for table in _tables(store, log, spec.reward):
@@ -77,12 +80,12 @@ def export(store, key: str, fmt: str, out, start=None, end=None,
     return written
 
 
-def _writer(fmt: str, out, spec):
+def _writer(fmt: str, out, spec, scaler: Scaler):
     """Return (write an EXPORT_SCHEMA table, finish) for a format."""
     if fmt == "parquet":
         writer = pq.ParquetWriter(out, EXPORT_SCHEMA, compression="zstd")
         return writer.write_table, writer.close
-    write_one = _csv_writer(out) if fmt == "csv" else _dsjson_writer(out, spec.slots > 1)
+    write_one = _csv_writer(out) if fmt == "csv" else _dsjson_writer(out, spec.slots > 1, scaler)
 
     def write(table: pa.Table) -> None:
         for row in table.to_pylist():
@@ -166,16 +169,25 @@ def _cost(reward: float) -> float:
     return -float(reward) if reward else 0.0
 
 
-def _dsjson_writer(out: TextIO, slates: bool):
+def _scaler(store, spec) -> Scaler:
+    """Scale as the experiment's newest model does (its statistics, when it was made with these settings)."""
+    settings = spec.policy_settings()
+    row = store.latest_model(spec.key, with_blob=False)
+    statistics = models.statistics(row) if models.matches(row, settings) else None
+    return Scaler(settings.scaling, Statistics.from_dict(statistics) if statistics else None)
+
+
+def _dsjson_writer(out: TextIO, slates: bool, scaler: Scaler):
     actions: dict[str, list[dict]] = {}  # by candidate set: most decisions share a few
 
     def write(d: dict) -> None:
-        context = vw_namespaces(context_text(d["context"]))
+        context = vw_namespaces(scaler.text(context_text(d["context"])))
         multi = actions.get(d["candidate_set"])
         if multi is None:
             if len(actions) > 1000:
                 actions.clear()
-            multi = actions[d["candidate_set"]] = [vw_namespaces(action_text(c)) for c in d["candidates"]]
+            lines = scaler.texts([action_text(c) for c in d["candidates"]])
+            multi = actions[d["candidate_set"]] = [vw_namespaces(line) for line in lines]
         context["_multi"] = multi
         line = {"EventId": d["event_id"], "Timestamp": iso(d["created_at"]), "Version": str(d["model_version"])}
         if slates:

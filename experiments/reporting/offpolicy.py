@@ -16,7 +16,8 @@ import numpy as np
 
 from bandit import estimators
 from bandit.encoding import action_text, context_text
-from bandit.policy import Policy, PolicySettings
+from bandit.policy import PolicySettings
+from experiments import models
 
 SHRINKAGE = 1.0  # pseudo-observations of the overall mean in each item's reward estimate
 
@@ -103,7 +104,8 @@ class ModelPolicy:
     def __init__(self, model_row: dict):
         slate = "--ccb_explore_adf" in model_row["args"]
         self.version = model_row["version"]
-        self._policy = Policy(PolicySettings(slots=2 if slate else 1), model_row["model"])
+        settings = PolicySettings(slots=2 if slate else 1, scaling=models.scaling(model_row))
+        self._policy = models.load(model_row, settings)
         self._actions: dict[str, list[str]] = {}
         self._pmfs: dict[int, np.ndarray] = {}  # by seq: the greedy variant asks again
 

@@ -27,7 +27,7 @@ from numbers import Real
 
 import numpy as np
 
-from bandit.simulation import SCENARIOS, normalized_lift, reference_values, scenario
+from bandit.simulation import SCENARIOS, normalized_lift, reference_values, scenario, world_at
 from experiments.assignment import BANDIT, FALLBACK, HOLDOUT
 from experiments.errors import InvalidField
 from experiments.learner import Learner
@@ -37,6 +37,13 @@ from experiments.store import Store
 VARIANT_CODES = {BANDIT: 0, HOLDOUT: 1, FALLBACK: 2}
 TAIL_SHARE = 0.2  # normalized lift and the CTRs are measured over the last 20% of events
 GRACE_SECONDS = 1.0  # as LEARNER_GRACE_SECONDS in serving
+# drift: the changed segment's lift is measured over the last DRIFT_WINDOW events every DRIFT_STEP events; it
+# has recovered once it reaches RECOVERY_SHARE of its new oracle lift at RECOVERY_HOLD points in a row.
+DRIFT_WINDOW = 1000
+DRIFT_STEP = 250
+DRIFT_MIN_DECISIONS = 20
+RECOVERY_SHARE = 0.8
+RECOVERY_HOLD = 3
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class SimulationSettings:
     key: str | None = None
     name: str | None = None
     curve_points: int = 20
+    change_at: int | None = None  # drift: the event at which the segment's tastes change [half way]
 
     def validate(self) -> "SimulationSettings":
         if self.scenario not in SCENARIOS:
@@ -67,12 +75,27 @@ class SimulationSettings:
         _check(self.curve_points, "curve_points", 1, integer=True)
         if not isinstance(self.holdout, Real) or not 0 <= self.holdout < 1:
             raise InvalidField("holdout", "must be a number in [0, 1)")
+        if self.change_at is not None:
+            if "drift" not in SCENARIOS[self.scenario]:
+                raise InvalidField("change_at", "only the drift scenario changes during the run")
+            _check(self.change_at, "change_at", 1, integer=True)
+            if self.change_at > self.tail_start:
+                raise InvalidField("change_at", f"must be at most {self.tail_start}: the change comes before the "
+                                                "graded last 20% of events")
         return self
 
     @property
     def tail_start(self) -> int:
         """Return the index of the first event of the graded window (the last 20%)."""
         return self.events - max(1, round(self.events * TAIL_SHARE))
+
+    @property
+    def change_event(self) -> int | None:
+        """Return the event at which a drift scenario changes (None for the others)."""
+        drift = SCENARIOS[self.scenario].get("drift")
+        if drift is None:
+            return None
+        return self.change_at if self.change_at is not None else round(self.events * drift["at_share"])
 
 
 def _check(value, name, low, integer=False, open_low=False) -> None:
@@ -175,11 +198,32 @@ class Trace:
     views: list = field(default_factory=list)  # (index, view, candidate ids) of bandit views in the window
     posted: dict = field(default_factory=dict)  # outcomes posted, by type
     log: list | None = None  # per decision: (context, candidate ids, [(index, p)], on-time [(slot, type)])
+    drift: "DriftTrace | None" = None
 
     @classmethod
-    def empty(cls, events: int, tail_start: int, keep_log: bool) -> "Trace":
+    def empty(cls, events: int, tail_start: int, keep_log: bool, drift: dict | None = None) -> "Trace":
         return cls(np.zeros(events, dtype=np.int8), np.zeros(events, dtype=np.int32), np.zeros(events),
-                   tail_start, log=[] if keep_log else None)
+                   tail_start, log=[] if keep_log else None, drift=DriftTrace.empty(events, drift) if drift else None)
+
+
+@dataclass
+class DriftTrace:
+    """The changed segment's page views: which they were, and uniform's and the oracle's value on each."""
+
+    segment: int
+    mine: np.ndarray
+    uniform: np.ndarray
+    oracle: np.ndarray
+
+    @classmethod
+    def empty(cls, events: int, drift: dict) -> "DriftTrace":
+        return cls(drift["segment"], np.zeros(events, dtype=bool), np.zeros(events), np.zeros(events))
+
+    def record(self, world: dict, i: int, view, ids: list) -> None:
+        if view.segment == self.segment:
+            self.mine[i] = True
+            self.uniform[i] = world["uniform"](view, ids)
+            self.oracle[i] = world["oracle"](view, ids)[1]
 
 
 def _candidate_ids(sc: dict, body: dict) -> list:
@@ -203,7 +247,8 @@ def play(settings: SimulationSettings, target, clock, on_progress=None, event_pr
     settings.validate()
     sc = scenario(settings.scenario, seed=settings.seed)
     spec = target.create(experiment_spec(sc, settings))["spec"]
-    trace = Trace.empty(settings.events, settings.tail_start, keep_log)
+    trace = Trace.empty(settings.events, settings.tail_start, keep_log, sc.get("drift"))
+    change_at = settings.change_event
     queue = OutcomeQueue()
     view_rng = np.random.default_rng([settings.seed, 0])
     request_rng = np.random.default_rng([settings.seed, 1])
@@ -212,14 +257,15 @@ def play(settings: SimulationSettings, target, clock, on_progress=None, event_pr
         clock.advance(1.0 / settings.rate)
         _post_due(queue, target, clock.now(), trace, window)
         target.tick()
-        view = sc["shop"].page_view(view_rng)
-        body = {**sc["request"](view, request_rng), "event_id": f"{event_prefix}{i}"}
+        world = world_at(sc, i, change_at)
+        view = world["shop"].page_view(view_rng)
+        body = {**world["request"](view, request_rng), "event_id": f"{event_prefix}{i}"}
         answer = target.decide(spec["key"], body)
         chosen = [s["id"] for s in answer["slate"]]
-        outcomes = sc["outcomes"](view, chosen, outcome_rng(settings.seed, i))
+        outcomes = world["outcomes"](view, chosen, outcome_rng(settings.seed, i))
         queue.schedule(clock.now(), answer["event_id"], i, outcomes)
         window[answer["event_id"]] = clock.now() + spec["reward"]["wait_seconds"]
-        _record(sc, trace, i, view, body, answer, chosen, outcomes)
+        _record(world, trace, i, view, body, answer, chosen, outcomes)
         if on_progress is not None:
             on_progress(1)
     while len(queue):
@@ -245,6 +291,8 @@ def _record(sc: dict, trace: Trace, i: int, view, body: dict, answer: dict, chos
     ids = _candidate_ids(sc, body)
     if i >= trace.tail_start and answer["variant"] == BANDIT:
         trace.views.append((i, view, ids))
+    if trace.drift is not None and answer["variant"] == BANDIT:
+        trace.drift.record(sc, i, view, ids)
     if trace.log is not None:
         position = {item: k for k, item in enumerate(ids)}
         slate = [(position[s["id"]], s["probability"]) for s in answer["slate"]]
@@ -300,7 +348,7 @@ def summarize(sc: dict, settings: SimulationSettings, trace: Trace, spec: dict, 
     """Build the JSON result: measured CTRs, normalized lift, the expected values and the curve."""
     tail = slice(trace.tail_start, None)
     variant, clicks, expected = trace.variant[tail], trace.clicks[tail], trace.expected[tail]
-    measured, truth = reference_rates(sc, settings, trace.views)
+    measured, truth = reference_rates(world_at(sc, trace.tail_start, settings.change_event), settings, trace.views)
     ctr = {"bandit": _mean(clicks[variant == 0]), "holdout": _mean(clicks[variant == 1]),
            **{k: round(v, 6) for k, v in measured.items()}}
     truth = {"bandit": _mean(expected[variant == 0]), "holdout": _mean(expected[variant == 1]),
@@ -316,7 +364,54 @@ def summarize(sc: dict, settings: SimulationSettings, trace: Trace, spec: dict, 
         "experiment": {"key": spec["key"], "exploration": spec["exploration"], "learning": spec["learning"],
                        "reward": spec["reward"]},
         "virtual_time": {"rate": settings.rate, "learn_seconds": settings.learn_seconds},
+        **({"drift": drift_summary(sc["drift"], settings, trace)} if trace.drift is not None else {}),
     }
+
+
+def segment_lift(trace: Trace, change_at: int, points: int) -> list[dict]:
+    """Return the changed segment's normalized lift (under the truth of the moment) as traffic grows.
+
+    Each point covers the last ``DRIFT_WINDOW`` events before it, never reaching
+    back across the change, and counts the segment's bandit decisions only.
+    """
+    drift, out = trace.drift, []
+    for end in range(points, trace.variant.size + 1, points):
+        start = max(end - DRIFT_WINDOW, change_at if end > change_at else 0)
+        mine = drift.mine[start:end]
+        if mine.sum() < DRIFT_MIN_DECISIONS:
+            out.append({"events": end, "decisions": int(mine.sum()), "normalized_lift": None})
+            continue
+        lift = normalized_lift(float(trace.expected[start:end][mine].mean()), float(drift.uniform[start:end][mine].mean()),
+                               float(drift.oracle[start:end][mine].mean()))
+        out.append({"events": end, "decisions": int(mine.sum()),
+                    "normalized_lift": round(lift, 4) if math.isfinite(lift) else None})
+    return out
+
+
+def recovery_events(curve: list[dict], change_at: int, share: float = RECOVERY_SHARE) -> int | None:
+    """Return the events after the change until the segment's lift reached ``share`` and stayed there a while.
+
+    >>> curve = [{"events": e, "normalized_lift": v} for e, v in ((500, .9), (750, .1), (1000, .85), (1250, .7),
+    ...          (1500, .82), (1750, .9), (2000, .81))]
+    >>> recovery_events(curve, change_at=600, share=0.8)
+    900
+    """
+    after = [p for p in curve if p["events"] > change_at]
+    for k, point in enumerate(after):
+        held = after[k:k + RECOVERY_HOLD]
+        if len(held) == RECOVERY_HOLD and all(p["normalized_lift"] is not None and p["normalized_lift"] >= share
+                                              for p in held):
+            return point["events"] - change_at
+    return None
+
+
+def drift_summary(drift: dict, settings: SimulationSettings, trace: Trace) -> dict:
+    """The drift's figures: the changed segment's lift over time and how long it took to recover."""
+    change_at = settings.change_event
+    curve = segment_lift(trace, change_at, DRIFT_STEP)
+    return {"segment": f"s{drift['segment']}", "like": f"s{drift['like']}", "change_at": change_at,
+            "window": DRIFT_WINDOW, "recovery_share": RECOVERY_SHARE,
+            "recovery_events": recovery_events(curve, change_at), "segment_lift": curve}
 
 
 def _lift(rates: dict) -> float | None:

@@ -5,6 +5,7 @@ end of ``MIGRATIONS`` and never edit one that has shipped.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -147,8 +148,30 @@ def m008_archive(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_rewards_late ON rewards (experiment, decision_seq) WHERE late = 1")
 
 
+def m009_model_scaling(db: sqlite_utils.Database) -> None:
+    """Models record how they scaled numeric features; older experiments keep VW's raw numbers and decay.
+
+    The spec gained ``learning.decay`` and ``learning.scaling`` with new defaults;
+    experiments stored before keep what they did: raw numbers and VW's --power_t
+    (or the one their ``vw_args`` give).
+    """
+    if "features" not in db["models"].columns_dict:
+        try:
+            db["models"].add_column("features", str)
+        except sqlite3.OperationalError:  # another process added it a moment ago
+            pass
+    for key, text in db.execute("SELECT key, spec FROM experiments").fetchall():
+        spec = json.loads(text)
+        learning = spec.get("learning", {})
+        if "decay" in learning:
+            continue
+        learning["decay"] = 0.5
+        learning["scaling"] = {"default": "raw", "features": {}}
+        db.execute("UPDATE experiments SET spec = ? WHERE key = ?", [json.dumps(spec, separators=(",", ":")), key])
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
-              m007_feature_importances, m008_archive]
+              m007_feature_importances, m008_archive, m009_model_scaling]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -352,7 +352,8 @@ class Store(SqliteArchive):
 
     # -- models --------------------------------------------------------------
     def latest_model(self, experiment: str, with_blob: bool = True) -> dict | None:
-        cols = "*" if with_blob else "id, experiment, version, args, spec_version, cursor_seq, learned, created_at, learner"
+        cols = "*" if with_blob else ("id, experiment, version, args, features, spec_version, cursor_seq, learned,"
+                                      " created_at, learner")
         return self.query_one(
             f"SELECT {cols} FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1", (experiment,)
         )

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from experiments.errors import ServiceError
 from web.cli.common import fail
 
-SCENARIO_CHOICE = click.Choice(["items", "slate", "strategies"])
+SCENARIO_CHOICE = click.Choice(["items", "slate", "strategies", "drift"])
 DEMO_KEY = "home-recs"
 DEMO_NAME = "Home page recommendations (simulated shop)"
 DEMO_EVENTS = 20_000

@@ -14,11 +14,14 @@ from bandit.exploration import EXPLORATIONS, exploration_to_dict
 from experiments.errors import InvalidField
 from experiments.spec import AGGREGATIONS, DEFAULTS, KINDS, LEARNING_MODES
 
-NUMBER_FIELDS = ["slots", "learning.learning_rate", "learning.update_seconds", "reward.wait_seconds",
-                 "reward.default", "traffic.holdout"]
+NUMBER_FIELDS = ["slots", "learning.learning_rate", "learning.decay", "learning.update_seconds",
+                 "reward.wait_seconds", "reward.default", "traffic.holdout"]
 PLAIN_FIELDS = ["key", "name", "kind", "learning.mode", "learning.vw_args", "reward.aggregation"]
 TEXT_FIELDS = PLAIN_FIELDS + ["arms", "exploration.algorithm", "learning.interactions", "reward.events",
-                              "traffic.control"]
+                              "traffic.control", "learning.scaling.default", "learning.scaling.features"]
+AUTOTUNE_NUMBERS = ["learning.autotune.window", "learning.autotune.every", "learning.autotune.budget"]
+AUTOTUNE_FIELDS = ["learning.autotune.enabled", *AUTOTUNE_NUMBERS]
+SCALING_MODES = ("log", "raw", "standard")
 INTEGER = re.compile(r"^[+-]?\d+$")
 
 
@@ -37,7 +40,7 @@ def exploration_fields() -> list[str]:
 
 
 def all_fields() -> set[str]:
-    return set(NUMBER_FIELDS) | set(TEXT_FIELDS) | set(exploration_fields())
+    return set(NUMBER_FIELDS) | set(TEXT_FIELDS) | set(exploration_fields()) | set(AUTOTUNE_FIELDS)
 
 
 def parse_number(text: str):
@@ -89,6 +92,37 @@ def _events(text: str) -> dict:
     return events
 
 
+def _scaled_features(text: str) -> dict:
+    """Read one feature per line: ``action.price = standard`` or ``user.age = buckets 18 30 50``."""
+    features = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        path, sep, mode = (part.strip() for part in line.partition("="))
+        words = mode.split()
+        if not sep or not path or not words:
+            raise InvalidField("learning.scaling.features", f"line {number}: write it as path = mode, like "
+                                                            "action.price = log or user.age = buckets 18 30 50")
+        features[path] = {"buckets": [parse_number(w) for w in words[1:]]} if words[0] == "buckets" else mode
+    return features
+
+
+def _features_text(features: dict) -> str:
+    return "\n".join(f"{path} = buckets {' '.join(f'{e:g}' for e in mode['buckets'])}" if isinstance(mode, dict)
+                     else f"{path} = {mode}" for path, mode in features.items())
+
+
+def learning_extras(form) -> dict:
+    """Return the scaling and auto-tuning objects of the learning settings from the form."""
+    scaling = {"default": form.get("learning.scaling.default", "").strip(),
+               "features": _scaled_features(form.get("learning.scaling.features", ""))}
+    autotune = {"enabled": form.get("learning.autotune.enabled") in ("on", "true", "1")}
+    for field in AUTOTUNE_NUMBERS:
+        if form.get(field, "").strip():
+            autotune[field.rsplit(".", 1)[1]] = parse_number(form[field])
+    return {"scaling": scaling, "autotune": autotune}
+
+
 def exploration_from_form(form) -> dict:
     algorithm = form.get("exploration.algorithm", "").strip()
     out = {"algorithm": algorithm}
@@ -120,6 +154,7 @@ def spec_from_form(form) -> dict:
     spec["arms"] = _arms(form.get("arms", ""))
     spec["exploration"] = exploration_from_form(form)
     _put(spec, "learning.interactions", interactions(form.get("learning.interactions", "")))
+    spec["learning"].update(learning_extras(form))
     _put(spec, "reward.events", _events(form.get("reward.events", "")))
     control = form.get("traffic.control", "").strip()
     _put(spec, "traffic.control", {"arm": control} if control and control != "uniform" else "uniform")
@@ -136,7 +171,14 @@ def form_from_spec(spec: dict) -> dict:
         merged = {**DEFAULTS[section], **spec.get(section, {})}
         for name, value in merged.items():
             values[f"{section}.{name}"] = value if isinstance(value, str) else json.dumps(value)
-    values["learning.interactions"] = " ".join(spec.get("learning", DEFAULTS["learning"])["interactions"])
+    learning = {**DEFAULTS["learning"], **spec.get("learning", {})}
+    values["learning.interactions"] = " ".join(learning["interactions"])
+    values["learning.scaling.default"] = learning["scaling"]["default"]
+    values["learning.scaling.features"] = _features_text(learning["scaling"].get("features", {}))
+    autotune = {**DEFAULTS["learning"]["autotune"], **learning["autotune"]}
+    values["learning.autotune.enabled"] = autotune["enabled"]
+    for field in AUTOTUNE_NUMBERS:
+        values[field] = f"{autotune[field.rsplit('.', 1)[1]]:g}"
     values["reward.events"] = "\n".join(f"{name} = {value:g}" for name, value in
                                         spec.get("reward", DEFAULTS["reward"])["events"].items())
     control = spec.get("traffic", DEFAULTS["traffic"])["control"]
@@ -204,5 +246,6 @@ def _parents(path: str):
 def form_choices() -> dict:
     """Return the options of the form's select inputs."""
     return {"kinds": KINDS, "aggregations": AGGREGATIONS, "learning_modes": LEARNING_MODES,
+            "scaling_modes": SCALING_MODES,
             "algorithms": list(EXPLORATIONS), "exploration_settings": exploration_defaults()}
 

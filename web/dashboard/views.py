@@ -9,9 +9,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from experiments import autotune
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
 from web import auth
+from web.dashboard import autotune_views
 from web.dashboard import evaluation_views
 from web.dashboard import forms
 from web.dashboard import report_views
@@ -177,7 +179,21 @@ def history(key):
 def experiment(key):
     row = service().get_experiment(key)
     actions = [name for name, (status, _, _) in ACTIONS.items() if status in TRANSITIONS[row["status"]]]
-    return render_template("experiment.html", row=row, actions=actions, **report_views.report_page(row, request.args))
+    tuning = autotune_views.section(row, service().history(key))
+    return render_template("experiment.html", row=row, actions=actions, autotune=tuning,
+                           **report_views.report_page(row, request.args))
+
+
+@bp.post("/experiments/<key>/autotune/undo")
+@auth.login_required
+def undo_autotune(key):
+    """Undo one auto-tuning switch: its settings go back to what they were, and tuning turns off."""
+    version = request.form.get("version", "")
+    if not version.isdigit():
+        raise InvalidField("version", "must be the version of an auto-tuning switch")
+    autotune.undo(service(), key, int(version), actor())
+    flash(f"Undid the auto-tuning switch of version {version}; auto-tuning is off until you turn it on again.")
+    return redirect(url_for("dashboard.experiment", key=key))
 
 
 @bp.route("/experiments/<key>/evaluate", methods=["GET", "POST"])

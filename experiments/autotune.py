@@ -1,0 +1,273 @@
+"""Auto-tuning: the experiment's own recent log picks better learning settings, switching only on evidence.
+
+Opt-in per experiment (``learning.autotune.enabled``). The learner calls
+``Tuner.after_pass`` after it learned an experiment's closed decisions. A round
+replays the last ``window`` closed decisions through fresh learners, one with
+the live settings and one per alternative near them (``alternatives``: the
+interactions, the learning rate and its decay, exploration strength, numeric
+scaling), with the counterfactual evaluation of
+``experiments.reporting.evaluation``: every learner learns the first half (a
+warm-up, so the estimates are of trained learners, not of guesses), then each
+decision of the second half is scored before it is learned. When the round ends, the alternative
+whose doubly robust gain over the live settings is largest among those whose
+confidence interval lies above zero (Bonferroni-corrected for the alternatives
+tried) becomes the experiment's settings: a history entry by ``autotune`` with
+every alternative's estimates. The learner then rebuilds the model from the log,
+as after any settings change. ``undo`` restores what a switch changed and turns
+auto-tuning off.
+
+CPU is bounded in work, not seconds: a round advances only as the learner
+learns, by at most ``budget`` decision replays (one learner scoring and learning
+one decision) per decision the learner took, spread over its passes. Tuning
+never costs more than ``budget`` times the learner's own work, a pass never
+waits long for it, and simulations stay reproducible bit for bit.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from experiments.errors import Conflict, InvalidField, NotFound
+from experiments.reporting.evaluation import Replay, Track, compare_with_live, decisions_between
+from experiments.service import Service
+from experiments.spec import apply_patch
+
+log = logging.getLogger(__name__)
+
+ACTOR = "autotune"
+ALPHA = 0.05  # family-wise: each of a round's k alternatives is tested at ALPHA / k
+PER_ROUND = 4  # alternatives replayed per round; rounds go round the list
+MIN_DECISIONS = 200  # a round over fewer scored decisions never switches
+STEP = 500  # decisions read from the log at a time
+
+
+# -- the alternatives ----------------------------------------------------------------------------
+def _cubic(interactions: list[str]) -> str | None:
+    """Return the cubic crossing of two context namespaces with the action, from the pairs already crossed."""
+    context = [q[0] for q in interactions if len(q) == 2 and q[1] == "A" and q[0] not in "A:"]
+    return f"{context[0]}{context[1]}A" if len(context) >= 2 else None
+
+
+def _interactions(learning: dict) -> list[tuple[str, dict]]:
+    current = learning["interactions"]
+    if any(len(q) == 3 for q in current):
+        return [("pairs only", {"learning": {"interactions": [q for q in current if len(q) == 2]}})]
+    cubic = _cubic(current)
+    return [(f"add {cubic}", {"learning": {"interactions": current + [cubic]}})] if cubic else []
+
+
+def _exploration_strength(exploration: dict) -> list[tuple[str, dict]]:
+    """Half and double the one knob that sets how much each algorithm explores."""
+    knob = {"epsilon": "epsilon", "squarecb": "gamma_scale", "bag": "bag", "softmax": "lambda", "cover": "cover"}
+    name = knob[exploration["algorithm"]]
+    value = exploration[name]
+    more_is_less = name in ("gamma_scale", "lambda")  # larger gamma or lambda: more greedy
+    out = []
+    for label, factor in (("less exploration", 2.0 if more_is_less else 0.5),
+                          ("more exploration", 0.5 if more_is_less else 2.0)):
+        new = value * factor
+        if name in ("bag", "cover"):
+            new = int(round(new))
+        if name == "epsilon" and new > 1 or new == value or new <= 0:
+            continue
+        out.append((f"{label} ({name} {new:g})", {"exploration": {**exploration, name: new}}))
+    return out
+
+
+def alternatives(spec: dict) -> list[tuple[str, dict]]:
+    """Return the settings near the live ones to try, each as (label, spec patch), in a fixed order.
+
+    >>> from experiments.spec import parse_spec
+    >>> [label for label, _ in alternatives(parse_spec({"key": "k"}, check_vw=False).data)]
+    ['add UPA', 'forget faster (decay 0.3)', 'less exploration (gamma_scale 100)', \
+'learning rate 1', 'scaling log', 'learning rate 0.25', 'more exploration (gamma_scale 25)']
+    """
+    learning, exploration = spec["learning"], spec["exploration"]
+    decay, rate = learning["decay"], learning["learning_rate"]
+    faster, slower = round(max(decay - 0.2, 0.0), 6), round(min(decay + 0.2, 0.5), 6)
+    scaling = learning["scaling"]
+    other = "raw" if scaling["default"] != "raw" else "log"
+    found = [
+        *_interactions(learning),
+        *([(f"forget faster (decay {faster:g})", {"learning": {"decay": faster}})] if faster != decay else []),
+        *_exploration_strength(exploration)[:1],
+        (f"learning rate {rate * 2:g}", {"learning": {"learning_rate": rate * 2}}),
+        (f"scaling {other}", {"learning": {"scaling": {**scaling, "default": other}}}),
+        (f"learning rate {rate / 2:g}", {"learning": {"learning_rate": rate / 2}}),
+        *_exploration_strength(exploration)[1:],
+        *([(f"forget slower (decay {slower:g})", {"learning": {"decay": slower}})] if slower != decay else []),
+    ]
+    return found
+
+
+# -- rounds --------------------------------------------------------------------------------------
+@dataclass
+class _Round:
+    """One round in progress: the window of the log, the learners replaying it, and the work it may do."""
+
+    key: str
+    spec_version: int
+    number: int
+    after_seq: int
+    until_seq: int
+    scored_after: int  # decisions up to this seq only warm the learners up; later ones are scored
+    tried: list  # (label, patch) per alternative track
+    replay: Replay
+    position: int = 0
+    credit: float = 0.0
+    done: bool = False
+
+    @property
+    def tracks(self) -> int:
+        return len(self.replay.tracks)
+
+
+@dataclass
+class _State:
+    """What the tuner remembers of one experiment between passes."""
+
+    rounds: int = 0
+    since: int = 0  # decisions learned since the last round started
+    current: _Round | None = None
+    last: dict | None = None  # the last finished round's summary
+    learned: int = 0  # decisions the learner took while a round was running
+    replays: int = 0  # decision replays (one learner, one decision) the rounds did: at most budget * learned
+
+
+class Tuner:
+    """Auto-tune the experiments of one store whose spec asks for it; driven by the learner."""
+
+    def __init__(self, store, clock):
+        self.store = store
+        self.clock = clock
+        self._states: dict[str, _State] = {}
+
+    def last_round(self, key: str) -> dict | None:
+        """Return the summary of the experiment's last finished round in this process, if any."""
+        state = self._states.get(key)
+        return state.last if state else None
+
+    def work(self, key: str) -> dict:
+        """Return how much the learner learned while rounds ran, and how many replays the rounds did."""
+        state = self._states.get(key) or _State()
+        return {"learned": state.learned, "replays": state.replays, "rounds": state.rounds}
+
+    def after_pass(self, experiment: dict, spec, cursor: int, learned: int) -> dict | None:
+        """Advance the experiment's round by the work the learner just did; return a switch made, if any."""
+        settings = spec.learning["autotune"]
+        key = experiment["key"]
+        if not settings["enabled"] or experiment["status"] != "running":
+            self._close(self._states.pop(key, None))
+            return None
+        state = self._states.setdefault(key, _State())
+        state.since += learned
+        current = state.current
+        if current is not None and current.spec_version != experiment["version"]:
+            self._close(state)  # the settings changed under the round: its live track is not live any more
+            current = None
+        if current is None:
+            if state.since < settings["every"] and state.rounds:
+                return None
+            current = state.current = self._start(experiment, spec, cursor, state)
+            if current is None:
+                return None
+        current.credit += settings["budget"] * learned
+        state.learned += learned
+        state.replays += self._advance(current)
+        if not current.done:
+            return None
+        return self._finish(experiment, spec, state)
+
+    def _start(self, experiment: dict, spec, cursor: int, state: _State) -> _Round | None:
+        window = spec.learning["autotune"]["window"]
+        start, middle = (self.store.query_one(
+            "SELECT seq FROM decisions WHERE experiment = ? AND seq <= ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+            (experiment["key"], cursor, offset)) for offset in (window, window // 2))
+        if start is None:
+            return None  # not enough log yet
+        options = alternatives(spec.data)
+        tried = [options[(state.rounds * PER_ROUND + i) % len(options)] for i in range(min(PER_ROUND, len(options)))]
+        tracks = [Track("live", spec)] + [Track(label, apply_patch(spec.data, patch)[0]) for label, patch in tried]
+        state.rounds += 1
+        state.since = 0
+        return _Round(experiment["key"], experiment["version"], state.rounds, start["seq"], cursor, middle["seq"],
+                      tried, Replay(self.store, tracks, spec.reward), position=start["seq"])
+
+    def _advance(self, current: _Round) -> int:
+        """Replay as many decisions as the credit pays for (every track scores and learns each); return replays."""
+        replays = 0
+        while not current.done and current.credit >= current.tracks:
+            limit = min(STEP, int(current.credit // current.tracks))
+            rows, rewards = decisions_between(self.store, current.key, current.position, current.until_seq, limit)
+            for row in rows:
+                current.replay.step(row, rewards.get(row["seq"], []), score=row["seq"] > current.scored_after)
+            current.credit -= len(rows) * current.tracks
+            replays += len(rows) * current.tracks
+            if rows:
+                current.position = rows[-1]["seq"]
+            current.done = len(rows) < limit or current.position >= current.until_seq
+        return replays
+
+    def _finish(self, experiment: dict, spec, state: _State) -> dict | None:
+        current, state.current = state.current, None
+        self._close_round(current)
+        alpha = ALPHA / max(len(current.tried), 1)
+        live, compared = compare_with_live(current.replay.tracks, current.replay.logged, alpha)
+        summary = {"round": current.number,
+                   "window": {"after_seq": current.after_seq, "scored_after_seq": current.scored_after,
+                              "until_seq": current.until_seq, "scored": len(current.replay.logged["reward"])},
+                   "alpha": alpha, "live": {"dr": live["dr"]},
+                   "alternatives": [{"label": c["policy"], "patch": dict(current.tried)[c["policy"]], "dr": c["dr"],
+                                     "gain": c["difference"]["dr"]} for c in compared]}
+        chosen = _winner(summary)
+        summary["chosen"] = chosen["label"] if chosen else None
+        state.last = summary
+        if chosen is None:
+            return None
+        return self._switch(experiment, chosen["patch"], summary)
+
+    def _switch(self, experiment: dict, patch: dict, summary: dict) -> dict | None:
+        try:
+            view = Service(self.store, self.clock).update_experiment(experiment["key"], patch, actor=ACTOR,
+                                                                      note={"autotune": summary})
+        except (Conflict, InvalidField) as exc:
+            log.info("auto-tuning of %s did not switch: %s", experiment["key"], exc)
+            return None
+        log.info("auto-tuning switched %s to %s", experiment["key"], summary["chosen"])
+        return view
+
+    @staticmethod
+    def _close_round(current: _Round | None) -> None:
+        if current is not None:
+            for track in current.replay.tracks:
+                track.policy.close()
+
+    def _close(self, state: _State | None) -> None:
+        if state is not None:
+            self._close_round(state.current)
+            state.current = None
+
+
+def _winner(summary: dict) -> dict | None:
+    """The alternative with the largest DR gain whose interval excludes a loss, from enough decisions."""
+    if summary["window"]["scored"] < MIN_DECISIONS:
+        return None
+    sure = [a for a in summary["alternatives"] if a["gain"]["low"] is not None and a["gain"]["low"] > 0]
+    return max(sure, key=lambda a: a["gain"]["value"], default=None)
+
+
+# -- undo ----------------------------------------------------------------------------------------
+def undo(service, key: str, version: int, actor: str) -> dict:
+    """Restore the settings an auto-tuning switch changed (as they were before it) and turn tuning off."""
+    current = service.store.existing_experiment(key)["spec"]["learning"]["autotune"]
+    history = service.store.history(key)
+    entry = next((h for h in history if h["version"] == version), None)
+    if entry is None:
+        raise NotFound(f"version {version} of experiment {key!r} does not exist", field="version")
+    if entry["actor"] != ACTOR or "autotune" not in entry["change"]:
+        raise InvalidField("version", f"version {version} is not an auto-tuning switch")
+    before = next(h for h in history if h["version"] == version - 1)["spec"]
+    patch = {section: {name: before[section][name] for name in entry["change"][section]}
+             for section in ("learning", "exploration") if section in entry["change"]}
+    patch.setdefault("learning", {})["autotune"] = {**current, "enabled": False}
+    return service.update_experiment(key, patch, actor=actor, note={"undo": {"version": version}})

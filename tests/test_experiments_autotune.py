@@ -1,0 +1,96 @@
+"""Auto-tuning on a real SQLite log and real VW: alternatives, a switch on evidence, its history entry, undo, budget."""
+import re
+
+import pytest
+
+from bandit.scaling import parse_scaling
+from experiments.autotune import ACTOR, alternatives
+from experiments.spec import parse_spec
+from tests.test_experiments_learner import drive
+from tests.test_experiments_learning import bare_replay
+from tests.test_web_dashboard import PASSWORD, Dashboard
+
+TUNED = {"enabled": True, "window": 600, "every": 600, "budget": 50}
+
+
+def labels(spec: dict) -> list[str]:
+    return [label for label, _ in alternatives(parse_spec(spec, check_vw=False).data)]
+
+
+def test_alternatives_stay_near_the_live_settings():
+    assert labels({"key": "k", "exploration": {"algorithm": "epsilon", "epsilon": 0.8},
+                   "learning": {"interactions": ["UA", "PA", "UPA"], "decay": 0.1, "learning_rate": 2,
+                                "scaling": {"default": "raw"}}}) == [
+        "pairs only", "forget faster (decay 0)", "less exploration (epsilon 0.4)", "learning rate 4", "scaling log",
+        "learning rate 1", "forget slower (decay 0.3)"]  # epsilon 1.6 is no epsilon: not tried
+    assert labels({"key": "k", "learning": {"interactions": ["UA"], "decay": 0.0}})[:2] == [
+        "less exploration (gamma_scale 100)", "learning rate 1"]  # one context namespace: no cubic; no faster decay
+
+
+def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_undone(shop, rng, app, client):
+    shop.create("tuned", reward={"wait_seconds": 1}, exploration={"algorithm": "epsilon", "epsilon": 1.0},
+                learning={"update_seconds": 1, "autotune": TUNED}, traffic={"holdout": 0.0})
+    drive(shop, "tuned", 800, rng, learn_every=100)
+    history = client.get("/v1/experiments/tuned/history").get_json()["history"]
+    switch = next(h for h in history if h["actor"] == ACTOR)
+    summary = switch["change"]["autotune"]
+    assert summary["chosen"] == "less exploration (epsilon 0.5)"
+    assert switch["spec"]["exploration"]["epsilon"] == 0.5 and switch["change"]["exploration"]["epsilon"] == 0.5
+    assert summary["window"]["scored"] == 300 and summary["alpha"] == pytest.approx(0.05 / 4)
+    chosen = next(a for a in summary["alternatives"] if a["label"] == summary["chosen"])
+    assert chosen["gain"]["low"] > 0 and len(summary["alternatives"]) == 4
+    assert all(a["gain"]["low"] <= 0 or a is chosen or a["gain"]["value"] <= chosen["gain"]["value"]
+               for a in summary["alternatives"])
+
+    shop.learn(seconds=2)  # the switch rebuilds the model from the log with the new settings
+    store = app.extensions["silent"]["store"]
+    model = store.latest_model("tuned")
+    assert "--epsilon 0.5" in model["args"] and model["learned"] == 800
+    assert model["model"] == bare_replay(store, "tuned", parse_scaling({"default": "raw"}), model["args"])
+
+    work = shop.learner.tuner.work("tuned")
+    assert 0 < work["replays"] <= TUNED["budget"] * work["learned"]
+
+    assert client.post("/v1/experiments/tuned/autotune/undo", json={"version": 1}).status_code == 400
+    assert client.post("/v1/experiments/tuned/autotune/undo", json={"version": 99}).status_code == 404
+    assert client.post("/v1/experiments/tuned/autotune/undo", json={"version": "2"}).get_json()["error"][
+        "field"] == "version"
+    undone = client.post("/v1/experiments/tuned/autotune/undo", json={"version": switch["version"]}).get_json()
+    assert undone["spec"]["exploration"]["epsilon"] == 1.0
+    assert undone["spec"]["learning"]["autotune"] == {**TUNED, "enabled": False, "budget": 50.0}
+    last = client.get("/v1/experiments/tuned/history").get_json()["history"][-1]
+    assert last["change"]["undo"] == {"version": switch["version"]} and last["actor"] != ACTOR
+
+
+def test_the_budget_bounds_the_work_and_a_paused_experiment_is_not_tuned(shop, rng):
+    shop.create("slow", reward={"wait_seconds": 1}, learning={"update_seconds": 1,
+                                                              "autotune": {**TUNED, "budget": 0.5}})
+    drive(shop, "slow", 800, rng, learn_every=100)
+    work = shop.learner.tuner.work("slow")
+    assert work["rounds"] == 1 and 0 < work["replays"] <= 0.5 * work["learned"]
+    assert shop.learner.tuner.last_round("slow") is None  # 5 learners x 600 decisions: far from done
+    shop.client.patch("/v1/experiments/slow", json={"status": "paused"})
+    shop.learn(seconds=2)
+    assert shop.learner.tuner.work("slow")["rounds"] == 0  # dropped while paused
+
+
+def test_the_dashboard_shows_a_switch_and_undoes_it(app, client, shop):
+    row = shop.create("shown", exploration={"algorithm": "epsilon", "epsilon": 0.4})
+    gain = {"value": 0.05, "low": 0.01, "high": 0.09, "n": 800, "alpha": 0.0125}
+    summary = {"round": 1, "window": {"after_seq": 0, "scored_after_seq": 10, "until_seq": 20, "scored": 800},
+               "alpha": 0.0125, "live": {"dr": gain}, "chosen": "learning rate 1",
+               "alternatives": [{"label": "learning rate 1", "patch": {"learning": {"learning_rate": 1.0}},
+                                 "dr": gain, "gain": gain}]}
+    service = app.extensions["silent"]["service"]
+    service.update_experiment("shown", {"learning": {"learning_rate": 1.0}}, actor=ACTOR, note={"autotune": summary})
+    app.extensions["silent"]["access"].create_user("alice", PASSWORD)
+    board = Dashboard(client)
+    board.sign_in()
+    page = board.get("/experiments/shown").text
+    assert "Auto-tuning" in page and "learning rate 1" in page and "+0.05" in page and ">Undo</button>" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/experiments/shown/autotune/undo", data={"csrf_token": token, "version": "2"})
+    assert response.status_code == 302
+    assert service.get_experiment("shown")["spec"]["learning"]["learning_rate"] == row["spec"]["learning"][
+        "learning_rate"]
+    assert "undone in version 3" in board.get("/experiments/shown").text
