@@ -85,6 +85,8 @@ def alternatives(spec: dict) -> list[tuple[str, dict]]:
     learning, exploration = spec["learning"], spec["exploration"]
     decay, rate = learning["decay"], learning["learning_rate"]
     faster, slower = round(max(decay - 0.2, 0.0), 6), round(min(decay + 0.2, 0.5), 6)
+    if "--power_t" in learning["vw_args"]:
+        faster = slower = decay  # the decay is the extra VW arguments': leave it to them
     scaling = learning["scaling"]
     other = "raw" if scaling["default"] != "raw" else "log"
     found = [

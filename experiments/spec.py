@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bandit.encoding import FeatureError, validate_features
 from bandit.exploration import SettingError, check_number, exploration_to_dict, parse_exploration
-from bandit.policy import PolicySettings, validate_settings
+from bandit.policy import VW_POWER_T, PolicySettings, validate_settings
 from bandit.scaling import parse_scaling
 from experiments.errors import Conflict, InvalidField
 
@@ -192,9 +192,10 @@ def _learning(value) -> dict:
     out["update_seconds"] = _number(out["update_seconds"], "learning.update_seconds", 0, 86400, low_open=True)
     if not isinstance(out["vw_args"], str) or len(out["vw_args"]) > 1000:
         raise InvalidField("learning.vw_args", "must be a string of at most 1000 characters")
-    if "--power_t" in out["vw_args"]:
-        raise InvalidField("learning.vw_args", "set the learning-rate decay with learning.decay, not --power_t")
     out["decay"] = _number(out["decay"], "learning.decay", 0, 1)
+    if "--power_t" in out["vw_args"] and out["decay"] != VW_POWER_T:
+        raise InvalidField("learning.decay", "give the learning-rate decay once: learning.decay or --power_t in "
+                                             "learning.vw_args, not both")
     out["scaling"] = _scaling(out["scaling"])
     out["autotune"] = _autotune(out["autotune"])
     if out["mode"] not in LEARNING_MODES:

@@ -25,7 +25,7 @@ def test_learning_defaults_keep_vw_decay_and_autotuning_off():
 @pytest.mark.parametrize("learning, field", [
     ({"decay": 1.5}, "learning.decay"),
     ({"decay": "fast"}, "learning.decay"),
-    ({"vw_args": "--power_t 0"}, "learning.vw_args"),
+    ({"vw_args": "--power_t 0", "decay": 0.2}, "learning.decay"),
     ({"scaling": "log"}, "learning.scaling"),
     ({"scaling": {"default": "cube"}}, "learning.scaling.default"),
     ({"scaling": {"features": {"price": "log"}}}, "learning.scaling.features.price"),
@@ -57,8 +57,8 @@ def test_stored_experiments_keep_raw_numbers_and_vw_decay(tmp_path):
     store.close()
     store = Store(path)
     learning = parse_spec(store.existing_experiment("old")["spec"], check_vw=False).data["learning"]
-    assert learning["scaling"] == {"default": "raw", "features": {}} and learning["decay"] == 0.1
-    assert learning["vw_args"] == "--cb_type mtr" and learning["autotune"]["enabled"] is False
+    assert learning["scaling"] == {"default": "raw", "features": {}} and learning["decay"] == 0.5
+    assert learning["vw_args"] == "--power_t 0.1 --cb_type mtr" and learning["autotune"]["enabled"] is False
     store.close()
 
 
