@@ -1,5 +1,8 @@
 """Learning settings in the spec: numeric scaling, forgetting (decay), auto-tuning; and what the learner makes of them."""
+import json
 import math
+import pathlib
+import re
 
 import pytest
 import vowpalwabbit
@@ -132,3 +135,14 @@ def test_a_model_row_without_features_is_unscaled(tmp_path):
     assert "features" in {c[1] for c in store.conn.execute("PRAGMA table_info(models)")}
     assert models.scaling({"args": "--cb_explore_adf", "features": None}).is_identity
     store.close()
+
+
+def test_the_learning_docs_examples_are_valid_patches(shop, client):
+    """Every JSON example of docs/learning.md is a PATCH body the API takes."""
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "learning.md").read_text()
+    examples = re.findall(r"```json\n(.*?)```", text, re.S)
+    assert len(examples) == 3
+    shop.create("documented")
+    for example in examples:
+        response = client.patch("/v1/experiments/documented", json=json.loads(example))
+        assert response.status_code == 200, response.get_json()

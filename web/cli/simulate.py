@@ -83,6 +83,18 @@ def curve_text(result: dict) -> list[str]:
     return lines
 
 
+def drift_text(result: dict) -> list[str]:
+    """The drift's headline: when the segment changed, and when it had recovered."""
+    drift = result.get("drift")
+    if drift is None:
+        return []
+    recovered = (f"reached {drift['recovery_share']:.0%} of its new oracle lift {drift['recovery_events']:,} page views "
+                 "later" if drift["recovery_events"] is not None else
+                 f"had not reached {drift['recovery_share']:.0%} of its new oracle lift by the end")
+    return [f"Segment {drift['segment']} took on the tastes of {drift['like']} at page view {drift['change_at']:,}; "
+            f"it {recovered}."]
+
+
 def _rate(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -107,7 +119,8 @@ def chart_svg(result: dict) -> str:
 # -- simulate --------------------------------------------------------------------------------------
 @click.command("simulate")
 @click.option("--scenario", type=SCENARIO_CHOICE, default="items", show_default=True,
-              help="items: one item of 50; slate: 3 slots; strategies: pick one of 5 recommendation strategies.")
+              help="items: one item of 50; slate: 3 slots; strategies: pick one of 5 recommendation strategies; "
+                   "drift: items, and half way one segment's tastes change.")
 @click.option("--events", type=click.IntRange(1), default=20_000, show_default=True, help="Page views to simulate.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the shop and its users.")
 @click.option("--url", default=None, help="Drive a running server (e.g. http://127.0.0.1:8000) instead of the "
@@ -125,8 +138,11 @@ def chart_svg(result: dict) -> str:
               help="Reward window of the experiment it creates  [default: 120; 2 over HTTP, in real seconds].")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of users who get the uniform control.")
+@click.option("--change-at", type=click.IntRange(1), default=None,
+              help="drift: the page view at which the segment's tastes change  [default: half way].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the result) and nothing else.")
-def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds, wait_seconds, holdout, as_json):
+def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds, wait_seconds, holdout, change_at,
+             as_json):
     """Play the simulated shop against the service and measure how close the bandit gets to the oracle.
 
     In-process (the default) runs the real service and learner on a SQLite file on
@@ -142,7 +158,7 @@ def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds,
     if wait_seconds is None:
         wait_seconds = HTTP_WAIT_SECONDS if url else 120.0
     settings = SimulationSettings(scenario=scenario, events=events, seed=seed, rate=rate, learn_seconds=learn_seconds,
-                                  wait_seconds=wait_seconds, holdout=holdout, key=key,
+                                  wait_seconds=wait_seconds, holdout=holdout, key=key, change_at=change_at,
                                   learning=HTTP_LEARNING if url else None)
     try:
         settings.validate()
@@ -156,7 +172,7 @@ def simulate(scenario, events, seed, url, api_key, db, key, rate, learn_seconds,
         click.echo(json.dumps(result))
         return
     click.echo(f"{scenario}: {events:,} page views, seed {seed}, {result['mode']}")
-    click.echo("\n".join(rates_text(result) + ["Learning curve:"] + curve_text(result)))
+    click.echo("\n".join(rates_text(result) + drift_text(result) + ["Learning curve:"] + curve_text(result)))
 
 
 def _simulate_in_process(settings, db: str | None) -> dict:
