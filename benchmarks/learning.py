@@ -1,64 +1,99 @@
-"""Measure how close the bandit gets to the oracle, and that the service loses nothing to VW run directly.
+"""Measure how close the bandit gets to the oracle, with and without auto-tuning, and that nothing is lost.
 
-Usage: python benchmarks/learning.py [--events 20000] [--seeds 0 1 2] [--scenarios items slate strategies]
+Usage: python benchmarks/learning.py [--events 20000] [--seeds 0 1 ... 9] [--scenarios items slate strategies drift]
+                                     [--autotune off on] [--jobs 2] [--learning JSON] [--output FILE]
 
-Each scenario and seed runs the simulated shop through the real service and
+Every scenario and seed runs the simulated shop through the real service and
 learner (``experiments.simulation.runner``, in-process on virtual time, the spec
-defaults) and reports ``normalized_lift`` (measured clicks, last 20% of events)
-and ``normalized_lift_expected`` (the same under the true click model). Then the
-very decisions the service logged (context, candidates, chosen, probability) and
-the rewards the driver saw arrive on time are fed, in log order, to a bare
-``vowpalwabbit.Workspace`` with the same arguments. The service's final model
-and that replayed model, plus a policy that learned online with no service at
-all (no reward window, no batching, no holdout), are graded on the same held-out
-page views under the true click model: the value of each policy as served, with
-its exploration. Prints one JSON object.
+defaults), once with auto-tuning off and once on. Each run reports
+``normalized_lift`` (measured clicks, last 20% of events) and
+``normalized_lift_expected`` (the same under the true click model), the drift
+scenario its ``recovery_events``, and an auto-tuned run its switches. Then the
+decisions the service logged and the rewards the driver saw arrive on time are
+fed, in log order, to a bare ``vowpalwabbit.Workspace`` with the settings the
+service had: for each model published just before an auto-tuning switch, the
+decisions up to its cursor with its settings, and for the final model all of
+them with the final settings; each must equal the service's model byte for byte.
+Prints one JSON object with every run and a summary per scenario against the goals.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import vowpalwabbit
 from tqdm import tqdm
 
 from bandit.encoding import action_text, cb_lines, ccb_lines, context_text
-from bandit.policy import Policy
-from bandit.simulation import normalized_lift
+from bandit.scaling import Scaler
+from experiments import models
 from experiments.clock import VirtualClock
 from experiments.labels import slot_rewards
-from experiments.simulation.runner import InProcessTarget, SimulationSettings, outcome_rng, play, summarize
+from experiments.simulation.runner import InProcessTarget, SimulationSettings, play, summarize
 from experiments.spec import parse_spec
 
-GOALS = {"items": 0.8, "slate": 0.7, "strategies": 0.8}
-HELD_OUT_VIEWS = 2000
+GOALS = {  # mean and worst seed of normalized lift, auto-tuning off
+    "items": {"mean": 0.85, "worst": 0.78},
+    "strategies": {"mean": 0.85, "worst": 0.78},
+    "slate": {"mean": 0.82, "worst": 0.72},
+    "drift": {"recovery_events": 5000},
+}
+AUTOTUNE = {"enabled": True}
+AUTOTUNE_TOLERANCE = 0.02  # auto-tuning may end below the same seed without it by at most this much
 
 
-def actions_of(sc: dict) -> dict:
-    """Return each candidate's (or arm's) VW action line by id."""
-    pool = sc["spec"]["arms"] or sc["shop"].catalog
-    return {c["id"]: action_text(c) for c in pool}
+class RecordingTarget(InProcessTarget):
+    """The in-process target, keeping each model the learner published just before a settings switch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key = None
+        self.checkpoints: list[dict] = []
+
+    def create(self, spec: dict) -> dict:
+        view = super().create(spec)
+        self.key = view["key"]
+        return view
+
+    def tick(self) -> None:
+        before = self.store.existing_experiment(self.key)["version"]
+        super().tick()
+        if self.store.existing_experiment(self.key)["version"] != before:
+            self.checkpoints.append(self.store.latest_model(self.key))
 
 
-def replay_bare_vw(spec: dict, sc: dict, log: list) -> bytes:
-    """Learn the logged decisions in log order with a bare VW workspace; return its model."""
-    settings = parse_spec(spec).policy_settings()
-    events, reward = spec["reward"]["events"], spec["reward"]
-    lines_of = actions_of(sc)
-    ws = vowpalwabbit.Workspace(settings.args())
-    for context, ids, slate, outcomes in log:
-        values = slot_rewards([(slot, events.get(kind, 0.0)) for slot, kind in outcomes], len(slate),
+def replay_bare_vw(spec: dict, sc: dict, log: list, args: str, scaling, until: int) -> bytes:
+    """Learn the first ``until`` logged decisions in log order with a bare VW workspace; return its model.
+
+    Numeric features are scaled as the service's policy does: a standardising
+    scaling observes the first examples, then they are learned in order.
+    """
+    reward = spec["reward"]
+    slate_experiment = spec["slots"] > 1
+    lines_of = {c["id"]: action_text(c) for c in (spec["arms"] or sc["shop"].catalog)}
+    scaler, examples = Scaler(scaling), []
+    ws = vowpalwabbit.Workspace(args)
+    for context, ids, slate, outcomes in log[:until]:
+        values = slot_rewards([(slot, reward["events"].get(kind, 0.0)) for slot, kind in outcomes], len(slate),
                               reward["aggregation"], reward["default"])
         labels = [(index, -value, max(p, 1e-6)) for (index, p), value in zip(slate, values)]
         shared, actions = context_text(context), [lines_of[i] for i in ids]
-        if settings.is_slate:
-            ws.learn(ccb_lines(shared, actions, len(labels), labels=labels))
-        else:
-            ws.learn(cb_lines(shared, actions, label=labels[0]))
+        if scaler.observing:
+            scaler.observe([shared, *actions])
+        examples.append((shared, actions, labels))
+        if scaler.observing:
+            continue
+        for shared, actions, labels in examples:
+            shared, actions = scaler.text(shared), scaler.texts(actions)
+            ws.learn(ccb_lines(shared, actions, len(labels), labels=labels) if slate_experiment
+                     else cb_lines(shared, actions, label=labels[0]))
+        examples = []
     return _save(ws)
 
 
@@ -74,99 +109,123 @@ def _save(ws) -> bytes:
         os.unlink(path)
 
 
-def learn_online(spec: dict, sc: dict, settings: SimulationSettings) -> bytes:
-    """Let a policy choose and learn after every page view, with no service around it; return its model."""
-    policy = Policy(parse_spec(spec).policy_settings())
-    lines_of = actions_of(sc)
-    events = spec["reward"]["events"]
-    view_rng, request_rng = np.random.default_rng([settings.seed, 0]), np.random.default_rng([settings.seed, 1])
-    for i in range(settings.events):
-        view = sc["shop"].page_view(view_rng)
-        body = sc["request"](view, request_rng)
-        ids = [c["id"] for c in body.get("candidates") or sc["spec"]["arms"]]
-        shared, actions = context_text(view.context), [lines_of[k] for k in ids]
-        chosen = policy.choose(shared, actions, sc["slots"], f"online-{i}")
-        values = [0.0] * len(chosen)
-        for o in sc["outcomes"](view, [ids[k] for k, _ in chosen], outcome_rng(settings.seed, i)):
-            values[o.slot] += events.get(o.type, 0.0)
-        policy.learn(shared, actions, chosen, values)
-    return policy.save()
+def _logged_until(store, cursor: int) -> int:
+    return store.conn.execute("SELECT count(*) FROM decisions WHERE seq <= ?", (cursor,)).fetchone()[0]
 
 
-def served_value(sc: dict, spec: dict, model: bytes, views: list) -> float:
-    """Return a model's mean expected clicks per page view as served (sampled with its exploration)."""
-    policy = Policy(parse_spec(spec).policy_settings(), model)
-    lines_of = actions_of(sc)
-    request_rng = np.random.default_rng(1)
-    values = []
-    for j, view in enumerate(views):
-        body = sc["request"](view, request_rng)
-        ids = [c["id"] for c in body.get("candidates") or sc["spec"]["arms"]]
-        shared, actions = context_text(view.context), [lines_of[k] for k in ids]
-        if sc["slots"] == 1:
-            pmf = policy.pmf(shared, actions)
-            values.append(float(sum(p * sc["value"](view, [ids[k]]) for k, p in enumerate(pmf) if p > 0)))
-        else:
-            chosen = policy.choose(shared, actions, sc["slots"], f"held-out-{j}")
-            values.append(sc["value"](view, [ids[k] for k, _ in chosen]))
-    policy.close()
-    return float(np.mean(values))
+def replay_checks(target: RecordingTarget, spec: dict, sc: dict, log: list) -> list[dict]:
+    """Compare every recorded model and the final one with a bare VW replay of the log with its settings."""
+    rows = target.checkpoints + [target.store.latest_model(target.key)]
+    checks = []
+    for row in rows:
+        until = _logged_until(target.store, row["cursor_seq"])
+        replayed = replay_bare_vw(spec, sc, log, row["args"], models.scaling(row), until)
+        checks.append({"model_version": row["version"], "decisions": until, "args": row["args"],
+                       "identical": replayed == row["model"]})
+    return checks
 
 
-def held_out(sc: dict, spec: dict, models: dict, seed: int) -> dict:
-    """Grade each model on the same held-out page views; lifts place them between uniform and oracle."""
-    views = sc["shop"].sample_views(HELD_OUT_VIEWS, seed=10_000 + seed)
-    uniform = float(np.mean([sc["uniform"](v) for v in views]))
-    oracle = float(np.mean([sc["oracle"](v)[1] for v in views]))
-    values = {name: served_value(sc, spec, model, views) for name, model in models.items()}
-    return {"uniform": round(uniform, 5), "oracle": round(oracle, 5),
-            "value": {name: round(v, 5) for name, v in values.items()},
-            "normalized_lift": {name: round(normalized_lift(v, uniform, oracle), 4) for name, v in values.items()}}
+def switches(target: RecordingTarget) -> list[dict]:
+    """The auto-tuning switches of the run: what changed, when, and the gain that justified it."""
+    out = []
+    for entry in target.service.history(target.key):
+        summary = entry["change"].get("autotune") if isinstance(entry["change"], dict) else None
+        if summary:
+            chosen = next(a for a in summary["alternatives"] if a["label"] == summary["chosen"])
+            out.append({"version": entry["version"], "chosen": summary["chosen"], "until_seq":
+                        summary["window"]["until_seq"], "gain": chosen["gain"]})
+    return out
 
 
-def run_case(name: str, seed: int, events: int, folder: str) -> dict:
-    settings = SimulationSettings(scenario=name, events=events, seed=seed)
-    clock = VirtualClock()
-    target = InProcessTarget(os.path.join(folder, f"{name}-{seed}.db"), clock, settings.learn_seconds)
-    started = time.perf_counter()
-    with tqdm(total=events, desc=f"{name} seed {seed}", leave=False) as bar:
-        sc, trace, spec = play(settings, target, clock, on_progress=bar.update, keep_log=True)
-    seconds = time.perf_counter() - started
-    result = summarize(sc, settings, trace, spec, target.mode)
-    service_model = target.store.latest_model(spec["key"])["model"]
-    target.close()
-    replayed = replay_bare_vw(spec, sc, trace.log)
-    models = {"service": service_model, "vw_replay": replayed, "vw_online": learn_online(spec, sc, settings)}
-    return {"seed": seed, "normalized_lift": result["normalized_lift"],
-            "normalized_lift_expected": result["normalized_lift_expected"], "ctr": result["ctr"],
-            "expected": result["expected"], "held_out": held_out(sc, spec, models, seed),
-            "replay_model_identical": replayed == service_model, "simulation_seconds": round(seconds, 1),
-            "events_per_second": round(events / seconds)}
+def run_case(case: dict) -> dict:
+    """One scenario, seed and auto-tuning setting; returns the run's figures."""
+    learning = {**case["learning"], **({"autotune": AUTOTUNE} if case["autotune"] else {})}
+    settings = SimulationSettings(scenario=case["scenario"], events=case["events"], seed=case["seed"],
+                                  learning=learning or None)
+    with tempfile.TemporaryDirectory() as folder:
+        clock = VirtualClock()
+        target = RecordingTarget(os.path.join(folder, "run.db"), clock, settings.learn_seconds)
+        started = time.perf_counter()
+        with tqdm(total=case["events"], desc=case["label"], leave=False, disable=case["quiet"]) as bar:
+            sc, trace, spec = play(settings, target, clock, on_progress=bar.update, keep_log=True)
+        seconds = time.perf_counter() - started
+        result = summarize(sc, settings, trace, spec, target.mode)
+        final = target.store.existing_experiment(target.key)["spec"]
+        out = {"scenario": case["scenario"], "seed": case["seed"], "autotune": case["autotune"],
+               "normalized_lift": result["normalized_lift"],
+               "normalized_lift_expected": result["normalized_lift_expected"], "ctr": result["ctr"],
+               "switches": switches(target), "final_settings": {"exploration": final["exploration"],
+                                                                "learning": final["learning"]},
+               "replay": replay_checks(target, final, sc, trace.log), "simulation_seconds": round(seconds, 1)}
+        if "drift" in result:
+            drift = result["drift"]
+            out["drift"] = {"recovery_events": drift["recovery_events"], "change_at": drift["change_at"],
+                            "segment_lift_at_end": drift["segment_lift"][-1]["normalized_lift"]}
+        target.close()
+    return out
+
+
+def _lifts(runs: list, autotune: bool) -> dict:
+    return {r["seed"]: r["normalized_lift"] for r in runs if r["autotune"] == autotune}
 
 
 def scenario_summary(name: str, runs: list) -> dict:
-    mean = lambda pick: round(float(np.mean([pick(r) for r in runs])), 4)  # noqa: E731
-    held = {model: mean(lambda r, m=model: r["held_out"]["normalized_lift"][m])
-            for model in runs[0]["held_out"]["normalized_lift"]}
-    lift, lift_expected = mean(lambda r: r["normalized_lift"]), mean(lambda r: r["normalized_lift_expected"])
-    return {"goal": GOALS[name], "mean_normalized_lift": lift, "mean_normalized_lift_expected": lift_expected,
-            "goal_met": lift >= GOALS[name] and lift_expected >= GOALS[name],
-            "held_out_mean_normalized_lift": held, "runs": runs}
+    """Mean and worst seed with and without auto-tuning, the goals, and what auto-tuning changed."""
+    out = {"goal": GOALS[name]}
+    for autotune in (False, True):
+        lifts = _lifts(runs, autotune)
+        if not lifts:
+            continue
+        worst = min(lifts, key=lifts.get)
+        figures = {"mean": round(float(np.mean(list(lifts.values()))), 4), "worst": lifts[worst], "worst_seed": worst,
+                   "per_seed": lifts}
+        if name == "drift":
+            recovery = {r["seed"]: r["drift"]["recovery_events"] for r in runs if r["autotune"] == autotune}
+            figures["recovery_events"] = recovery
+            figures["recovered_within_goal"] = sum(v is not None and v <= GOALS[name]["recovery_events"]
+                                                   for v in recovery.values())
+        else:
+            figures["goal_met"] = figures["mean"] >= GOALS[name]["mean"] and figures["worst"] >= GOALS[name]["worst"]
+        out["autotune_on" if autotune else "autotune_off"] = figures
+    if "autotune_on" in out and "autotune_off" in out:
+        off, on = _lifts(runs, False), _lifts(runs, True)
+        worst = out["autotune_off"]["worst_seed"]
+        differences = {seed: round(on[seed] - off[seed], 4) for seed in off if seed in on}
+        out["autotune_effect"] = {"per_seed": differences, "most_lost": min(differences.values()),
+                                  "never_below_by_more_than_tolerance": min(differences.values())
+                                  >= -AUTOTUNE_TOLERANCE, "worst_seed_improved": on[worst] > off[worst],
+                                  "switches": sum(len(r["switches"]) for r in runs if r["autotune"])}
+    out["replays_identical"] = all(check["identical"] for r in runs for check in r["replay"])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--scenarios", nargs="+", default=list(GOALS), choices=list(GOALS))
+    parser.add_argument("--autotune", nargs="+", default=["off", "on"], choices=["off", "on"])
+    parser.add_argument("--learning", type=json.loads, default={},
+                        help='learning settings over the defaults, e.g. \'{"decay": 0.5}\' for a baseline')
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--output", default=None, help="also write the JSON here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        scenarios = {name: scenario_summary(name, [run_case(name, seed, args.events, folder) for seed in args.seeds])
-                     for name in args.scenarios}
+    cases = [{"scenario": name, "seed": seed, "autotune": autotune == "on", "events": args.events,
+              "learning": args.learning, "label": f"{name} seed {seed} autotune {autotune}",
+              "quiet": args.jobs > 1} for name in args.scenarios for autotune in args.autotune for seed in args.seeds]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        runs = list(tqdm(pool.map(run_case, cases), total=len(cases), desc="runs", file=sys.stderr))
     defaults = parse_spec({"key": "defaults"}).data
-    print(json.dumps({"events": args.events, "seeds": args.seeds,
-                      "defaults": {"exploration": defaults["exploration"], "learning": defaults["learning"]},
-                      "scenarios": scenarios}, indent=2))
+    report = {"events": args.events, "seeds": args.seeds, "learning_override": args.learning,
+              "defaults": {"exploration": defaults["exploration"], "learning": defaults["learning"]},
+              "scenarios": {name: scenario_summary(name, [r for r in runs if r["scenario"] == name])
+                            for name in args.scenarios},
+              "runs": runs}
+    text = json.dumps(report, indent=2)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    print(text)
 
 
 if __name__ == "__main__":
