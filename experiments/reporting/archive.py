@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from experiments.learner import slot_rewards
+from experiments.labels import slot_rewards
 from experiments.store import loads
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Callable
 from bandit.encoding import ACTION_NAMESPACE, LOOSE_NAMESPACE, SLOT_NAMESPACE, context_text, namespace_name
 from bandit.feature_weights import Term, traced_policy
 from experiments.labels import learnable, slot_texts
-from experiments.learner import training_labels
+from experiments.labels import training_labels
 from experiments.reporting.evaluation import closed_chunks, count_closed
 from experiments.reporting.logdata import Window
 from experiments.spec import parse_spec
