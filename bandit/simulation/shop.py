@@ -52,7 +52,8 @@ class SimulatedShop:
         self.population = Population(rngs[2], segments, n_users)
         uncalibrated = ClickModel(self.products, segments, position_bias)
         views = [self.page_view(rngs[3]) for _ in range(CALIBRATION_VIEWS)]
-        self.clicks = ClickModel(self.products, segments, position_bias, calibrated_offset(uncalibrated, views, mean_ctr))
+        offset = calibrated_offset(uncalibrated, views, mean_ctr)
+        self.clicks = ClickModel(self.products, segments, position_bias, offset)
 
     def __repr__(self) -> str:
         return (f"SimulatedShop(seed={self.seed!r}, n_items={self.n_items!r}, n_categories={self.n_categories!r}, "

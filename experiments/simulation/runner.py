@@ -381,8 +381,9 @@ def segment_lift(trace: Trace, change_at: int, points: int) -> list[dict]:
         if mine.sum() < DRIFT_MIN_DECISIONS:
             out.append({"events": end, "decisions": int(mine.sum()), "normalized_lift": None})
             continue
-        lift = normalized_lift(float(trace.expected[start:end][mine].mean()), float(drift.uniform[start:end][mine].mean()),
-                               float(drift.oracle[start:end][mine].mean()))
+        bandit, uniform, oracle = (float(values[start:end][mine].mean())
+                                   for values in (trace.expected, drift.uniform, drift.oracle))
+        lift = normalized_lift(bandit, uniform, oracle)
         out.append({"events": end, "decisions": int(mine.sum()),
                     "normalized_lift": round(lift, 4) if math.isfinite(lift) else None})
     return out
