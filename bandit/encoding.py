@@ -183,6 +183,15 @@ def slot_text(features: dict | None, field: str = "slot", limit: int | None = No
     return f"|{SLOT_NAMESPACE} {feats}" if feats else "|"
 
 
+def feature_count(text: str) -> int:
+    """Count the features of VW text: its tokens less its namespace names.
+
+    >>> feature_count("|User a=1 b=2 |Page type=home"), feature_count("|User"), feature_count("")
+    (3, 0, 0)
+    """
+    return text.count(" ") + 1 - text.count("|") if text else 0
+
+
 def namespace_counts(text: str) -> dict[str, int]:
     """Count the features of VW text per namespace letter (what ``-q`` crosses).
 

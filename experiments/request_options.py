@@ -12,7 +12,7 @@ was shown (``Service.activate``) before its reward window closed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bandit.encoding import FeatureError, slot_text
 from experiments.errors import InvalidField
@@ -25,9 +25,11 @@ SLOT_FIELDS = frozenset({"id", "features", "exclude", "baseline"})
 ONLINE, APPRENTICE, LOGGING_ONLY = "online", "apprentice", "logging_only"
 
 
-@dataclass(frozen=True)
-class RequestOptions:
-    """The validated options of one request; indices refer to the candidates after exclude."""
+class RequestOptions(NamedTuple):
+    """The validated options of one request; indices refer to the candidates after exclude.
+
+    A named tuple rather than a frozen dataclass: it is made on every request, and costs a third.
+    """
 
     slot_ids: tuple = ()
     slot_features: tuple = ()
