@@ -7,6 +7,7 @@ learned as cost -r. A workspace is not thread-safe: every call holds the lock.
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import tempfile
@@ -37,9 +38,27 @@ FORBIDDEN_VW_OPTIONS = {
 VW_POWER_T = 0.5  # VW's own learning-rate decay; not written out, so older models keep their command line
 
 
+VW_DEFAULT_BITS = 18  # VW's own hash space: 2^18 weights
+BITS_OPTIONS = ("-b", "--bit_precision")
+
+
+def sets_bits(vw_args: str) -> bool:
+    """Say whether extra VW arguments choose the hash space themselves.
+
+    >>> sets_bits("--power_t 0 -b 20"), sets_bits("--bit_precision=22"), sets_bits("-l 0.1")
+    (True, True, False)
+    """
+    return any(token.split("=", 1)[0] in BITS_OPTIONS for token in vw_args.split())
+
+
 @dataclass(frozen=True)
 class PolicySettings:
-    """What a policy needs from an experiment spec to build its VW workspace."""
+    """What a policy needs from an experiment spec to build its VW workspace.
+
+    ``hash_bits`` sizes the weight table (2^bits weights, 16 bytes each); VW's
+    default of 18 is left out of the command line, so models made before the
+    setting existed keep their arguments. A ``-b`` in ``vw_args`` wins.
+    """
 
     slots: int = 1
     exploration: object = field(default_factory=Epsilon)
@@ -48,6 +67,7 @@ class PolicySettings:
     vw_args: str = ""
     decay: float = VW_POWER_T  # VW's --power_t: how fast the learning rate shrinks as evidence accumulates
     scaling: Scaling = field(default_factory=Scaling)
+    hash_bits: int = VW_DEFAULT_BITS
 
     @property
     def is_slate(self) -> bool:
@@ -68,6 +88,8 @@ class PolicySettings:
         parts.append(f"-l {self.learning_rate!r}")
         if self.decay != VW_POWER_T:
             parts.append(f"--power_t {self.decay!r}")
+        if self.hash_bits != VW_DEFAULT_BITS and not sets_bits(self.vw_args):
+            parts.append(f"-b {self.hash_bits}")
         if self.vw_args:
             parts.append(self.vw_args)
         parts.append("--quiet")
@@ -105,6 +127,15 @@ def with_slot(shared: str, slot_texts: list[str] | None) -> str:
     return f"{shared} {slot_texts[0]}".strip()
 
 
+# VW keeps a pool of parsed examples, 256 by default, which costs ~7 MB per workspace whatever
+# the model; the pool grows on demand, so a small one changes nothing but memory (not the model
+# bytes, not a prediction) and a process can hold many more experiments' policies.
+MEMORY_ARGS = "--ring_size 8"
+BASE_BYTES = 1_150_000  # a workspace with an empty model and the small pool, measured
+PAGE_BYTES = 4096
+SAVED_BYTES_PER_WEIGHT = 20  # roughly, in VW's model file
+
+
 class Policy:
     """A VW workspace with seeded slate sampling; safe to share between threads.
 
@@ -124,7 +155,8 @@ class Policy:
         self.settings = settings
         self._lock = threading.Lock()
         names = f" --invert_hash {shlex.quote(readable_weights)}" if readable_weights else ""
-        self._ws = self._load(model) if model else vowpalwabbit.Workspace(settings.args() + names)
+        self._ws = self._load(model) if model else vowpalwabbit.Workspace(f"{settings.args()} {MEMORY_ARGS}{names}")
+        self._model_bytes = len(model) if model else 0
         self._scaler = Scaler(settings.scaling, Statistics.from_dict(statistics) if statistics else None)
         self._waiting: list[tuple] = []
 
@@ -133,9 +165,21 @@ class Policy:
         with tempfile.NamedTemporaryFile(suffix=".vw", delete=False) as fh:
             fh.write(model)
         try:
-            return vowpalwabbit.Workspace(f"--quiet -i {shlex.quote(fh.name)}")
+            return vowpalwabbit.Workspace(f"--quiet {MEMORY_ARGS} -i {shlex.quote(fh.name)}")
         finally:
             os.unlink(fh.name)
+
+    def footprint(self) -> int:
+        """Estimate the resident bytes of this policy from its weight table and its last saved size.
+
+        Weights live in one table of ``num_weights * stride`` floats that the OS maps in
+        page by page; each learned weight lands on a random page, so n of them touch
+        about ``pages * (1 - exp(-n / pages))`` pages.
+        """
+        table = self._ws.num_weights() * self._ws.get_stride() * 4
+        pages = max(1, table // PAGE_BYTES)
+        learned = self._model_bytes / SAVED_BYTES_PER_WEIGHT
+        return BASE_BYTES + int(table * (1 - math.exp(-learned / pages)))
 
     def save(self) -> bytes:
         """Return the model as bytes (VW's own format, loadable with ``vw -i``)."""
@@ -145,7 +189,9 @@ class Policy:
             with self._lock:
                 self._ws.save(path)
             with open(path, "rb") as fh:
-                return fh.read()
+                model = fh.read()
+            self._model_bytes = len(model)
+            return model
         finally:
             os.unlink(path)
 

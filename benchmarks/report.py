@@ -168,7 +168,7 @@ def write_archive(store: Store, folder: str, shop: Shop, count: int, rng) -> Non
                                 "pending": "", "first_seq": seq, "last_seq": seq + mine.size - 1,
                                 "rows": int(mine.size), "bytes": os.path.getsize(os.path.join(folder, dataset, name))})
             seq += mine.size
-    store.insert_model({"experiment": KEY, "version": 1, "args": "", "spec_version": 1, "cursor_seq": seq - 1,
+    store.publish_model({"experiment": KEY, "version": 1, "args": "", "spec_version": 1, "cursor_seq": seq - 1,
                         "learned": seq - 1, "created_at": START, "model": b""})
     assert store.commit_archive({"experiment": KEY, "after_seq": 0, "upto_seq": seq - 1, "on_time": 0,
                                  "files": entries, "created_at": START})
@@ -213,7 +213,7 @@ def train_model(store: Store, first_seq: int, count: int = 2000) -> None:
             (first_seq, count)):
         chosen = [(s["index"], s["probability"]) for s in json.loads(slate)]
         policy.learn(context_text(json.loads(context)), store.actions(digest), chosen, [float(seq % 7 == 0)])
-    store.insert_model({"experiment": KEY, "version": 2, "args": settings.args(), "spec_version": 1,
+    store.publish_model({"experiment": KEY, "version": 2, "args": settings.args(), "spec_version": 1,
                         "cursor_seq": first_seq - 1, "learned": count, "created_at": START + WEEK - 60,
                         "model": policy.save()})
 

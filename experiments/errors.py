@@ -33,7 +33,7 @@ class Conflict(ServiceError):
 
 
 class Unavailable(ServiceError):
-    """The service cannot answer as configured (e.g. archive files it lists are not where it looks)."""
+    """The service cannot answer as configured: a database it cannot open, archive files not where it looks."""
 
     status = 503
     code = "unavailable"

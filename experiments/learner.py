@@ -20,16 +20,24 @@ from experiments import models
 from experiments.autotune import Tuner
 from experiments.clock import SystemClock
 from experiments.labels import learnable, slot_texts, training_labels
+from experiments.model_memory import DEFAULT_BUDGET_BYTES, DEFAULT_IDLE_SECONDS, to_evict
+from experiments.retention import RETENTION_EVERY_SECONDS, apply_retention
 from experiments.spec import parse_spec
-from experiments.store import loads
+from experiments.store import PublishRefused, loads
 
 log = logging.getLogger(__name__)
 
 @dataclass
 class _Track:
-    """The learner's state for one experiment."""
+    """The learner's state for one experiment.
 
-    policy: Policy
+    ``policy`` is None while the track is parked (dropped from memory to stay in
+    budget); it is loaded again on demand from the newest snapshot, which holds
+    exactly this state (a track is only parked when everything is published), or
+    made empty when nothing was published since a rebuild began.
+    """
+
+    policy: Policy | None
     identity: tuple  # VW command line and scaling: a model is a function of the log and these
     version: int
     cursor: int
@@ -37,6 +45,16 @@ class _Track:
     published_at: float
     dirty: bool = False
     reset_id: int = 0
+    from_snapshot: bool = False  # the newest snapshot (``version``) holds this track's state
+    used_at: float = 0.0
+
+
+class _Stale(Exception):
+    """A parked track's snapshot is no longer the newest; the track starts over next pass."""
+
+
+class _SteppedBack(Exception):
+    """Another learner took the lease during this pass: stop, publish nothing more."""
 
 
 class Learner:
@@ -44,11 +62,14 @@ class Learner:
 
     def __init__(self, store, clock=None, batch_size: int = 2000, grace_seconds: float = 0.0,
                  lease_owner: str | None = None, lease_seconds: float = 30.0, checkpoints: bool = False,
-                 archive=None):
+                 archive=None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 idle_seconds: float = DEFAULT_IDLE_SECONDS, retention_seconds: float = RETENTION_EVERY_SECONDS):
         """``checkpoints``: fold the WAL back after every batch, for a learner process that owns
         checkpoints (serving workers never run one); a long rebuild then cannot grow the WAL.
         ``archive`` (``experiments.reporting.archive.Archive``): learned, closed decisions go to
-        Parquet, committed with the model that learned them."""
+        Parquet, committed with the model that learned them. ``budget_bytes`` and
+        ``idle_seconds`` bound the policies kept in memory (``experiments.model_memory``);
+        ``retention_seconds`` is how often retention runs."""
         self.store = store
         self.archive = archive
         self.clock = clock or SystemClock()
@@ -57,7 +78,12 @@ class Learner:
         self.lease_owner = lease_owner
         self.lease_seconds = lease_seconds
         self.checkpoints = checkpoints
+        self.budget_bytes = budget_bytes
+        self.idle_seconds = idle_seconds
+        self.retention_seconds = retention_seconds
         self._tracks: dict[str, _Track] = {}
+        self._token: int | None = None
+        self._retention_at = float("-inf")
         self.tuner = Tuner(store, self.clock)  # acts only on experiments whose spec asks for auto-tuning
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -70,39 +96,71 @@ class Learner:
         track = self._tracks.get(key)
         if track and track.identity == identity and track.reset_id == reset_id:
             return track
-        row = self.store.latest_model(key)
+        row = self.store.latest_model(key, with_blob=False)
         version = row["version"] if row else 0
         fresh = track is None or track.reset_id != reset_id
+        now = self.clock.now()
         if fresh and models.matches(row, settings) and row["cursor_seq"] >= floor:
-            track = _Track(models.load(row, settings), identity, version, row["cursor_seq"], row["learned"],
-                           self.clock.now(), reset_id=reset_id)
+            track = _Track(None, identity, version, row["cursor_seq"], row["learned"], now, reset_id=reset_id,
+                           from_snapshot=True, used_at=now)
         else:  # first model, or settings changed: rebuild from the start of the log (or the last reset)
             if track is not None or row:
                 log.info("learning settings of %s changed; rebuilding its model from the log", key)
-            track = _Track(Policy(settings), identity, version, floor, 0, self.clock.now(), dirty=bool(row),
-                           reset_id=reset_id)
+            track = _Track(None, identity, version, floor, 0, now, dirty=bool(row), reset_id=reset_id, used_at=now)
         self._tracks[key] = track
         return track
+
+    def _policy(self, key: str, track: _Track, settings) -> Policy:
+        """Return the track's policy, loading it from the newest snapshot when it was parked."""
+        if track.policy is None:
+            row = self.store.latest_model(key) if track.from_snapshot else None
+            if track.from_snapshot and (row is None or row["version"] != track.version):
+                self._tracks.pop(key, None)  # someone else published meanwhile: start over next pass
+                raise _Stale(key)
+            track.policy = models.load(row, settings) if row else Policy(settings)
+        return track.policy
 
     def run_once(self, force_publish: bool = False) -> dict[str, int]:
         """Learn what has closed and publish snapshots that are due; return learned counts."""
         with self._lock:
             learned = {}
-            if self.lease_owner and not self.store.acquire_lease("learner", self.lease_owner, self.clock.now(),
-                                                                 self.lease_seconds):
+            if not self._hold_lease():
                 return learned  # another process is this database's learner
-            for row in self.store.list_experiments():
-                if row["status"] == "draft":
-                    continue
-                spec = parse_spec(row["spec"], check_vw=False)
-                track = self._track(row["key"], spec)
-                learned[row["key"]] = self._learn_closed(row["key"], spec, track)
-                if not self._maybe_publish(row, spec, track, force_publish) and not track.dirty:
-                    self._archive_alone(row["key"], spec, track)
-                if self.archive is not None:
-                    self.archive.expire(row["key"], self.clock.now())
-                self.tuner.after_pass(row, spec, track.cursor, learned[row["key"]])
+            try:
+                for row in self.store.list_experiments():
+                    if row["status"] != "draft":
+                        self._pass(row, learned, force_publish)
+                self._retain()
+            except _SteppedBack:
+                return learned
+            self._park()
             return learned
+
+    def _pass(self, row: dict, learned: dict, force_publish: bool) -> None:
+        """Learn, publish, archive and tune one experiment."""
+        spec = parse_spec(row["spec"], check_vw=False)
+        track = self._track(row["key"], spec)
+        try:
+            learned[row["key"]] = self._learn_closed(row["key"], spec, track)
+            if not self._maybe_publish(row, spec, track, force_publish) and not track.dirty:
+                self._archive_alone(row["key"], spec, track)
+        except _Stale:
+            return
+        if self.archive is not None:
+            self.archive.expire(row["key"], self.clock.now(), spec.data["retention"]["days"])
+        self.tuner.after_pass(row, spec, track.cursor, learned[row["key"]])
+
+    def _hold_lease(self) -> bool:
+        """Take or renew the learner lease; after losing it, forget every track (others may have published)."""
+        if not self.lease_owner:
+            return True
+        token = self.store.acquire_lease("learner", self.lease_owner, self.clock.now(), self.lease_seconds)
+        if token != self._token:
+            if self._token is None and token is not None:
+                log.info("learner %s holds the lease (token %d)", self.lease_owner, token)
+            self._tracks.clear()
+            self._token = token
+        return token is not None
 
     def _learn_closed(self, key: str, spec, track: _Track) -> int:
         reward = spec.reward
@@ -112,16 +170,18 @@ class Learner:
             rows = self.store.closed_decisions(key, track.cursor, closed_by, self.batch_size)
             if not rows:
                 return total
+            policy = self._policy(key, track, spec.policy_settings())
             by_seq = defaultdict(list)
             for r in self.store.rewards_for([row["seq"] for row in rows]):
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
             learned = 0
             for row in rows:
                 actions = self.store.actions(row["candidate_set"])
-                learned += self._learn_one(track, row, actions, by_seq.get(row["seq"], []), reward)
+                learned += self._learn_one(policy, row, actions, by_seq.get(row["seq"], []), reward)
             track.cursor = rows[-1]["seq"]
             track.learned += learned
             track.dirty = True
+            track.used_at = self.clock.now()
             total += len(rows)
             if len(rows) < self.batch_size:
                 return total
@@ -129,35 +189,52 @@ class Learner:
                 self.store.checkpoint()  # more to come: a long catch-up must not grow the WAL
 
     @staticmethod
-    def _learn_one(track: _Track, row: dict, actions: list[str], rewards, reward_spec) -> bool:
+    def _learn_one(policy: Policy, row: dict, actions: list[str], rewards, reward_spec) -> bool:
         if not learnable(row):
             return False  # skipped for good: never activated, or logged only
-        _, chosen, learned = training_labels(row, rewards, reward_spec, track.policy.settings.slots)
-        track.policy.learn(context_text(loads(row["context"])), actions, chosen, learned, slot_texts=slot_texts(row))
+        _, chosen, learned = training_labels(row, rewards, reward_spec, policy.settings.slots)
+        policy.learn(context_text(loads(row["context"])), actions, chosen, learned, slot_texts=slot_texts(row))
         return True
 
     def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> bool:
         now = self.clock.now()
         if not track.dirty or (not force and now - track.published_at < spec.learning["update_seconds"]):
             return False
-        if track.policy.waiting:
+        key = experiment["key"]
+        policy = self._policy(key, track, spec.policy_settings())
+        if policy.waiting:
             return False  # still observing feature statistics: nothing learned yet, and a restart re-reads them
-        track.version += 1
-        batch, archived = self._archive_batch(experiment["key"], spec, track, now), False
+        lease = ("learner", self.lease_owner, self._token) if self.lease_owner else None
+        batch, archived = self._archive_batch(key, spec, track, now), False
         try:
-            archived = self.store.insert_model({
-                "experiment": experiment["key"], "version": track.version, "args": track.identity[0],
-                "features": models.features_column(track.policy.settings, track.policy.statistics()),
+            archived = self.store.publish_model({
+                "experiment": key, "version": track.version + 1, "args": track.identity[0],
+                "features": models.features_column(policy.settings, policy.statistics()),
                 "spec_version": experiment["version"],
                 "cursor_seq": track.cursor, "learned": track.learned, "created_at": now,
-                "learner": self.lease_owner or "in-process", "model": track.policy.save(),
-            }, archive=batch.commit() if batch else None)
+                "learner": self.lease_owner or "in-process", "model": policy.save(),
+            }, lease=lease, archive=batch.commit() if batch else None)
+        except PublishRefused as exc:
+            self._refused(key, exc)
+            return False
         finally:
             if batch:
                 self.archive.finish(batch, archived)
+        track.version += 1
         track.published_at = now
         track.dirty = False
+        track.from_snapshot = True
         return True
+
+    def _refused(self, key: str, exc: PublishRefused) -> None:
+        """A publish was fenced off: without the lease step back entirely, else start this track over."""
+        if exc.lease_lost:
+            log.info("not publishing: %s; this learner steps back", exc)
+            self._tracks.clear()
+            self._token = None
+            raise _SteppedBack() from None
+        log.info("not publishing: %s; reloading it", exc)
+        self._tracks.pop(key, None)
 
     def _archive_alone(self, key: str, spec, track: _Track) -> None:
         """Archive what the published model has learned when no new snapshot is coming (traffic stopped)."""
@@ -181,6 +258,24 @@ class Learner:
             log.exception("archiving %s failed; the decisions stay in the live store and the next snapshot retries",
                           key)
             return None
+
+    def _park(self) -> None:
+        """Drop policies that are idle or past the memory budget; only published ones, so nothing is lost."""
+        loaded = {key: t for key, t in self._tracks.items() if t.policy is not None}
+        unpublished = sum(t.policy.footprint() for t in loaded.values() if t.dirty)
+        clean = {key: (t.used_at, t.policy.footprint()) for key, t in loaded.items() if not t.dirty}
+        for key in to_evict(clean, self.budget_bytes - unpublished, self.clock.now() - self.idle_seconds):
+            self._tracks[key].policy = None
+
+    def _retain(self) -> None:
+        """Apply each experiment's log retention, every ``retention_seconds``."""
+        now = self.clock.now()
+        if now - self._retention_at < self.retention_seconds:
+            return
+        self._retention_at = now
+        for key, counts in apply_retention(self.store, now).items():
+            log.info("retention deleted %d decisions and %d rewards of %s", counts["decisions"],
+                     counts["rewards"], key)
 
     def lag(self) -> dict[str, int]:
         """Return, per experiment, how many logged decisions are not learned yet."""

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 
-from bandit.policy import Policy, empty_model
+from bandit.policy import empty_model
 from bandit.sampling import uniform_slate
 from experiments import models
 from experiments.assignment import BANDIT, FALLBACK, variant_for
@@ -25,6 +25,7 @@ from experiments.ids import new_id
 from experiments.limits import Limits
 from experiments.request_options import record_fields, serve, slate_entries
 from experiments.reward_request import parse_reward_request
+from experiments.serving_models import ServingModels
 from experiments.slate_request import parse_slate_request
 from experiments.spec import check_transition, parse_patch, parse_spec
 from experiments.store import dumps, loads
@@ -39,50 +40,14 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class ServingModels:
-    """The newest published model of each experiment, reloaded when a newer one appears."""
-
-    def __init__(self, store, clock, refresh_seconds: float = 1.0):
-        self.store = store
-        self.clock = clock
-        self.refresh_seconds = refresh_seconds
-        self._models: dict[str, tuple[int, tuple, Policy]] = {}
-        self._versions: dict[str, int] = {}
-        self._checked_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def _refresh_versions(self) -> None:
-        now = self.clock.now()
-        if now - self._checked_at >= self.refresh_seconds:
-            self._versions = self.store.model_versions()
-            self._checked_at = now
-
-    def get(self, key: str, settings) -> tuple[int, Policy]:
-        """Return (model version, policy) for an experiment's current settings."""
-        identity = settings.identity()
-        with self._lock:
-            self._refresh_versions()
-            newest = self._versions.get(key, 0)
-            cached = self._models.get(key)
-            if cached and cached[0] == newest and cached[1] == identity:
-                return cached[0], cached[2]
-            row = self.store.latest_model(key) if newest else None
-            if models.matches(row, settings):
-                policy, version = models.load(row, settings), row["version"]
-            else:  # no model yet, or settings changed and the learner is rebuilding
-                policy, version = Policy(settings), row["version"] if row else 0
-            self._models[key] = (newest, identity, policy)
-            return version, policy
-
-
 class Service:
     """Experiments, decisions and rewards over one store; safe to share between threads."""
 
     def __init__(self, store, clock=None, model_refresh_seconds: float = 1.0, spec_refresh_seconds: float = 1.0,
-                 limits: Limits = Limits()):
+                 limits: Limits = Limits(), serving_models: ServingModels | None = None):
         self.store = store
         self.clock = clock or SystemClock()
-        self.models = ServingModels(store, self.clock, model_refresh_seconds)
+        self.models = serving_models or ServingModels(store, self.clock, model_refresh_seconds)
         self.catalog = CatalogCache(store, self.clock, spec_refresh_seconds)
         self.limits = limits
         self.candidates = CandidateSets(self.catalog, limits)

@@ -6,6 +6,7 @@ experiment does never changes when a default in the code changes.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 
@@ -42,7 +43,8 @@ DEFAULTS = {
     "exploration": {"algorithm": "squarecb", "gamma_scale": 50.0},
     "learning": {"interactions": ["UA", "PA"], "learning_rate": 0.5, "update_seconds": 5.0, "vw_args": "",
                  "mode": "online", "decay": 0.5, "scaling": {"default": "raw", "features": {}},
-                 "autotune": {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0}},
+                 "autotune": {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0},
+                 "hash_bits": None},  # hash_bits: by kind, see HASH_BITS
     "reward": {
         "wait_seconds": 600.0,
         "default": 0.0,
@@ -50,7 +52,13 @@ DEFAULTS = {
         "events": {"click": 1.0, "add_to_cart": 3.0, "purchase": 10.0},
     },
     "traffic": {"holdout": 0.1, "control": "uniform"},
+    "retention": {"days": None},  # keep the decision log forever
 }
+MAX_RETENTION_DAYS = 36500
+# The weight table an experiment needs: a few fixed arms cross with the context into hundreds of
+# features (2^16 weights, 1 MB, is plenty); per-request items into tens of thousands (VW's 2^18, 4 MB).
+HASH_BITS = {"items": 18, "strategies": 16}
+HASH_BITS_RANGE = (12, 24)
 TOP_FIELDS = {"key", *DEFAULTS}
 MUTABLE_FIELDS = set(DEFAULTS) - {"kind"}
 FROZEN_FIELDS = ("key", "kind")
@@ -101,6 +109,7 @@ class Spec:
             vw_args=learning["vw_args"],
             decay=learning["decay"],
             scaling=parse_scaling(learning["scaling"]),
+            hash_bits=learning["hash_bits"],
         )
         object.__setattr__(self, "_policy_settings", settings)
         return settings
@@ -180,9 +189,11 @@ def _exploration(value) -> dict:
         raise InvalidField(f"exploration.{exc.field}".rstrip("."), exc.message) from None
 
 
-def _learning(value) -> dict:
+def _learning(value, kind: str) -> dict:
     value = check_object(value, "learning", DEFAULTS["learning"])
     out = {**DEFAULTS["learning"], **value}
+    bits = HASH_BITS[kind] if out["hash_bits"] is None else out["hash_bits"]
+    out["hash_bits"] = _number(bits, "learning.hash_bits", *HASH_BITS_RANGE, integer=True)
     interactions = out["interactions"]
     if not isinstance(interactions, list) or not all(
         isinstance(q, str) and 2 <= len(q) <= 3 and all(c.isalpha() or c == ":" for c in q) for q in interactions
@@ -253,6 +264,20 @@ def _traffic(value, arms) -> dict:
     return out
 
 
+def _retention(value, reward: dict) -> dict:
+    """Days to keep decisions (None: forever); at least the reward wait plus the late-reward day."""
+    value = check_object(value, "retention", DEFAULTS["retention"])
+    days = value.get("days")
+    if days is None:
+        return {"days": None}
+    days = _number(days, "retention.days", 1, MAX_RETENTION_DAYS, integer=True)
+    least = math.ceil(reward["wait_seconds"] / 86400) + 1
+    if days < least:
+        raise InvalidField("retention.days", f"must be at least {least}: the reward wait plus a day for late "
+                                             "rewards, in whole days (or null to keep the log forever)")
+    return {"days": days}
+
+
 def parse_spec(data, check_vw: bool = True) -> Spec:
     """Validate a spec, fill in defaults and check that VW accepts its settings.
 
@@ -273,6 +298,7 @@ def parse_spec(data, check_vw: bool = True) -> Spec:
     slots = _number(data.get("slots", 1), "slots", 1, MAX_SLOTS, integer=True)
     if kind == "strategies" and slots > len(arms):
         raise InvalidField("slots", f"must be at most the number of arms ({len(arms)})")
+    reward = _reward(data.get("reward", {}))
     spec = Spec({
         "key": key,
         "name": name,
@@ -280,9 +306,10 @@ def parse_spec(data, check_vw: bool = True) -> Spec:
         "arms": arms,
         "slots": slots,
         "exploration": _exploration(data.get("exploration", DEFAULTS["exploration"])),
-        "learning": _learning(data.get("learning", {})),
-        "reward": _reward(data.get("reward", {})),
+        "learning": _learning(data.get("learning", {}), kind),
+        "reward": reward,
         "traffic": _traffic(data.get("traffic", {}), arms),
+        "retention": _retention(data.get("retention", {}), reward),
     })
     if check_vw:
         try:

@@ -86,7 +86,7 @@ def train(store, key: str, rows: list[tuple], count: int = 300) -> None:
         chosen = [(i, p) for i, p in slate][:settings.slots]
         policy.learn(context_text({"user": {"segment": segment}}), actions, chosen,
                      [float(seq % 5 == 0)] * len(chosen))
-    store.insert_model({"experiment": key, "version": 1, "args": settings.args(), "spec_version": 1,
+    store.publish_model({"experiment": key, "version": 1, "args": settings.args(), "spec_version": 1,
                         "cursor_seq": rows[-1][0], "learned": count, "created_at": T0 + 3600, "model": policy.save()})
     policy.close()
 

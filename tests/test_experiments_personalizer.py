@@ -230,6 +230,7 @@ def test_service_configuration_round_trip(resource):
                                             "aggregation": "sum"}
     assert experiment["spec"]["exploration"]["epsilon"] == 0.35
     assert experiment["spec"]["learning"]["update_seconds"] == 30.0
+    assert experiment["spec"]["retention"] == {"days": 7}  # acted on by the learner's retention
     history = resource.client.get("/v1/experiments/news/history").get_json()["history"]
     assert history[-1]["actor"] == "personalizer"
 

@@ -229,7 +229,7 @@ def train_snapshot(store, key, index, paid):
     actions = [action_text(c) for c in CANDIDATES]
     for i, p in zip(index, paid):
         policy.learn(context_text({"user": {"segment": "s"}}), actions, [(int(i), 0.25)], [float(p)])
-    store.insert_model({"experiment": key, "version": 3, "args": settings.args(), "spec_version": 1,
+    store.publish_model({"experiment": key, "version": 1, "args": settings.args(), "spec_version": 1,
                         "cursor_seq": len(index), "learned": len(index), "created_at": T0, "model": policy.save()})
 
 
@@ -250,8 +250,8 @@ def test_off_policy_estimates_cover_known_values(store, rng):
         assert covers(estimates["learned-greedy"][name], 0.8), name
     assert 0.6 < estimates["learned"]["dr"]["value"] < 0.85  # epsilon 0.1 around the best candidate
     sample = result["off_policy_sample"]
-    assert sample["of"] == 4000 and 1700 < sample["decisions"] < 2300 and sample["model_version"] == 3
-    assert estimates["learned"]["label"].startswith("learned policy (model v3")
+    assert sample["of"] == 4000 and 1700 < sample["decisions"] < 2300 and sample["model_version"] == 1
+    assert estimates["learned"]["label"].startswith("learned policy (model v1")
 
 
 def test_strategies_are_evaluated_arm_by_arm(store, rng):

@@ -4,8 +4,9 @@ The service configuration maps field by field onto the spec (``rewardWaitTime``
 is ``reward.wait_seconds``, ``explorationPercentage`` the epsilon of epsilon
 exploration, and so on); the learning policy ``{name, arguments}`` is a VW
 command line split into exploration, interactions, learning rate and extra VW
-arguments. Fields that have no native meaning (``logRetentionDays`` ...) are kept
-verbatim next to the experiment. Pure functions: no store, no Flask.
+arguments. ``logRetentionDays`` is the spec's ``retention.days``. Fields that have
+no native meaning (``modelRetrainDays`` ...) are kept verbatim next to the experiment.
+Pure functions: no store, no Flask.
 """
 from __future__ import annotations
 
@@ -126,6 +127,7 @@ def service_configuration(spec: dict, stored: dict, edited_at: str | None, versi
         "modelExportFrequency": duration_text(learning["update_seconds"], version),
         "learningMode": {v: k for k, v in MODES.items()}[learning.get("mode", "online")],
         **{**STORED_DEFAULTS, **stored},
+        "logRetentionDays": _retention_days(spec),
         "lastConfigurationEditDate": edited_at,
     }
     return config
@@ -151,6 +153,12 @@ def _stored(body: dict) -> dict:
                 raise InvalidField(name, f"must be {'an integer' if kind is int else kind.__name__}")
             stored[name] = value
     return stored
+
+
+def _retention_days(spec: dict) -> int:
+    """Personalizer's ``logRetentionDays`` is the spec's ``retention.days``; -1 keeps the log forever."""
+    days = spec.get("retention", {}).get("days")
+    return -1 if days is None else days
 
 
 def _check_retention(days: int, wait_seconds: float) -> None:
@@ -213,11 +221,15 @@ def configuration_patch(body, spec: dict, stored_now: dict | None = None) -> tup
             patch["exploration"] = exploration
     _check_mode_change(body, reward, spec, learning.get("mode"))
     stored = _stored(body)
-    current = {**STORED_DEFAULTS, **(stored_now or {}), **stored}
-    if "logRetentionDays" in stored:
-        _check_retention(stored["logRetentionDays"], reward.get("wait_seconds", spec["reward"]["wait_seconds"]))
-    if "modelRetrainDays" in stored or "logRetentionDays" in stored:
-        _check_retrain(current["modelRetrainDays"], current["logRetentionDays"])
+    given = "logRetentionDays" in stored
+    retention = stored.pop("logRetentionDays", _retention_days(spec))  # the spec's retention.days
+    if given:
+        _check_retention(retention, reward.get("wait_seconds", spec["reward"]["wait_seconds"]))
+        if retention != _retention_days(spec):  # acted on by the learner, like the native setting
+            patch["retention"] = {"days": None if retention == -1 else retention}
+    if given or "modelRetrainDays" in stored:
+        current = {**STORED_DEFAULTS, **(stored_now or {}), **stored}
+        _check_retrain(current["modelRetrainDays"], retention)
     return patch, stored
 
 

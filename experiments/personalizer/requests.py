@@ -31,7 +31,7 @@ FIELD_NAMES = [
     ("exclude", "excludedActions"), ("event_id", "eventId"), ("defer_activation", "deferActivation"),
     ("reward.wait_seconds", "rewardWaitTime"), ("reward.default", "defaultReward"),
     ("reward.aggregation", "rewardAggregation"), ("learning.update_seconds", "modelExportFrequency"),
-    ("learning.mode", "learningMode"),
+    ("learning.mode", "learningMode"), ("retention.days", "logRetentionDays"),
 ]
 WHOLE_FIELD_NAMES = [("exploration", "arguments"), ("learning", "arguments")]  # the policy's command line
 SLOT_FIELD_NAMES = {"exclude": "excludedActions", "baseline": "baselineAction"}

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from experiments.labels import slot_rewards
@@ -197,11 +198,13 @@ class Batch:
     on_time: int
     files: list[dict] = field(default_factory=list)
     created_at: float = 0.0
+    deletions: int = 0  # the store's count of decision deletions when the batch was read
 
     def commit(self) -> dict:
-        """What the store commits with the model (``Store.insert_model(..., archive=...)``)."""
+        """What the store commits with the model (``Store.publish_model(..., archive=...)``)."""
         return {"experiment": self.experiment, "after_seq": self.after_seq, "upto_seq": self.upto_seq,
-                "on_time": self.on_time, "files": self.files, "created_at": self.created_at}
+                "on_time": self.on_time, "files": self.files, "created_at": self.created_at,
+                "deletions": self.deletions}
 
 
 class Archive:
@@ -241,7 +244,7 @@ class Archive:
         if not (force or self.due(key, cursor, closed_by)):
             return None
         position = self.store.archive_position(key)
-        batch = Batch(key, position, position, 0, created_at=now)
+        batch = Batch(key, position, position, 0, created_at=now, deletions=self.store.log_deletions())
         writers: dict[str, tuple] = {}
         token = uuid.uuid4().hex[:12]
         try:
@@ -361,16 +364,19 @@ class Archive:
             if name.startswith(PENDING_PREFIX) and os.path.getmtime(path) < cutoff:
                 _remove(path)
 
-    def expire(self, key: str, now: float) -> int:
+    def expire(self, key: str, now: float, days: float | None = None) -> int:
         """Apply the archive's retention to one experiment (at most once an hour); return the files deleted.
 
-        The files leave the list first, so no report reads a file that is about
-        to go; then their day folders are deleted, leftovers of crashes included.
+        ``days`` is the experiment's own ``retention.days``; the shorter of it and the
+        archive's retention wins. The files leave the list first, so no report reads
+        a file that is about to go; then their day folders are deleted, leftovers of
+        crashes included.
         """
-        if self.retention_days <= 0 or now - self._expired_at.get(key, -math.inf) < EXPIRE_EVERY_SECONDS:
+        kept = [d for d in (self.retention_days, days) if d and d > 0]
+        if not kept or now - self._expired_at.get(key, -math.inf) < EXPIRE_EVERY_SECONDS:
             return 0
         self._expired_at[key] = now
-        cutoff = day_of(now - self.retention_days * DAY)
+        cutoff = day_of(now - min(kept) * DAY)
         entries = self.store.archive_files(key, before_day=cutoff)
         companions = [e for dataset in COMPANIONS for e in self.store.archive_files(key, dataset, cutoff)]
         if entries or companions:
@@ -388,6 +394,45 @@ class Archive:
         """Delete an experiment's archive folder, after its log was deleted (``Store.delete_log``)."""
         for dataset in (DATASET, *COMPANIONS):
             shutil.rmtree(self.path(f"{dataset}/experiment={key}"), ignore_errors=True)
+
+    def delete_rows(self, key: str | None, columns: list[str], doomed) -> dict:
+        """Rewrite an experiment's files (every experiment's with None) without the rows ``doomed`` marks.
+
+        ``doomed(table)`` gets ``columns`` of one file and returns a boolean mask; only
+        files with a marked row are read whole and rewritten (to a pending name, then
+        renamed over the old one, which readers holding it keep). A file left empty
+        leaves the list. Returns the rows and their (on-time) rewards deleted.
+        """
+        deleted = {"decisions": 0, "rewards": 0}
+        for entry in self.store.archive_files(key):
+            path = self.resolve(entry)
+            try:
+                mask = doomed(pq.read_table(path, columns=columns))
+            except FileNotFoundError:  # expired by the learner a moment ago
+                continue
+            if not pc.any(mask).as_py():
+                continue
+            table = pq.read_table(path)
+            deleted["decisions"] += pc.sum(mask).as_py()
+            deleted["rewards"] += pc.sum(pc.list_value_length(table["rewards"].filter(mask))).as_py() or 0
+            kept = table.filter(pc.invert(mask))
+            if kept.num_rows == 0:
+                self.store.forget_archive_files([entry["id"]])
+                _remove(path)
+                continue
+            temporary = os.path.join(os.path.dirname(path), f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
+            pq.write_table(kept, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            _fsync(temporary)
+            os.replace(temporary, path)
+            self.store.update_archive_file(entry["id"], kept.num_rows, os.path.getsize(path))
+        return deleted
+
+    def first_created(self, key: str) -> float | None:
+        """When the experiment's oldest archived decision was made (its files are in log order)."""
+        files = self.files(key)
+        if not files:
+            return None
+        return pc.min(pq.read_table(files[0], columns=["created_at"])["created_at"]).as_py()
 
     def files(self, key: str) -> list[str]:
         """Return the paths of the experiment's committed files (each one resolved)."""

@@ -23,6 +23,7 @@ numbers that cannot be computed are ``null``; times are ISO 8601 UTC)::
 
     {"experiment": {"key", "name", "kind", "status", "version", "slots"},
      "range": {"from", "to", "interval": "hour" | "day", "first_decision", "last_decision"},
+     "log": {"data_from", "retention_days", "purged_before", "purged_decisions"},  # where the kept log starts
      "generated_at": "...",
      "variants": [{"variant": "bandit" | "holdout" | "fallback", "decisions", "units", "rewarded",
                    "rewarded_rate": E, "reward": E,           # reward: mean reward per decision
@@ -130,6 +131,7 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
                            "status": experiment["status"], "version": experiment["version"], "slots": spec.slots},
             "range": _range(window, min((t[5] for t in totals.values()), default=None),
                             max((t[6] for t in totals.values()), default=None), interval or "hour"),
+            "log": log_kept(store, key, spec, archive),
             "generated_at": iso((clock or SystemClock()).now()),
             "variants": variants,
             "lift": lift(moments),
@@ -147,6 +149,14 @@ def _range(window: Window, first: float | None, last: float | None, interval: st
     bound = lambda x: iso(x) if math.isfinite(x) else None  # noqa: E731
     return {"from": bound(window.start), "to": bound(window.end), "interval": interval,
             "first_decision": iso(first), "last_decision": iso(last)}
+
+
+def log_kept(store, key: str, spec, archive=None) -> dict:
+    """Say from when the experiment's log is kept (live store or archive), and what retention or purges deleted."""
+    start = store.log_start(key)
+    firsts = [t for t in (start["first_decision"], archive.first_created(key) if archive else None) if t is not None]
+    return {"data_from": iso(min(firsts, default=None)), "retention_days": spec.data.get("retention", {}).get("days"),
+            "purged_before": iso(start["purged_before"]), "purged_decisions": start["purged_decisions"]}
 
 
 # -- variants and lift ---------------------------------------------------------------------------

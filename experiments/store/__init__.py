@@ -2,7 +2,7 @@
 
 May import ``bandit`` and ``experiments.errors``; nothing above the store sees a driver or a dialect.
 """
-from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads, set_digest
+from experiments.store.sqlite import INSERT_SET, PublishRefused, Store, dumps, insert, loads, set_digest
 from experiments.store.sqlite_archive import ArchiveConflict
 
-__all__ = ["ArchiveConflict", "INSERT_SET", "Store", "dumps", "insert", "loads", "set_digest"]
+__all__ = ["ArchiveConflict", "INSERT_SET", "PublishRefused", "Store", "dumps", "insert", "loads", "set_digest"]

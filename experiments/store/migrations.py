@@ -170,8 +170,28 @@ def m009_model_scaling(db: sqlite_utils.Database) -> None:
         db.execute("UPDATE experiments SET spec = ? WHERE key = ?", [json.dumps(spec, separators=(",", ":")), key])
 
 
+def m010_operations(db: sqlite_utils.Database) -> None:
+    """When each candidate set was last written (for the clean-up after retention), the purges done,
+    and the hash space of experiments made before it was a setting."""
+    if "used_at" not in db["candidate_sets"].columns_dict:
+        try:
+            db["candidate_sets"].add_column("used_at", float)
+        except sqlite3.OperationalError:  # another process added it a moment ago
+            pass
+    db["log_purges"].create(
+        {"id": int, "experiment": str, "before": float, "decisions": int, "rewards": int, "reason": str,
+         "at": float},
+        pk="id", not_null={"experiment", "before", "at"}, if_not_exists=True,
+    )
+    db["log_purges"].create_index(["experiment", "id"], if_not_exists=True)
+    # Experiments made before learning.hash_bits existed ran with VW's 18 bits; they keep them.
+    db.execute("UPDATE experiments SET spec = json_set(spec, '$.learning.hash_bits', 18)"
+               " WHERE json_extract(spec, '$.learning.hash_bits') IS NULL")
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
-              m007_feature_importances, m008_archive, m009_model_scaling]
+              m007_feature_importances, m008_archive, m009_model_scaling,
+              m010_operations]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

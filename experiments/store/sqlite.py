@@ -13,14 +13,17 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 
 import orjson
 import sqlite_utils
 
 from bandit.encoding import action_text
-from experiments.errors import NotFound
+from experiments.errors import NotFound, Unavailable
+from experiments.store import holders
 from experiments.store.migrations import migrate
 from experiments.store.sqlite_archive import ArchiveConflict, SqliteArchive
+from experiments.store.sqlite_upkeep import KNOWN_SET_SECONDS, WAL_LIMIT_BYTES, SqliteUpkeep
 
 
 def dumps(value) -> str:
@@ -36,7 +39,9 @@ def set_digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-INSERT_SET = "INSERT OR IGNORE INTO candidate_sets (hash, candidates, size) VALUES (?, ?, ?)"
+# A set written again marks it used: the clean-up after retention never deletes a set some process remembers.
+INSERT_SET = ("INSERT INTO candidate_sets (hash, candidates, size, used_at) VALUES (?, ?, ?, ?)"
+              " ON CONFLICT (hash) DO UPDATE SET used_at = excluded.used_at")
 
 
 @functools.lru_cache(maxsize=64)
@@ -49,22 +54,46 @@ def insert(conn: sqlite3.Connection, table: str, row: dict, verb: str = "INSERT"
     conn.execute(_insert_sql(verb, table, tuple(row)), list(row.values()))
 
 
-class Store(SqliteArchive):
+class PublishRefused(Exception):
+    """A model snapshot was not published: the learner lost its lease, or its version is no longer next."""
+
+    def __init__(self, message: str, lease_lost: bool):
+        super().__init__(message)
+        self.lease_lost = lease_lost
+
+
+class Store(SqliteArchive, SqliteUpkeep):
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
-    def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000):
+    def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000,
+                 create: bool = True, wal_limit_bytes: int = WAL_LIMIT_BYTES,
+                 known_set_seconds: float = KNOWN_SET_SECONDS):
+        """``create=False`` opens an existing database only (reading commands never create one)."""
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.wal_autocheckpoint = wal_autocheckpoint
+        self.wal_limit_bytes = wal_limit_bytes
+        self.known_set_seconds = known_set_seconds
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._thread_lock = threading.Lock()  # flock is per open file, not per thread
-        self._known_sets: set[str] = set()
+        self._known_sets: dict[str, float] = {}  # digest -> until when this process trusts it is stored
         self._lock_fd: int | None = None
         self._sets_cache: dict[str, list] = {}
         self._actions_cache: dict[str, list[str]] = {}
-        migrate(self.db)
+        self._open(create)
+
+    def _open(self, create: bool) -> None:
+        """Open (or create) the file and bring its schema up to date; say plainly when it cannot be opened."""
+        if not create and self.path != ":memory:" and not os.path.isfile(self.path):
+            raise Unavailable(f"database {self.path} does not exist (check --db; reading never creates one)",
+                              field="db")
+        try:
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise Unavailable(f"cannot open database {self.path}: {exc}", field="db") from None
 
     # -- connections ---------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -74,6 +103,7 @@ class Store(SqliteArchive):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
+        conn.execute(f"PRAGMA journal_size_limit={int(self.wal_limit_bytes)}")
         conn.execute("PRAGMA cache_size=-16000")  # 16 MB: index pages of recent decisions stay hot
         conn.execute("PRAGMA foreign_keys=ON")
         with self._all_lock:
@@ -204,21 +234,23 @@ class Store(SqliteArchive):
         return digest
 
     def new_candidate_set(self, candidates: list[dict], digest: str | None = None) -> tuple[str, tuple | None]:
-        """Return (hash, row to insert, or None when this process has stored the list before).
+        """Return (hash, row to insert, or None when this process has stored the list lately).
 
         A caller that already knows the list's ``set_digest`` passes it, and a known
         list then costs nothing.
         """
-        if digest is not None and digest in self._known_sets:
+        now = time.monotonic()
+        if digest is not None and self._known_sets.get(digest, 0.0) > now:
             return digest, None
         text = dumps(candidates)
         digest = digest or set_digest(text)
-        return digest, None if digest in self._known_sets else (digest, text, len(candidates))
+        known = self._known_sets.get(digest, 0.0) > now
+        return digest, None if known else (digest, text, len(candidates), time.time())
 
     def _remember_set(self, digest: str) -> None:
         if len(self._known_sets) > 100_000:
             self._known_sets.clear()
-        self._known_sets.add(digest)
+        self._known_sets[digest] = time.monotonic() + self.known_set_seconds
 
     def candidates(self, digest: str) -> list[dict]:
         """Return the candidate list a decision was made from."""
@@ -314,27 +346,46 @@ class Store(SqliteArchive):
         return {"decisions": decisions, "rewards": rewards}
 
     # -- coordination between processes ---------------------------------------
-    def acquire_lease(self, name: str, owner: str, now: float, ttl: float) -> bool:
-        """Take or renew a named lease; False while another owner holds an unexpired one."""
+    def acquire_lease(self, name: str, owner: str, now: float, ttl: float) -> int | None:
+        """Take or renew a named lease; return its fencing token, or None while another owner holds it.
+
+        A holder whose lease has not run out still loses it at once when it ran on
+        this machine and its process is gone (killed, crashed). Every change of
+        owner increments the token, so a publish fenced by an older token fails.
+        """
         with self.transaction() as conn:
             row = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
-            if row:
-                holder = loads(row[0])
-                if holder["owner"] != owner and holder["expires"] > now:
-                    return False
+            holder = loads(row[0]) if row else None
+            token = holder.get("token", 0) if holder else 0
+            if holder is None or holder["owner"] != owner:
+                if self._alive(holder, now):
+                    return None
+                token += 1
             conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                         (f"lease:{name}", dumps({"owner": owner, "expires": now + ttl})))
-        return True
+                         (f"lease:{name}", dumps({"owner": owner, "expires": now + ttl, "token": token,
+                                                  "process": holders.this_process()})))
+        return token
 
     def release_lease(self, name: str, owner: str) -> None:
+        """Hand a lease back (keeping its token count), so the next owner need not wait for it to expire."""
         with self.transaction() as conn:
             row = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
-            if row and loads(row[0])["owner"] == owner:
-                conn.execute("DELETE FROM meta WHERE name = ?", (f"lease:{name}",))
+            holder = loads(row[0]) if row else None
+            if holder and holder["owner"] == owner:
+                conn.execute("UPDATE meta SET value = ? WHERE name = ?",
+                             (dumps({**holder, "owner": "", "expires": 0}), f"lease:{name}"))
 
-    def checkpoint(self) -> None:
-        """Fold the WAL back into the database without blocking readers or writers."""
-        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def live_lease(self, name: str, now: float) -> dict | None:
+        """Return a lease's holder (owner, expires, token, process) while someone holds it, else None."""
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
+        holder = loads(row[0]) if row else None
+        return holder if self._alive(holder, now) else None
+
+    @staticmethod
+    def _alive(holder: dict | None, now: float) -> bool:
+        """A holder counts until its lease runs out, or at once when its process on this machine is gone."""
+        return bool(holder and holder["owner"] and holder["expires"] > now
+                    and not holders.is_dead(holder.get("process")))
 
     def learner_state(self, now: float) -> list[dict]:
         """Per experiment: closed decisions after the newest snapshot's cursor, and that snapshot."""
@@ -361,19 +412,35 @@ class Store(SqliteArchive):
     def model_versions(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT experiment, max(version) FROM models GROUP BY experiment").fetchall())
 
-    def insert_model(self, row: dict, keep: int = 20, archive: dict | None = None) -> bool:
-        """Publish a model snapshot and prune all but the newest ``keep``; return whether ``archive`` committed.
+    def publish_model(self, row: dict, keep: int = 20, lease: tuple[str, str, int] | None = None,
+                      archive: dict | None = None) -> bool:
+        """Publish a model snapshot as the experiment's next version; prune all but the newest ``keep``.
+
+        Fenced: ``row["version"]`` must be exactly one past the newest version, and with
+        ``lease`` = (name, owner, token) that lease must still be this owner's, with the
+        same token. Otherwise nothing is written and ``PublishRefused`` says why.
 
         ``archive`` (from ``experiments.reporting.archive``) moves the archive
         position and lists its new files in the same transaction as the model and
-        its cursor. When another writer moved the position first, the model is
-        still published and the archive part is not.
+        its cursor; returns whether it committed. When another writer moved the
+        position first, the model is still published and the archive part is not.
         """
+        key, version = row["experiment"], row["version"]
         with self.transaction() as conn:
+            if lease is not None:
+                name, owner, token = lease
+                held = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
+                holder = loads(held[0]) if held else {}
+                if holder.get("owner") != owner or holder.get("token") != token:
+                    raise PublishRefused(f"the {name} lease now belongs to {holder.get('owner') or 'nobody'}",
+                                         lease_lost=True)
+            newest = conn.execute("SELECT coalesce(max(version), 0) FROM models WHERE experiment = ?",
+                                  (key,)).fetchone()[0]
+            if newest != version - 1:
+                raise PublishRefused(f"version {version} of {key} does not follow the newest, {newest}",
+                                     lease_lost=False)
             insert(conn, "models", row)
-            conn.execute(
-                "DELETE FROM models WHERE experiment = ? AND version <= ?", (row["experiment"], row["version"] - keep)
-            )
+            conn.execute("DELETE FROM models WHERE experiment = ? AND version <= ?", (key, version - keep))
             if archive is None:
                 return False
             conn.execute("SAVEPOINT archive")

@@ -88,6 +88,8 @@ class SqliteArchive:
         key, after, upto = archive["experiment"], archive["after_seq"], archive["upto_seq"]
         if self._archive_position_in(conn, key) != after:
             raise ArchiveConflict(f"archive of {key} moved past {after}")
+        if archive.get("deletions", 0) != self.log_deletions(conn):
+            raise ArchiveConflict(f"decisions were deleted (retention, erasure) while the archive of {key} was written")
         on_time = conn.execute("SELECT count(*) FROM rewards WHERE experiment = ? AND late = 0"
                                " AND decision_seq > ? AND decision_seq <= ?", (key, after, upto)).fetchone()[0]
         if on_time != archive["on_time"]:
@@ -128,6 +130,11 @@ class SqliteArchive:
         """Return the files of the experiment's newest archive commit (the only ones a crash can leave pending)."""
         return self.query("SELECT * FROM archive_files WHERE experiment = ? AND created_at ="
                           " (SELECT max(created_at) FROM archive_files WHERE experiment = ?)", (experiment, experiment))
+
+    def update_archive_file(self, file_id: int, rows: int, size: int) -> None:
+        """Record a file rewritten without some rows (erasure, purge)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE archive_files SET rows = ?, bytes = ? WHERE id = ?", (rows, size, file_id))
 
     def forget_archive_files(self, ids: list[int]) -> None:
         """Drop files from the archive's list (retention); the caller deletes them afterwards."""
