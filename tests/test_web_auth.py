@@ -3,6 +3,7 @@ import sqlite3
 
 import pytest
 
+from experiments.store import Store
 from web import create_app
 from web.auth import BindRefused, check_bind, is_loopback
 from web.cli import cli
@@ -136,6 +137,8 @@ def test_serve_stays_on_loopback_without_keys(tmp_path, runner):
 
 def test_keys_and_users_commands(runner, tmp_path):
     db = str(tmp_path / "cli.db")
+    assert "does not exist" in runner.invoke(cli, ["keys", "list", "--db", db]).output  # reading creates nothing
+    Store(db).close()
     assert "no API keys yet" in runner.invoke(cli, ["keys", "list", "--db", db]).output
     created = runner.invoke(cli, ["keys", "create", "--role", "shop", "--label", "web shop", "--db", db])
     assert created.exit_code == 0 and created.output.startswith("sk_shop_")

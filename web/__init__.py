@@ -10,8 +10,9 @@ from experiments.learner import Learner
 from experiments.limits import Limits
 from experiments.personalizer import Personalizer
 from experiments.service import Service
+from experiments.serving_models import ServingModels
 from experiments.store import Store
-from web.settings import archive_from, resolve_settings
+from web.settings import MB, archive_from, learner_memory, resolve_settings
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -29,13 +30,17 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     clock = settings["CLOCK"] or SystemClock()
-    store = Store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"])
+    store = Store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"],
+                  wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
     limits = Limits(features=settings["MAX_REQUEST_FEATURES"], work=settings["MAX_REQUEST_WORK"],
                     rewards_per_event=settings["MAX_REWARDS_PER_EVENT"])
-    service = Service(store, clock, model_refresh_seconds=settings["MODEL_REFRESH_SECONDS"],
-                      spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"], limits=limits)
+    models = ServingModels(store, clock, settings["MODEL_REFRESH_SECONDS"], settings["MODEL_CACHE_MB"] * MB,
+                           settings["MODEL_IDLE_SECONDS"])
+    service = Service(store, clock, spec_refresh_seconds=settings["SPEC_REFRESH_SECONDS"], limits=limits,
+                      serving_models=models)
     archive = archive_from(store, settings)
-    learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"], archive=archive)
+    learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"], archive=archive,
+                      **learner_memory(settings))
     app.extensions["silent"] = {"store": store, "service": service, "learner": learner, "clock": clock,
                                 "personalizer": Personalizer(service), "archive": archive}
 

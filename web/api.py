@@ -6,7 +6,7 @@ import os
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from experiments import autotune, catalog
+from experiments import autotune, catalog, erasure
 from experiments.errors import InvalidField
 from web import metrics
 from web.auth import api_actor
@@ -113,6 +113,11 @@ def delete_catalog_item(item_id):
     answer = catalog.delete_item(store(), item_id)
     service().catalog.invalidate()
     return jsonify(answer)
+
+
+@bp.delete("/units/<path:unit>")
+def forget_unit(unit):
+    return jsonify(erasure.forget_unit(store(), unit, current_app.extensions["silent"]["archive"]))
 
 
 def store():

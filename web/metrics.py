@@ -24,7 +24,7 @@ REWARDS = Counter("silent_rewards_total", "Rewards accepted by experiment and ty
 
 
 class LearnerCollector:
-    """Learner lag and model version/age per experiment, read from the store when scraped."""
+    """Learner lag and model version/age per experiment and the WAL's size, read from the store when scraped."""
 
     def __init__(self, store, clock):
         self.store, self.clock = store, clock
@@ -45,7 +45,9 @@ class LearnerCollector:
             lag_age.add_metric([key], max(0.0, now - row["oldest_closed"]) if row["oldest_closed"] else 0.0)
             version.add_metric([key], row["version"] or 0)
             age.add_metric([key], now - row["published_at"] if row["published_at"] else 0.0)
-        yield from (lag, lag_age, version, age)
+        wal = GaugeMetricFamily("silent_wal_bytes", "Size of the database's write-ahead log file.")
+        wal.add_metric([], self.store.wal_bytes())
+        yield from (lag, lag_age, version, age, wal)
 
 
 _children: dict = {}

@@ -2,10 +2,12 @@
 
 ``silent serve`` runs a small supervisor with two children in their own
 process groups: the gunicorn master (which forks the workers) and the learner.
-On SIGTERM or Ctrl+C the supervisor first stops gunicorn gracefully, so
-in-flight requests finish and their decisions are committed, then stops the
-learner, which learns what has closed and publishes a final snapshot. Workers
-never learn; they reload the newest snapshot within ``MODEL_REFRESH_SECONDS``.
+On SIGTERM or Ctrl+C the supervisor first stops gunicorn gracefully: it refuses
+new connections, answers every one it had accepted, and commits their decisions;
+then it stops the learner, which learns what has closed and publishes a final
+snapshot. Children die with the supervisor however it ends (``web.lifecycle``),
+gracefully too. Workers never learn; they reload the newest snapshot within
+``MODEL_REFRESH_SECONDS``.
 """
 from __future__ import annotations
 
@@ -31,18 +33,33 @@ def gunicorn_main(options: dict, config: dict) -> None:
     """Run the gunicorn master in this process (the supervisor's first child)."""
     from gunicorn.app.base import BaseApplication
 
+    from web.lifecycle import DrainingArbiter
+
     class SilentApplication(BaseApplication):
         def load_config(self):
             for key, value in options.items():
                 self.cfg.set(key, value)
-            self.cfg.set("child_exit", _child_exit)  # a function: it cannot travel in the JSON payload
+            self.cfg.set("child_exit", _child_exit)  # functions: they cannot travel in the JSON payload
+            self.cfg.set("post_fork", _post_fork)
 
         def load(self):
             from web import create_app
 
             return create_app({**config, **WORKER_SETTINGS})
 
+        def run(self):
+            DrainingArbiter(self).run()
+
     SilentApplication().run()
+
+
+def _post_fork(server, worker) -> None:
+    """In a new worker: stop (gracefully) when the gunicorn master dies; the supervisor's pipe is not ours."""
+    from web.lifecycle import die_with_parent
+
+    if WATCH_FD is not None:
+        os.close(WATCH_FD)
+    die_with_parent(server.pid)
 
 
 def _child_exit(server, worker) -> None:
@@ -57,7 +74,7 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict:
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "sync",
+        "worker_class": "web.lifecycle.DrainingWorker",
         "timeout": 30,
         "graceful_timeout": 30,
         "keepalive": 2,
@@ -72,18 +89,21 @@ def learner_main(config: dict) -> None:
     from experiments.clock import SystemClock
     from experiments.learner import Learner
     from experiments.store import Store
-    from web.settings import archive_from, resolve_settings
+    from web.settings import MB, archive_from, learner_memory, resolve_settings
 
     settings = resolve_settings(config, os.environ)
     os.nice(10)  # learning can wait a moment; a shopper's page view cannot
-    store = Store(settings["DATABASE"], wal_autocheckpoint=0)  # it checkpoints between passes, unlocked
+    store = Store(settings["DATABASE"], wal_autocheckpoint=0,  # it checkpoints between passes, unlocked
+                  wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
     learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
-                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}", checkpoints=True,
-                      archive=archive_from(store, settings))
+                      lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                      lease_seconds=settings["LEARNER_LEASE_SECONDS"], checkpoints=True,
+                      archive=archive_from(store, settings), **learner_memory(settings))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     learner.run_forever(stop, settings["LEARNER_INTERVAL_SECONDS"])
+    store.checkpoint(full=True)  # the workers have stopped: leave a small WAL behind
     store.close()
 
 
@@ -95,20 +115,26 @@ class Supervisor:
         self.config = {**(config or {}), "DATABASE": db}
         self._children: dict[str, subprocess.Popen] = {}
         self._stopping = threading.Event()
+        self._lifeline: int | None = None  # the write end of the pipe the children watch
 
-    def _spawn(self, role: str, payload: dict) -> subprocess.Popen:
+    def _spawn(self, role: str, payload: dict, watch_fd: int) -> subprocess.Popen:
+        payload = {**payload, "parent": os.getpid(), "watch_fd": watch_fd}
         return subprocess.Popen([sys.executable, "-m", "web.serving", role, json.dumps(payload)],
-                                start_new_session=True)
+                                start_new_session=True, pass_fds=(watch_fd,))
 
     def start(self) -> None:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="silent-metrics-"))
         from experiments.store import Store
 
         Store(self.db).close()  # migrate once before the workers race to do it
-        self._children["gunicorn"] = self._spawn("gunicorn", {
-            "options": gunicorn_options(self.host, self.port, self.workers),
-            "config": self.config})
-        self._children["learner"] = self._spawn("learner", {"config": self.config})
+        watch_fd, self._lifeline = os.pipe()
+        try:
+            self._children["gunicorn"] = self._spawn("gunicorn", {
+                "options": gunicorn_options(self.host, self.port, self.workers),
+                "config": self.config}, watch_fd)
+            self._children["learner"] = self._spawn("learner", {"config": self.config}, watch_fd)
+        finally:
+            os.close(watch_fd)
 
     def wait(self) -> int:
         """Block until stopped by a signal or until a child dies; return the exit code."""
@@ -133,10 +159,28 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        from experiments.store import Store
+
+        store = Store(self.db)
+        try:
+            store.checkpoint(full=True)  # nobody writes any more: leave a small WAL behind
+        finally:
+            store.close()
+
+
+WATCH_FD: int | None = None  # in a child: the read end of the supervisor's pipe
 
 
 def main(argv: list[str]) -> None:
+    global WATCH_FD
+    from web.lifecycle import die_with_parent
+
     role, payload = argv[0], json.loads(argv[1])
+    WATCH_FD = payload.get("watch_fd")
+    die_with_parent(payload["parent"], WATCH_FD)
     if role == "gunicorn":
         gunicorn_main(payload["options"], payload["config"])
     elif role == "learner":

@@ -18,6 +18,13 @@ SETTINGS = [
     ("CLOCK", None, "A clock object with now(); tests and simulations pass a virtual clock."),
     ("WAL_AUTOCHECKPOINT", 1000, "WAL pages before a committing request checkpoints; silent serve sets 0 in "
                                  "workers and lets the learner process checkpoint, off the request path."),
+    ("WAL_LIMIT_MB", 32, "Past this size the learner process makes the write-ahead log start over, holding the "
+                         "write lock for about one fsync."),
+    ("MODEL_CACHE_MB", 128, "Memory each process (every worker, the learner) may spend on experiments' models; "
+                            "past it the least recently used are dropped and reloaded from their snapshot."),
+    ("MODEL_IDLE_SECONDS", 300.0, "A model not used for this long is dropped from memory until it is needed again."),
+    ("LEARNER_LEASE_SECONDS", 30.0, "How long the learner lease lasts without renewal; a learner on this machine "
+                                    "that died is replaced at once, one elsewhere after this long."),
     ("SECRET_KEY", "", "Signs dashboard session cookies; empty means one generated and kept in the database, "
                        "so every worker shares it."),
     ("ARCHIVE_DIR", "", "Folder of the Parquet archive of learned decisions that reports read; empty: beside the "
@@ -29,6 +36,7 @@ SETTINGS = [
     ("SECURE_COOKIES", False, "Send the dashboard session cookie over HTTPS only; turn on behind TLS."),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
+MB = 1024 * 1024
 ENV_PREFIX = "SILENT_"
 
 
@@ -76,3 +84,8 @@ def archive_from(store, settings: dict):
     return open_archive(store, settings["DATABASE"], settings["ARCHIVE_DIR"],
                         batch_rows=settings["ARCHIVE_BATCH_ROWS"], after_seconds=settings["ARCHIVE_AFTER_SECONDS"],
                         retention_days=settings["ARCHIVE_RETENTION_DAYS"])
+
+
+def learner_memory(settings: dict) -> dict:
+    """The learner's memory bounds, as ``Learner`` keyword arguments."""
+    return {"budget_bytes": settings["MODEL_CACHE_MB"] * MB, "idle_seconds": settings["MODEL_IDLE_SECONDS"]}

@@ -7,14 +7,12 @@ import click
 
 from experiments.auth import ROLES, Access
 from experiments.errors import ServiceError
-from web.cli.common import DB_OPTION
+from web.cli.common import DB_OPTION, open_store
 
 
 
-def _access(db: str) -> Access:
-    from experiments.store import Store
-
-    return Access(Store(db))
+def _access(db: str, create: bool = False) -> Access:
+    return Access(open_store(db, create))
 
 
 def _when(ts: float | None) -> str:
@@ -40,7 +38,7 @@ def create_key(role, label, db):
     Example: silent keys create --role shop --label "web shop"
     """
     try:
-        key = _access(db).create_key(role, label)
+        key = _access(db, create=True).create_key(role, label)
     except ServiceError as exc:
         _fail(exc)
     click.echo(key["key"])
@@ -96,7 +94,7 @@ def create_user(name, password, db):
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = _access(db).create_user(name, password)
+        user = _access(db, create=True).create_user(name, password)
     except ServiceError as exc:
         _fail(exc)
     click.echo(f"user {user['name']} created; sign in on the dashboard at /")

@@ -13,6 +13,20 @@ ARCHIVE_OPTION = click.option("--archive", "archive_dir", default="", envvar="SI
                               help="Folder of the Parquet archive  [default: beside the database, DB-archive].")
 
 
+def open_store(db: str, create: bool = False):
+    """Open the database for a command; one clear line and exit code 1 when it cannot be opened.
+
+    Only commands that set something up (serve, create ...) pass ``create``; a
+    command that reads never leaves a stray empty database behind a mistyped path.
+    """
+    from experiments.store import Store
+
+    try:
+        return Store(db, create=create)
+    except ServiceError as exc:
+        fail(exc)
+
+
 def fail(exc: ServiceError):
     """Exit with the service's message and, when it names one, the field at fault."""
     field = f" [{exc.field}]" if exc.field else ""

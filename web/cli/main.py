@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
 from experiments.errors import ServiceError
-from web.cli.common import DB_OPTION, fail
+from web.cli.common import DB_OPTION, fail, open_store
 
 
-def _service(db: str):
+def _service(db: str, create: bool = False):
     from experiments.service import Service
-    from experiments.store import Store
 
-    return Service(Store(db))
+    return Service(open_store(db, create))
 
 
 def _echo_json(value) -> None:
@@ -41,11 +41,15 @@ def serve(db, host, port, workers):
 
     Example: silent serve --db shop.db --port 8000 --workers 2
     """
-    from experiments.store import Store
-    from web.auth import BindRefused, check_bind
+    from web.auth import BindRefused, check_bind, is_loopback
     from web.serving import Supervisor, default_workers
 
-    store = Store(db)
+    if not (is_loopback(host) or os.path.isfile(db)):
+        raise click.ClickException(
+            f"refusing to listen on {host}: database {db} does not exist yet, so no API keys exist and the API "
+            f"would be open to anyone. Create keys first (silent keys create --role admin --db {db}) "
+            "or listen on 127.0.0.1.")
+    store = open_store(db, create=True)
     try:
         access_notice = check_bind(host, store)
     except BindRefused as exc:
@@ -84,7 +88,7 @@ def create_experiment(spec_file, db, start):
     if start and isinstance(spec, dict):
         spec["status"] = "running"
     try:
-        _echo_json(_service(db).create_experiment(spec, actor="cli"))
+        _echo_json(_service(db, create=True).create_experiment(spec, actor="cli"))
     except ServiceError as exc:
         fail(exc)
 
@@ -151,6 +155,11 @@ for _command in (report, export, evaluate):
 from web.cli.personalizer import personalizer  # noqa: E402
 
 cli.add_command(personalizer)
+
+from web.cli.operations import backup, forget, purge, restore  # noqa: E402
+
+for _command in (purge, forget, backup, restore):
+    cli.add_command(_command)
 
 from web.cli.simulate import demo, simulate  # noqa: E402
 

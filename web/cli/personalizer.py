@@ -6,16 +6,15 @@ from datetime import datetime, timezone
 import click
 
 from experiments.errors import ServiceError
-from web.cli.common import DB_OPTION
+from web.cli.common import DB_OPTION, open_store
 
 
 
-def _personalizer(db: str):
+def _personalizer(db: str, create: bool = False):
     from experiments.personalizer import Personalizer
     from experiments.service import Service
-    from experiments.store import Store
 
-    return Personalizer(Service(Store(db)))
+    return Personalizer(Service(open_store(db, create)))
 
 
 @click.group()
@@ -40,7 +39,7 @@ def create_resource(experiment, slots, db):
     Example: silent personalizer create-resource news-recs --db shop.db
     """
     try:
-        made = _personalizer(db).create_resource(experiment, slots=slots)
+        made = _personalizer(db, create=True).create_resource(experiment, slots=slots)
     except ServiceError as exc:
         raise click.ClickException(exc.message)
     click.echo(made["key"])

@@ -8,7 +8,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail
+from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail, open_store
 
 FROM_OPTION = click.option("--from", "start", default=None,
                            help="Only decisions made at or after this time (ISO 8601 UTC or epoch seconds).")
@@ -16,9 +16,7 @@ TO_OPTION = click.option("--to", "end", default=None, help="Only decisions made 
 
 
 def _store(db: str):
-    from experiments.store import Store
-
-    return Store(db)
+    return open_store(db)
 
 
 def _archive(store, db: str, folder: str):

@@ -40,7 +40,8 @@ def text(report: dict) -> str:
     out = [f"Report of {exp['key']} ({exp['name']}): {exp['kind']}, {exp['status']}, version {exp['version']}, "
            f"{exp['slots']} slot(s)",
            f"Decisions from {rng['first_decision'] or '–'} to {rng['last_decision'] or '–'}"
-           f" (range {rng['from'] or 'start'} .. {rng['to'] or 'now'}), by {rng['interval']}", ""]
+           f" (range {rng['from'] or 'start'} .. {rng['to'] or 'now'}), by {rng['interval']}"]
+    out += [log_text(report.get("log")), ""]
     out += _variants_text(report) + [""] + _checks_text(report) + [""] + _off_policy_text(report) + [""]
     rewards, models = report["rewards"], report["model_versions"]
     out.append(f"Rewards: {rewards['received']:,} received, {rewards['on_time']:,} on time, {rewards['late']:,} late, "
@@ -51,6 +52,18 @@ def text(report: dict) -> str:
                f"range; latest v{models['latest']}" if models["latest"] is not None else
                f"Model versions: served {_versions(served)}; no snapshot published yet")
     return "\n".join(out) + "\n"
+
+
+def log_text(log: dict | None) -> str:
+    """Say from when the log holds data: retention and purges delete old decisions."""
+    if not log:
+        return ""
+    kept = f"Log kept from {log['data_from'] or '–'}"
+    rule = f"retention {log['retention_days']} days" if log["retention_days"] else "kept forever"
+    if log["purged_before"]:
+        return (f"{kept} ({rule}; {log['purged_decisions']:,} decisions made before {log['purged_before']} "
+                "were deleted)")
+    return f"{kept} ({rule})"
 
 
 def _versions(served: list[int]) -> str:
@@ -120,7 +133,7 @@ _env.globals["isfinite"] = math.isfinite
 def html(report: dict) -> str:
     """Return a standalone HTML page (inline CSS, inline SVG charts, no scripts)."""
     return _env.get_template("report_standalone.html").render(
-        report=report, charts=charts(report))
+        report=report, charts=charts(report), log_text=log_text(report.get("log")))
 
 
 def settings_label(policy: dict) -> str:
