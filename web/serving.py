@@ -54,11 +54,9 @@ def gunicorn_main(options: dict, config: dict) -> None:
 
 
 def _post_fork(server, worker) -> None:
-    """In a new worker: stop (gracefully) when the gunicorn master dies; the supervisor's pipe is not ours."""
+    """In a new worker: stop (gracefully) when the gunicorn master dies."""
     from web.lifecycle import die_with_parent
 
-    if WATCH_FD is not None:
-        os.close(WATCH_FD)
     die_with_parent(server.pid)
 
 
@@ -171,16 +169,11 @@ class Supervisor:
             store.close()
 
 
-WATCH_FD: int | None = None  # in a child: the read end of the supervisor's pipe
-
-
 def main(argv: list[str]) -> None:
-    global WATCH_FD
     from web.lifecycle import die_with_parent
 
     role, payload = argv[0], json.loads(argv[1])
-    WATCH_FD = payload.get("watch_fd")
-    die_with_parent(payload["parent"], WATCH_FD)
+    die_with_parent(payload["parent"], payload["watch_fd"])
     if role == "gunicorn":
         gunicorn_main(payload["options"], payload["config"])
     elif role == "learner":
