@@ -1,4 +1,7 @@
-"""docs/operations.md's examples run as written, on a database of 2,000 decisions made on 1 January 2026."""
+"""docs/operations.md's examples run as written, on a database of 2,000 decisions made on 1 January 2026.
+
+The decisions are learned and in the Parquet archive beside the database, as a running service leaves them.
+"""
 import json
 import pathlib
 import re
@@ -8,6 +11,7 @@ import pytest
 
 from experiments.clock import VirtualClock
 from experiments.learner import Learner
+from experiments.reporting.archive import open_archive
 from experiments.service import Service
 from experiments.store import Store
 from tests.conftest import ITEMS
@@ -49,7 +53,7 @@ def shop_db(tmp_path, monkeypatch):
             service.record_reward(answer["event_id"], {"type": "click", "item": answer["slate"][0]["id"]})
         clock.advance(30)
     clock.advance(601)
-    Learner(store, clock).run_once(force_publish=True)
+    Learner(store, clock, archive=open_archive(store, "shop.db")).run_once(force_publish=True)  # and archives
     store.close()
     return tmp_path
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 from experiments import retention
@@ -174,6 +175,19 @@ def test_retention_deletes_learned_settled_decisions_and_says_where_data_starts(
     assert store.query_one("SELECT count(*) AS n FROM candidate_sets")["n"] == 2  # both lists still in use
 
 
+def test_retention_days_also_expire_the_archive(app, clock, learner):
+    store, archive = app.extensions["silent"]["store"], app.extensions["silent"]["archive"]
+    log_of(store, clock, n=5, retention={"days": 2})
+    clock.advance(11)
+    learner.run_once(force_publish=True)
+    clock.advance(DAY)
+    learner.run_once(force_publish=True)
+    assert archive.files("exp")
+    clock.advance(2 * DAY)
+    learner.run_once(force_publish=True)
+    assert not archive.files("exp") and store.counts("exp")["decisions"] == 1  # the file's newest row stays
+
+
 def test_a_purge_keeps_what_no_model_has_learned_and_models_stay_rebuildable(store, clock, app):
     log_of(store, clock, n=6)
     clock.advance(2 * DAY)
@@ -201,21 +215,28 @@ def test_retention_is_validated_against_the_reward_wait(store, clock):
 
 
 # -- erasure -----------------------------------------------------------------------------------
-def test_forgetting_a_unit_removes_its_decisions_and_rewards_everywhere(client, app, clock):
-    store = app.extensions["silent"]["store"]
+def test_forgetting_a_unit_removes_its_decisions_and_rewards_everywhere(client, app, clock, learner):
+    store, archive = app.extensions["silent"]["store"], app.extensions["silent"]["archive"]
     log_of(store, clock, key="a", n=6, units=("gone", "stays"))
     events = log_of(store, clock, key="b", n=2, units=("stays", "gone"))  # the newest decision is gone's
+    clock.advance(11)
+    learner.run_once(force_publish=True)
+    clock.advance(DAY)
+    learner.run_once(force_publish=True)  # the learned decisions go to the Parquet archive too
+    assert store.archive_position("a") and store.archive_position("b")
     response = client.delete("/v1/units/gone")
     assert response.status_code == 200
     answer = response.get_json()
-    assert answer["deleted"] == {"decisions": 4, "rewards": 4} and answer["experiments"] == ["a", "b"]
-    assert "not unlearned" in answer["not_undone"]
+    assert answer["deleted"] == {"decisions": 4, "rewards": 4, "archived_decisions": 4}
+    assert answer["experiments"] == ["a", "b"] and "not unlearned" in answer["not_undone"]
     assert client.get("/v1/experiments/a").get_json()["counts"] == {"decisions": 3, "rewards": 3}
     exported = io.StringIO()
-    assert export(store, "a", "csv", exported) == 3 and "gone" not in exported.getvalue()
+    assert export(store, "a", "csv", exported, archive=archive) == 3 and "gone" not in exported.getvalue()
+    assert "gone" not in str(pq.read_table(archive.files("b")[0]).to_pylist())
     blank = store.get_decision(events[-1])  # the newest row keeps its number, with nothing of the unit
     assert blank["unit"] is None and blank["context"] == "{}" and blank["learning_mode"] == "logging_only"
-    assert client.delete("/v1/units/gone").get_json()["deleted"] == {"decisions": 0, "rewards": 0}
+    again = client.delete("/v1/units/gone").get_json()["deleted"]
+    assert again == {"decisions": 0, "rewards": 0, "archived_decisions": 0}
     error = client.delete("/v1/units/" + "x" * 300).get_json()["error"]
     assert error["field"] == "unit"
 

@@ -27,6 +27,13 @@ def open_store(db: str, create: bool = False):
         fail(exc)
 
 
+def open_archive(store, db: str, folder: str):
+    """The Parquet archive of a database (``--archive``, or beside the file), or None when it is off."""
+    from experiments.reporting.archive import open_archive as archive_of
+
+    return archive_of(store, db, folder)
+
+
 def fail(exc: ServiceError):
     """Exit with the service's message and, when it names one, the field at fault."""
     field = f" [{exc.field}]" if exc.field else ""

@@ -8,7 +8,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail, open_store
+from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail, open_archive, open_store
 
 
 @click.command("purge")
@@ -33,7 +33,7 @@ def purge(key, before, db, archive_dir):
     try:
         store = open_store(db)
         counts = run(store, key, parse_time(before, "before"), SystemClock().now(),
-                     archive=_archive(store, db, archive_dir))
+                     archive=open_archive(store, db, archive_dir))
     except ServiceError as exc:
         fail(exc)
     click.echo(f"deleted {_count(counts['decisions'], 'decision')} and {_count(counts['rewards'], 'reward')} of "
@@ -60,7 +60,7 @@ def forget(unit, db, archive_dir):
 
     try:
         store = open_store(db)
-        answer = forget_unit(store, unit, _archive(store, db, archive_dir))
+        answer = forget_unit(store, unit, open_archive(store, db, archive_dir))
     except ServiceError as exc:
         fail(exc)
     deleted = answer["deleted"]
@@ -70,12 +70,6 @@ def forget(unit, db, archive_dir):
     if deleted.get("archived_decisions"):
         click.echo(f"and {_count(deleted['archived_decisions'], 'archived decision')} from the archive")
     click.echo(answer["not_undone"])
-
-
-def _archive(store, db: str, folder: str):
-    from experiments.reporting.archive import open_archive
-
-    return open_archive(store, db, folder)
 
 
 class _Pages:
@@ -91,22 +85,26 @@ class _Pages:
 
 @click.command("backup")
 @DB_OPTION
+@ARCHIVE_OPTION
 @click.option("--to", "target", required=True, type=click.Path(dir_okay=False),
               help="The backup file to write (must not exist yet).")
-def backup(db, target):
+def backup(db, archive_dir, target):
     """Copy the database to a file while the service keeps running (SQLite's online backup API).
 
-    The copy is one consistent moment of the log, models and settings. Use it as
-    it is (silent serve --db FILE on the new machine) or put it back with silent restore.
+    The copy is one consistent moment of the log, models and settings; the Parquet
+    archive files it lists are copied beside it (FILE-archive). Use the pair as it
+    is (silent serve --db FILE on the new machine) or put it back with silent restore.
 
     Example: silent backup --db shop.db --to backups/shop-2026-01-31.db
     """
     if os.path.exists(target):
         raise click.ClickException(f"{target} already exists; choose a new file")
+    from experiments.backups import backup as run
+
     store = open_store(db)
     progress = _Pages(f"backup {db}")
     try:
-        result = store.backup(target, progress=progress)
+        result = run(store, target, open_archive(store, db, archive_dir), progress=progress)
     except OSError as exc:
         raise click.ClickException(f"cannot write {target}: {exc.strerror}")
     finally:
@@ -115,6 +113,10 @@ def backup(db, target):
     click.echo(f"backed up {db} to {target} ({result['bytes']:,} bytes, integrity {result['check']}): "
                f"{_count(result['experiments'], 'experiment')}, {_count(result['decisions'], 'decision')}, "
                f"{_count(result['rewards'], 'reward')}, {_count(result['models'], 'model snapshot')}")
+    copied = result.get("archive")
+    if copied and copied["files"]:
+        click.echo(f"and the archive: {_count(copied['files'], 'file')} ({copied['bytes']:,} bytes) in "
+                   f"{copied['folder']}")
 
 
 def _count(n: int, noun: str) -> str:
@@ -141,4 +143,6 @@ def restore(backup_file, db, replace):
         fail(exc)
     finally:
         progress.bar.close()
-    click.echo(f"restored {backup_file} into {db} ({result['bytes']:,} bytes); start it with: silent serve --db {db}")
+    archive = f" and its archive into {result['archive']}" if result.get("archive") else ""
+    click.echo(f"restored {backup_file} into {db} ({result['bytes']:,} bytes){archive}; start it with: "
+               f"silent serve --db {db}")

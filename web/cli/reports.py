@@ -8,7 +8,7 @@ import click
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail, open_store
+from web.cli.common import ARCHIVE_OPTION, DB_OPTION, fail, open_archive, open_store
 
 FROM_OPTION = click.option("--from", "start", default=None,
                            help="Only decisions made at or after this time (ISO 8601 UTC or epoch seconds).")
@@ -17,12 +17,6 @@ TO_OPTION = click.option("--to", "end", default=None, help="Only decisions made 
 
 def _store(db: str):
     return open_store(db)
-
-
-def _archive(store, db: str, folder: str):
-    from experiments.reporting.archive import open_archive
-
-    return open_archive(store, db, folder)
 
 
 class _Progress:
@@ -61,7 +55,7 @@ def report(key, db, archive_dir, start, end, interval, fmt, output):
 
     store = _store(db)
     try:
-        result = build(store, key, start, end, interval, archive=_archive(store, db, archive_dir))
+        result = build(store, key, start, end, interval, archive=open_archive(store, db, archive_dir))
     except ServiceError as exc:
         fail(exc)
     if fmt == "json":
@@ -97,7 +91,8 @@ def export(key, db, archive_dir, start, end, fmt, output):
     progress = _Progress(f"export {key}")
     try:
         with click.open_file(output, "wb" if fmt == "parquet" else "w", atomic=output != "-") as out:
-            count = write(store, key, fmt, out, start, end, progress=progress, archive=_archive(store, db, archive_dir))
+            count = write(store, key, fmt, out, start, end, progress=progress,
+                          archive=open_archive(store, db, archive_dir))
     except ServiceError as exc:
         fail(exc)
     finally:
