@@ -12,7 +12,7 @@ import os
 import shutil
 
 from experiments.errors import Conflict
-from experiments.reporting.archive import default_folder
+from experiments.reporting.archive import DATASET, SUMMARIES, default_folder
 
 
 def backup(store, target: str, archive=None, progress=None) -> dict:
@@ -33,7 +33,7 @@ def backup(store, target: str, archive=None, progress=None) -> dict:
 def _copy_listed(copy, archive, folder: str) -> dict:
     """Copy each archive file the backup lists; a file expired meanwhile leaves the backup's list."""
     copied, missing, size = 0, [], 0
-    for entry in copy.archive_files():
+    for entry in copy.archive_files(dataset=DATASET) + copy.archive_files(dataset=SUMMARIES):
         source = archive.resolve(entry)
         destination = os.path.join(folder, entry["path"])
         os.makedirs(os.path.dirname(destination), exist_ok=True)

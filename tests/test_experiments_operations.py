@@ -13,6 +13,7 @@ from experiments import retention
 from experiments.clock import VirtualClock
 from experiments.learner import Learner
 from experiments.reporting.exports import export
+from experiments.reporting.reports import report
 from experiments.service import Service
 from experiments.serving_models import ServingModels
 from experiments.store import PublishRefused, Store
@@ -156,8 +157,6 @@ def test_serving_keeps_only_what_fits_and_reloads_the_same_model(store, clock):
 
 # -- retention and purges ----------------------------------------------------------------------
 def test_retention_deletes_learned_settled_decisions_and_says_where_data_starts(store, clock):
-    from experiments.reporting.reports import report
-
     old = log_of(store, clock, n=10, retention={"days": 2})
     learner = Learner(store, clock, retention_seconds=0)
     clock.advance(11)
@@ -233,6 +232,8 @@ def test_forgetting_a_unit_removes_its_decisions_and_rewards_everywhere(client, 
     exported = io.StringIO()
     assert export(store, "a", "csv", exported, archive=archive) == 3 and "gone" not in exported.getvalue()
     assert "gone" not in str(pq.read_table(archive.files("b")[0]).to_pylist())
+    summed = report(store, "a", archive=archive, clock=clock)  # the archive's summaries were rewritten too
+    assert sum(v["decisions"] for v in summed["variants"]) == 3
     blank = store.get_decision(events[-1])  # the newest row keeps its number, with nothing of the unit
     assert blank["unit"] is None and blank["context"] == "{}" and blank["learning_mode"] == "logging_only"
     again = client.delete("/v1/units/gone").get_json()["deleted"]

@@ -398,12 +398,14 @@ class Archive:
     def delete_rows(self, key: str | None, columns: list[str], doomed) -> dict:
         """Rewrite an experiment's files (every experiment's with None) without the rows ``doomed`` marks.
 
-        ``doomed(table)`` gets ``columns`` of one file and returns a boolean mask; only
-        files with a marked row are read whole and rewritten (to a pending name, then
-        renamed over the old one, which readers holding it keep). A file left empty
-        leaves the list. Returns the rows and their (on-time) rewards deleted.
+        ``doomed(table)`` gets ``columns`` of one decisions file and returns a boolean
+        mask; only files with a marked row are read whole and rewritten, with their
+        summary (each to a pending name, then renamed over the old one, which readers
+        holding it keep). A file left empty leaves the list with its summary. Returns
+        the rows and their (on-time) rewards deleted.
         """
         deleted = {"decisions": 0, "rewards": 0}
+        summaries = {e["path"]: e for e in self.store.archive_files(key, dataset=SUMMARIES)}
         for entry in self.store.archive_files(key):
             path = self.resolve(entry)
             try:
@@ -415,17 +417,32 @@ class Archive:
             table = pq.read_table(path)
             deleted["decisions"] += pc.sum(mask).as_py()
             deleted["rewards"] += pc.sum(pc.list_value_length(table["rewards"].filter(mask))).as_py() or 0
-            kept = table.filter(pc.invert(mask))
-            if kept.num_rows == 0:
-                self.store.forget_archive_files([entry["id"]])
-                _remove(path)
-                continue
-            temporary = os.path.join(os.path.dirname(path), f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
-            pq.write_table(kept, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            _fsync(temporary)
-            os.replace(temporary, path)
-            self.store.update_archive_file(entry["id"], kept.num_rows, os.path.getsize(path))
+            summary = summaries.get(SUMMARIES + entry["path"][len(DATASET):])
+            self._rewrite(entry, summary, table.filter(pc.invert(mask)))
         return deleted
+
+    def _rewrite(self, entry: dict, summary: dict | None, kept: pa.Table) -> None:
+        """Replace one decisions file (and its summary) by ``kept``; unlist both when nothing is kept."""
+        path = self.path(entry["path"])
+        if kept.num_rows == 0:
+            self.store.forget_archive_files([e["id"] for e in (entry, summary) if e])
+            for listed in (entry, summary):
+                if listed:
+                    _remove(self.path(listed["path"]))
+            return
+        temporary = os.path.join(os.path.dirname(path), f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
+        pq.write_table(kept, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        _fsync(temporary)
+        if summary:
+            summary_path = self.resolve(summary)
+            summary_temporary = os.path.join(os.path.dirname(summary_path),
+                                             f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
+            summarize(temporary, summary_temporary)
+            _fsync(summary_temporary)
+            os.replace(summary_temporary, summary_path)
+            self.store.update_archive_file(summary["id"], kept.num_rows, os.path.getsize(summary_path))
+        os.replace(temporary, path)
+        self.store.update_archive_file(entry["id"], kept.num_rows, os.path.getsize(path))
 
     def first_created(self, key: str) -> float | None:
         """When the experiment's oldest archived decision was made (its files are in log order)."""
