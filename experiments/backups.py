@@ -12,7 +12,7 @@ import os
 import shutil
 
 from experiments.errors import Conflict
-from experiments.reporting.archive import DATASET, SUMMARIES, default_folder
+from experiments.reporting.archive import COMPANIONS, DATASET, default_folder
 
 
 def backup(store, target: str, archive=None, progress=None) -> dict:
@@ -33,7 +33,7 @@ def backup(store, target: str, archive=None, progress=None) -> dict:
 def _copy_listed(copy, archive, folder: str) -> dict:
     """Copy each archive file the backup lists; a file expired meanwhile leaves the backup's list."""
     copied, missing, size = 0, [], 0
-    for entry in copy.archive_files(dataset=DATASET) + copy.archive_files(dataset=SUMMARIES):
+    for entry in [e for dataset in (DATASET, *COMPANIONS) for e in copy.archive_files(dataset=dataset)]:
         source = archive.resolve(entry)
         destination = os.path.join(folder, entry["path"])
         os.makedirs(os.path.dirname(destination), exist_ok=True)

@@ -400,12 +400,12 @@ class Archive:
 
         ``doomed(table)`` gets ``columns`` of one decisions file and returns a boolean
         mask; only files with a marked row are read whole and rewritten, with their
-        summary (each to a pending name, then renamed over the old one, which readers
-        holding it keep). A file left empty leaves the list with its summary. Returns
-        the rows and their (on-time) rewards deleted.
+        companions (summary, sample), each to a pending name and then renamed over the
+        old one, which readers holding it keep. A file left empty leaves the list with
+        its companions. Returns the rows and their (on-time) rewards deleted.
         """
         deleted = {"decisions": 0, "rewards": 0}
-        summaries = {e["path"]: e for e in self.store.archive_files(key, dataset=SUMMARIES)}
+        companions = {e["path"]: e for dataset in COMPANIONS for e in self.store.archive_files(key, dataset=dataset)}
         for entry in self.store.archive_files(key):
             path = self.resolve(entry)
             try:
@@ -417,32 +417,36 @@ class Archive:
             table = pq.read_table(path)
             deleted["decisions"] += pc.sum(mask).as_py()
             deleted["rewards"] += pc.sum(pc.list_value_length(table["rewards"].filter(mask))).as_py() or 0
-            summary = summaries.get(SUMMARIES + entry["path"][len(DATASET):])
-            self._rewrite(entry, summary, table.filter(pc.invert(mask)))
+            mine = {d: companions.get(d + entry["path"][len(DATASET):]) for d in COMPANIONS}
+            self._rewrite(entry, {d: e for d, e in mine.items() if e}, table.filter(pc.invert(mask)))
         return deleted
 
-    def _rewrite(self, entry: dict, summary: dict | None, kept: pa.Table) -> None:
-        """Replace one decisions file (and its summary) by ``kept``; unlist both when nothing is kept."""
+    def _rewrite(self, entry: dict, companions: dict[str, dict], kept: pa.Table) -> None:
+        """Replace one decisions file (and its companions) by ``kept``; unlist them all when nothing is kept."""
         path = self.path(entry["path"])
         if kept.num_rows == 0:
-            self.store.forget_archive_files([e["id"] for e in (entry, summary) if e])
-            for listed in (entry, summary):
-                if listed:
-                    _remove(self.path(listed["path"]))
+            listed = [entry, *companions.values()]
+            self.store.forget_archive_files([e["id"] for e in listed])
+            for e in listed:
+                _remove(self.path(e["path"]))
             return
-        temporary = os.path.join(os.path.dirname(path), f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
+        temporary = self._temporary(path)
         pq.write_table(kept, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         _fsync(temporary)
-        if summary:
-            summary_path = self.resolve(summary)
-            summary_temporary = os.path.join(os.path.dirname(summary_path),
-                                             f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
-            summarize(temporary, summary_temporary)
-            _fsync(summary_temporary)
-            os.replace(summary_temporary, summary_path)
-            self.store.update_archive_file(summary["id"], kept.num_rows, os.path.getsize(summary_path))
+        for dataset, extra in companions.items():
+            extra_path = self.resolve(extra)
+            extra_temporary = self._temporary(extra_path)
+            companion(dataset, temporary, extra_temporary)
+            _fsync(extra_temporary)
+            os.replace(extra_temporary, extra_path)
+            self.store.update_archive_file(extra["id"], kept.num_rows, os.path.getsize(extra_path))
         os.replace(temporary, path)
         self.store.update_archive_file(entry["id"], kept.num_rows, os.path.getsize(path))
+
+    @staticmethod
+    def _temporary(path: str) -> str:
+        """A pending name beside ``path``: the stale-file sweep removes it if a crash leaves it behind."""
+        return os.path.join(os.path.dirname(path), f"{PENDING_PREFIX}rewrite-{uuid.uuid4().hex[:12]}")
 
     def first_created(self, key: str) -> float | None:
         """When the experiment's oldest archived decision was made (its files are in log order)."""
