@@ -35,8 +35,9 @@ from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments.assignment import bucket
 from experiments.clock import VirtualClock
-from experiments.reporting.archive import (COMPANIONS, DATASET, ROW_GROUP_ROWS, SCHEMA, companion, day_of, part_name,
-                                          unit_key)
+from experiments.reporting import units
+from experiments.reporting.archive import (COMPANIONS, DATASET, ROW_GROUP_ROWS, SCHEMA, Archive, companion, day_of,
+                                          part_name, unit_key)
 from experiments.service import Service
 from experiments.spec import parse_spec
 from experiments.store import Store, dumps
@@ -218,6 +219,15 @@ def train_model(store: Store, first_seq: int, count: int = 2000) -> None:
                         "model": policy.save()})
 
 
+def index_units(folder: str) -> float:
+    """Build the units index as the learner does after its archive batches (kept when still valid); seconds."""
+    started = time.perf_counter()
+    store = Store(os.path.join(folder, "silent.db"))
+    units.refresh(Archive(store, os.path.join(folder, "archive")), store, KEY, tail_rows=0)
+    store.close()
+    return time.perf_counter() - started
+
+
 def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
     """Generate one size's data set into ``folder`` (skipped when it is there already); return seconds."""
     done = os.path.join(folder, "complete")
@@ -244,7 +254,6 @@ def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
 
 def measure(folder: str) -> None:
     """Run one report over a generated data set (in this fresh process) and print its seconds and peak memory."""
-    from experiments.reporting.archive import Archive
     from experiments.reporting.reports import report
 
     store = Store(os.path.join(folder, "silent.db"))
@@ -272,12 +281,14 @@ def main() -> None:
     for decisions in (int(x) for x in args.decisions.split(",")):
         folder = os.path.join(args.data, f"n{decisions}-live{args.live}")
         build_seconds = build(folder, decisions, args.live)
+        index_seconds = index_units(folder)
         runs = [json.loads(subprocess.run([sys.executable, __file__, "--measure", folder], check=True,
                                           capture_output=True, text=True).stdout) for _ in range(args.repeat)]
         archive_bytes = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in
                             os.walk(os.path.join(folder, "archive")) for f in files)
         results.append({"decisions": decisions, "live_decisions": min(args.live, decisions),
-                        "build_seconds": round(build_seconds, 1), "report_seconds": [r["seconds"] for r in runs],
+                        "build_seconds": round(build_seconds, 1),
+                        "units_index_seconds": round(index_seconds, 1), "report_seconds": [r["seconds"] for r in runs],
                         "best_seconds": min(r["seconds"] for r in runs),
                         "report_cpu_seconds": [r["cpu_seconds"] for r in runs],
                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "archive_mb": round(archive_bytes / 2**20),

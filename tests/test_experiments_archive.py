@@ -16,6 +16,7 @@ import pyarrow.parquet
 import pytest
 
 from experiments.clock import VirtualClock
+from experiments.erasure import forget_unit
 from experiments.learner import Learner
 from experiments.reporting.analytics import LogView
 from experiments.reporting.archive import Archive
@@ -59,9 +60,9 @@ def logged_store(tmp_path, name: str, case: dict) -> Store:
     return store
 
 
-def archive_upto(store, folder, cursor: int, batch_rows: int = 300) -> Archive:
+def archive_upto(store, folder, cursor: int, batch_rows: int = 300, **options) -> Archive:
     """Archive every closed decision up to ``cursor`` in batches, as the learner would."""
-    archive = Archive(store, str(folder), batch_rows=batch_rows, after_seconds=0.0)
+    archive = Archive(store, str(folder), batch_rows=batch_rows, after_seconds=0.0, **options)
     spec = store.get_experiment("exp")["spec"]
     while True:
         batch = archive.prepare("exp", spec["reward"], cursor, report_log.T0 + 10 * 86400, report_log.T0, force=True)
@@ -100,6 +101,45 @@ def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_pa
     assert split.archive_position("exp") == 1200
     assert_same(plain(report(live, "exp", **case["args"])), plain(report(split, "exp", archive=archive,
                                                                          **case["args"])))
+
+
+def units_index_of(store, archive, **window):
+    view = LogView(store, parse_window("exp", **window), store.get_experiment("exp")["spec"]["reward"], archive)
+    try:
+        return view.units_index, len(view.uncovered)
+    finally:
+        view.close()
+
+
+def test_the_units_index_counts_the_units_the_rows_do(tmp_path):
+    """Units of a full-range report come from the index plus the files after it; the same figures as
+    the live log, also for ranges the index cannot answer, and after an erasure or retention drops it."""
+    case = GOLDEN["sum_default0_hour"]["case"]
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    archive = archive_upto(split, tmp_path / "archive", 700, units_tail_rows=500)
+    index, uncovered = units_index_of(split, archive)
+    assert index is not None and index.upto_seq == 600 and uncovered == 1  # seqs 601-700 are not in it yet
+    middle = split.get_decision("exp-650")["created_at"]
+    assert units_index_of(split, archive, end=middle)[0] is not None
+    assert units_index_of(split, archive, start=middle)[0] is None  # a later start counts from the rows
+    for args in ({}, {"end": middle}, {"start": middle}, {"start": middle - 40000, "end": middle}):
+        expected, got = report(live, "exp", ope_sample=50, **args), report(split, "exp", archive=archive,
+                                                                             ope_sample=50, **args)
+        assert [v["units"] for v in got["variants"]] == [v["units"] for v in expected["variants"]] and \
+            all(v["units"] for v in got["variants"])
+        assert_same(plain(expected), plain(got))
+    unit = split.get_decision("exp-3")["unit"]
+    for store in (live, split):
+        forget_unit(store, unit, archive if store is split else None)
+    assert not list((tmp_path / "archive" / "units").rglob("*.parquet"))  # it held the erased unit's key
+    assert units_index_of(split, archive)[0] is None
+    assert_same(plain(report(live, "exp", ope_sample=50)), plain(report(split, "exp", archive=archive, ope_sample=50)))
+    archive_upto(split, tmp_path / "archive", 10**9, units_tail_rows=500)
+    assert units_index_of(split, archive)[0].upto_seq > 700  # rebuilt from every file kept
+    assert_same(plain(report(live, "exp", ope_sample=50)), plain(report(split, "exp", archive=archive, ope_sample=50)))
+    archive.retention_days = 1.5
+    assert archive.expire("exp", report_log.T0 + 3 * 86400) > 0
+    assert units_index_of(split, archive)[0] is None
 
 
 def test_changed_reward_rules_recompute_archived_rows(tmp_path):

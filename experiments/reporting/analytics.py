@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from experiments.errors import Unavailable
+from experiments.reporting import units
 from experiments.reporting.archive import (COMPANIONS, HOUR, SAMPLE_KEPT, SAMPLE_MODULUS, SAMPLE_MULTIPLIER, SAMPLES,
                                           SCHEMA, SUMMARIES, day_of, unit_key)
 from experiments.reporting.logdata import Window
@@ -54,9 +55,10 @@ def connect() -> duckdb.DuckDBPyConnection:
                                   "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
 
 
-def archived_files(store, window: Window, archive) -> tuple[object, list[str], dict[str, dict[str, str]]]:
+def archived_files(store, window: Window, archive) -> tuple[object, list[str], dict[str, dict[str, str]], tuple]:
     """Read, in one snapshot, the archive position, the decisions files that can hold decisions of the
-    window, and each one's companions (by dataset, then by decisions file)."""
+    window, each one's companions (by dataset, then by decisions file), and the units index that can
+    count the window's units with the files it does not cover (``(None, [])`` when none can)."""
     with store.snapshot():
         position = store.archive_position(window.key)
         entries = store.archive_files(window.key)
@@ -64,6 +66,9 @@ def archived_files(store, window: Window, archive) -> tuple[object, list[str], d
     if entries and archive is None:
         raise Unavailable("this database has archived decisions but no archive folder is set (ARCHIVE_DIR)",
                           field="archive")
+    index = units.find(archive, window.key, entries) if entries else None
+    if index is not None and window.start > index.first_at:
+        index = None  # a unit first seen before the window may or may not come back in it: count from rows
     low, high = _day_bound(window.start, "0000-00-00"), _day_bound(window.end, "9999-99-99")
     entries = [e for e in entries if low <= e["day"] <= high]
     files = [archive.resolve(e) for e in entries]
@@ -71,8 +76,9 @@ def archived_files(store, window: Window, archive) -> tuple[object, list[str], d
     if missing:
         raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
                           f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
+    uncovered = [f for e, f in zip(entries, files) if index is None or e["last_seq"] > index.upto_seq]
     return position, files, {dataset: _companions(archive, entries, files, listed[dataset])
-                             for dataset in COMPANIONS}
+                             for dataset in COMPANIONS}, (index, uncovered)
 
 
 def _companions(archive, entries: list[dict], files: list[str], listed: list[dict]) -> dict[str, str]:
@@ -91,7 +97,7 @@ class ArchivedRows:
 
     def __init__(self, store, window: Window, archive=None):
         self.window = window
-        self.position, self.files, _ = archived_files(store, window, archive)
+        self.position, self.files, _, _ = archived_files(store, window, archive)
         self.con = connect()
 
     def _where(self) -> str:
@@ -131,7 +137,8 @@ class LogView:
         self.window, self.default = window, float(reward_spec["default"])
         self.aggregation = reward_spec["aggregation"]
         with store.snapshot():
-            self.position, self.files, companions = archived_files(store, window, archive)
+            self.position, self.files, companions, (self.units_index, self.uncovered) = \
+                archived_files(store, window, archive)
             live_d = store.live_decisions(window.key, window.start, window.end, self.position)
             live_r = store.live_rewards(window.key, window.start, window.end, self.position)
         self.summary_of, self.sample_of = companions[SUMMARIES], companions[SAMPLES]
@@ -238,14 +245,31 @@ class LogView:
                 "SELECT variant, decisions, rewarded, mean, m2 / greatest(decisions - 1, 1), first_at, last_at"
                 " FROM summary WHERE kind = 'cell'"):
             parts.setdefault(variant, []).append((n, int(won), mean, (variance or 0.0) * (n - 1), first, last))
-        units = dict(self.sql("SELECT variant, count(DISTINCT unit_key) FROM (SELECT variant, unit_key FROM"
-                              " archived_all UNION ALL SELECT variant, unit_key FROM live_d) GROUP BY variant"))
+        units = self.units()
         out = {}
         for variant, rows in parts.items():
             n, mean, m2 = combine_moments([(r[0], r[2], r[3]) for r in rows])
             out[variant] = (n, units.get(variant, 0), sum(r[1] for r in rows), mean,
                             m2 / (n - 1) if n > 1 else None, min(r[4] for r in rows), max(r[5] for r in rows))
         return out
+
+    def units(self) -> dict[str, int]:
+        """Distinct units per variant: from the units index and the rows it does not cover when one
+        answers for the window, else from every archived row of the window (both exact)."""
+        scan = ("SELECT variant, count(DISTINCT unit_key) FROM (SELECT variant, unit_key FROM archived_all"
+                " UNION ALL SELECT variant, unit_key FROM live_d) GROUP BY variant")
+        if self.units_index is None:
+            return dict(self.sql(scan))
+        w = self.window
+        rows = [f"SELECT variant, unit_key FROM read_parquet({literal(self.units_index.path)})"
+                f" WHERE first_at < {literal(w.end)}", "SELECT variant, unit_key FROM live_d"]
+        if self.uncovered:
+            rows.append(f"SELECT variant, unit_key FROM {_parquet(self.uncovered)}"
+                        f" WHERE created_at >= {literal(w.start)} AND created_at < {literal(w.end)}")
+        try:
+            return dict(self.sql(f"SELECT variant, count(*) FROM ({' UNION '.join(rows)}) GROUP BY variant"))
+        except duckdb.IOException:  # the index was replaced or erased a moment ago
+            return dict(self.sql(scan))
 
     def cells(self) -> list[tuple]:
         """Per time bucket, variant and first-slot item: decisions, rewarded, slots, reward above the default,

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from experiments.labels import slot_rewards
+from experiments.reporting import units
 from experiments.store import loads
 
 log = logging.getLogger(__name__)
@@ -211,15 +212,17 @@ class Archive:
     """Write an experiment's closed, learned decisions to Parquet once, and find the files again."""
 
     def __init__(self, store, folder: str, batch_rows: int = 200_000, after_seconds: float = 600.0,
-                 retention_days: float = 0.0):
+                 retention_days: float = 0.0, units_tail_rows: int = units.TAIL_ROWS):
         """``after_seconds``: archive once the oldest waiting decision's window closed this long ago
         (or ``batch_rows`` are waiting), so files stay few and large. ``retention_days``: delete
-        archived days older than this (0 keeps them)."""
+        archived days older than this (0 keeps them). ``units_tail_rows``: rebuild the units index
+        (``experiments.reporting.units``) once this many archived decisions are not in it."""
         self.store = store
         self.folder = folder
         self.batch_rows = batch_rows
         self.after_seconds = after_seconds
         self.retention_days = retention_days
+        self.units_tail_rows = units_tail_rows
         self._expired_at: dict[str, float] = {}
 
     def path(self, relative: str) -> str:
@@ -333,6 +336,14 @@ class Archive:
             _fsync_dirs(folders)
             log.info("archived %s decisions of %s up to seq %s", sum(e["rows"] for e in batch.files),
                      batch.experiment, batch.upto_seq)
+            self.index_units(batch.experiment)
+
+    def index_units(self, key: str) -> None:
+        """Extend the units index when enough new files wait; a failure costs reports speed, never answers."""
+        try:
+            units.refresh(self, self.store, key, self.units_tail_rows)
+        except Exception:
+            log.exception("indexing the units of %s failed; reports count them from the rows", key)
 
     def recover(self, key: str) -> None:
         """Rename the files of the newest commit that a crash left under their pending names."""
@@ -381,6 +392,7 @@ class Archive:
         companions = [e for dataset in COMPANIONS for e in self.store.archive_files(key, dataset, cutoff)]
         if entries or companions:
             self.store.forget_archive_files([e["id"] for e in entries + companions])
+            units.remove(self, key)  # no longer valid; the next batch rebuilds it from the files kept
         for dataset in (DATASET, *COMPANIONS):
             folder = self.path(f"{dataset}/experiment={key}")
             for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
@@ -392,7 +404,7 @@ class Archive:
 
     def remove(self, key: str) -> None:
         """Delete an experiment's archive folder, after its log was deleted (``Store.delete_log``)."""
-        for dataset in (DATASET, *COMPANIONS):
+        for dataset in (DATASET, *COMPANIONS, units.UNITS):
             shutil.rmtree(self.path(f"{dataset}/experiment={key}"), ignore_errors=True)
 
     def delete_rows(self, key: str | None, columns: list[str], doomed) -> dict:
@@ -418,6 +430,7 @@ class Archive:
             deleted["decisions"] += pc.sum(mask).as_py()
             deleted["rewards"] += pc.sum(pc.list_value_length(table["rewards"].filter(mask))).as_py() or 0
             mine = {d: companions.get(d + entry["path"][len(DATASET):]) for d in COMPANIONS}
+            units.remove(self, entry["experiment"])  # it may hold the deleted rows' units
             self._rewrite(entry, {d: e for d, e in mine.items() if e}, table.filter(pc.invert(mask)))
         return deleted
 
