@@ -51,8 +51,10 @@ def literal(value) -> str:
 
 def connect() -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with bounded memory (it spills past the limit) and at most two threads."""
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": min(2, os.cpu_count() or 1),
-                                  "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "threads": min(2, os.cpu_count() or 1),
+                                 "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
+    con.execute("SET enable_progress_bar = false")  # a long report would draw one on the caller's terminal
+    return con
 
 
 def archived_files(store, window: Window, archive) -> tuple[object, list[str], dict[str, dict[str, str]], tuple]:
@@ -237,20 +239,26 @@ class LogView:
 
     # -- the aggregates a report needs: four scans whatever the size of the log ----------------------
     def variant_totals(self) -> dict[str, tuple]:
-        """Per variant: decisions, distinct units, rewarded, mean and sample variance of the reward, first, last."""
-        parts: dict[str, list] = {}
-        for variant, n, won, mean, variance, first, last in self.sql(
-                "SELECT variant, count(*), sum(rewarded::INTEGER), avg(value), var_samp(value), min(created_at),"
-                " max(created_at) FROM decisions GROUP BY variant") + self.sql(
-                "SELECT variant, decisions, rewarded, mean, m2 / greatest(decisions - 1, 1), first_at, last_at"
-                " FROM summary WHERE kind = 'cell'"):
-            parts.setdefault(variant, []).append((n, int(won), mean, (variance or 0.0) * (n - 1), first, last))
+        """Per variant: decisions, distinct units, rewarded, mean and sample variance of the reward, first, last.
+
+        Rows and summary cells are parts with their own count, mean and squared deviations; the
+        parts combine exactly (total deviations = parts' own + each part's count times its mean's
+        squared distance from the overall mean), in DuckDB, however many summary cells there are.
+        """
         units = self.units()
         out = {}
-        for variant, rows in parts.items():
-            n, mean, m2 = combine_moments([(r[0], r[2], r[3]) for r in rows])
-            out[variant] = (n, units.get(variant, 0), sum(r[1] for r in rows), mean,
-                            m2 / (n - 1) if n > 1 else None, min(r[4] for r in rows), max(r[5] for r in rows))
+        for variant, n, won, mean, m2, first, last in self.sql("""
+                WITH parts AS (
+                    SELECT variant, count(*) AS n, sum(rewarded::INTEGER) AS won, avg(value) AS mean,
+                           coalesce(var_samp(value) * (count(*) - 1), 0.0) AS m2, min(created_at) AS first_at,
+                           max(created_at) AS last_at FROM decisions GROUP BY variant
+                    UNION ALL SELECT variant, decisions, rewarded, mean, m2, first_at, last_at FROM summary
+                    WHERE kind = 'cell'),
+                overall AS (SELECT variant, sum(n * mean) / sum(n) AS mean FROM parts GROUP BY variant)
+                SELECT variant, sum(n)::BIGINT, sum(won)::BIGINT, any_value(o.mean),
+                       sum(m2 + n * (p.mean - o.mean) * (p.mean - o.mean)), min(first_at), max(last_at)
+                FROM parts p JOIN overall o USING (variant) GROUP BY variant"""):
+            out[variant] = (n, units.get(variant, 0), won, mean, m2 / (n - 1) if n > 1 else None, first, last)
         return out
 
     def units(self) -> dict[str, int]:
@@ -273,14 +281,18 @@ class LogView:
 
     def cells(self) -> list[tuple]:
         """Per time bucket, variant and first-slot item: decisions, rewarded, slots, reward above the default,
-        and the item's first seq (for stable ordering); a cell may come twice (summaries and rows)."""
+        and the item's first seq (for stable ordering); rows and summary cells added up here."""
         default, width = literal(self.default), self.window.width
-        return self.sql(
-            f"SELECT CAST(floor(created_at / {width}) AS BIGINT), variant, first_item, count(*),"
-            f" sum(rewarded::INTEGER), sum(slots), sum(CASE WHEN rewarded THEN value - {default} * slots ELSE 0 END),"
-            " min(seq) FROM decisions GROUP BY ALL") + self.sql(
-            f"SELECT CAST(floor(hour * {HOUR} / {width}) AS BIGINT), variant, item, decisions, rewarded, slots, extra,"
-            " min_seq FROM summary WHERE kind = 'cell'")
+        return self.sql(f"""
+            SELECT bucket, variant, item, sum(n)::BIGINT, sum(won)::BIGINT, sum(slots)::BIGINT, sum(extra),
+                   min(first_seq) FROM (
+                SELECT CAST(floor(created_at / {width}) AS BIGINT) AS bucket, variant, first_item AS item,
+                       count(*) AS n, sum(rewarded::INTEGER) AS won, sum(slots) AS slots,
+                       sum(CASE WHEN rewarded THEN value - {default} * slots ELSE 0 END) AS extra, min(seq) AS first_seq
+                FROM decisions GROUP BY ALL
+                UNION ALL SELECT CAST(floor(hour * {HOUR} / {width}) AS BIGINT), variant, item, decisions, rewarded,
+                       slots, extra, min_seq FROM summary WHERE kind = 'cell')
+            GROUP BY bucket, variant, item""")
 
     def served_models(self) -> list[tuple]:
         """(model version, decisions it served), by version."""
@@ -323,24 +335,6 @@ class LogView:
 
     def close(self) -> None:
         self.con.close()
-
-
-def combine_moments(parts: list[tuple]) -> tuple[int, float, float]:
-    """Combine (count, mean, sum of squared deviations) of disjoint parts (Chan et al.), stable for any sizes.
-
-    >>> combine_moments([(2, 1.5, 0.5), (2, 3.5, 0.5)])  # [1, 2] and [3, 4]
-    (4, 2.5, 5.0)
-    """
-    n, mean, m2 = 0, 0.0, 0.0
-    for count, part_mean, part_m2 in parts:
-        if not count:
-            continue
-        total = n + count
-        delta = part_mean - mean
-        mean += delta * count / total
-        m2 += part_m2 + delta * delta * n * count / total
-        n = total
-    return n, mean, m2
 
 
 def _parquet(files: list[str]) -> str:

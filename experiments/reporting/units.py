@@ -118,8 +118,9 @@ def _write(archive, key: str, entries: list[dict], index: UnitsIndex | None, tai
     os.makedirs(folder, exist_ok=True)
     final = os.path.join(folder, f"units-{upto:012d}.parquet")
     temporary = os.path.join(folder, f".pending-units-{uuid.uuid4().hex[:12]}")
-    con = duckdb.connect(config={"threads": 1, "memory_limit": "1GB", "enable_progress_bar": False,  # spills
+    con = duckdb.connect(config={"threads": 1, "memory_limit": "1GB",  # spills past it
                                  "temp_directory": os.path.join(tempfile.gettempdir(), "silent-duckdb")})
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute(f"CREATE TEMP TABLE pairs AS SELECT variant, unit_key, min(first_at) AS first_at"
                     f" FROM ({' UNION ALL '.join(parts)}) GROUP BY variant, unit_key")
