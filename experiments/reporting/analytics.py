@@ -269,13 +269,20 @@ class LogView:
         if self.units_index is None:
             return dict(self.sql(scan))
         w = self.window
-        rows = [f"SELECT variant, unit_key FROM read_parquet({literal(self.units_index.path)})"
-                f" WHERE first_at < {literal(w.end)}", "SELECT variant, unit_key FROM live_d"]
+        others = ["SELECT variant, unit_key FROM live_d"]
         if self.uncovered:
-            rows.append(f"SELECT variant, unit_key FROM {_parquet(self.uncovered)}"
-                        f" WHERE created_at >= {literal(w.start)} AND created_at < {literal(w.end)}")
-        try:
-            return dict(self.sql(f"SELECT variant, count(*) FROM ({' UNION '.join(rows)}) GROUP BY variant"))
+            others.append(f"SELECT variant, unit_key FROM {_parquet(self.uncovered)}"
+                          f" WHERE created_at >= {literal(w.start)} AND created_at < {literal(w.end)}")
+        try:  # index rows are distinct already: add the other pairs, less those the index has too
+            return dict(self.sql(f"""
+                WITH indexed AS (SELECT variant, unit_key FROM read_parquet({literal(self.units_index.path)})
+                                 WHERE first_at < {literal(w.end)}),
+                others AS (SELECT DISTINCT variant, unit_key FROM ({' UNION ALL '.join(others)}))
+                SELECT variant, sum(n)::BIGINT FROM (
+                    SELECT variant, count(*) AS n FROM indexed GROUP BY variant
+                    UNION ALL SELECT variant, count(*) FROM others GROUP BY variant
+                    UNION ALL SELECT variant, -count(*) FROM indexed SEMI JOIN others USING (variant, unit_key)
+                    GROUP BY variant) GROUP BY variant"""))
         except duckdb.IOException:  # the index was replaced or erased a moment ago
             return dict(self.sql(scan))
 
