@@ -152,7 +152,7 @@ def parse_exploration(data: dict):
     if not isinstance(data, dict):
         raise SettingError("", "must be an object")
     algorithm = data.get("algorithm", "epsilon")
-    if algorithm not in EXPLORATIONS:
+    if not isinstance(algorithm, str) or algorithm not in EXPLORATIONS:
         raise SettingError("algorithm", f"must be one of {', '.join(EXPLORATIONS)}")
     cls = EXPLORATIONS[algorithm]
     names = {f.name for f in dataclasses.fields(cls)}

@@ -19,27 +19,13 @@ import vowpalwabbit
 import pylibvw  # the compiled core that vowpalwabbit.pyvw wraps
 
 from bandit.encoding import cb_lines, ccb_lines
-from bandit.exploration import Epsilon, SettingError
+from bandit.exploration import Epsilon, SettingError, check_number
 from bandit.sampling import sample_index, uniform_draws
 from bandit.scaling import Scaler, Scaling, Statistics
+from bandit.vw_args import parse_vw_args
 
-# Options that read or write files, open sockets or change the example format
-# would let a spec touch the server or break the wire format; they are refused.
-FORBIDDEN_VW_OPTIONS = {
-    "-d", "--data", "-i", "--initial_regressor", "-f", "--final_regressor", "--daemon",
-    "--port", "--pid_file", "--port_file", "-c", "--cache", "--cache_file", "-p",
-    "--predictions", "-r", "--raw_predictions", "--readable_model", "--invert_hash",
-    "--audit_regressor", "--output_feature_regularizer_binary",
-    "--output_feature_regularizer_text", "--save_per_pass", "--json", "--dsjson",
-    "--cb_explore_adf", "--ccb_explore_adf", "--cb_adf", "--cb", "--cb_explore",
-    "--dictionary", "--dictionary_path", "--feature_mask", "--input_feature_regularizer",
-    "--onethread", "--num_children", "--span_server",
-}
 VW_POWER_T = 0.5  # VW's own learning-rate decay; not written out, so older models keep their command line
-
-
 VW_DEFAULT_BITS = 18  # VW's own hash space: 2^18 weights
-BITS_OPTIONS = ("-b", "--bit_precision")
 
 
 def sets_bits(vw_args: str) -> bool:
@@ -48,7 +34,7 @@ def sets_bits(vw_args: str) -> bool:
     >>> sets_bits("--power_t 0 -b 20"), sets_bits("--bit_precision=22"), sets_bits("-l 0.1")
     (True, True, False)
     """
-    return any(token.split("=", 1)[0] in BITS_OPTIONS for token in vw_args.split())
+    return bool(parse_vw_args(vw_args).values("bit_precision"))
 
 
 @dataclass(frozen=True)
@@ -69,6 +55,15 @@ class PolicySettings:
     scaling: Scaling = field(default_factory=Scaling)
     hash_bits: int = VW_DEFAULT_BITS
 
+    def __post_init__(self):
+        """Refuse, before any workspace exists, every piece of the command line that is not allowlisted."""
+        object.__setattr__(self, "_vw_args", parse_vw_args(self.vw_args).text)  # what VW gets
+        for q in self.interactions:
+            if not isinstance(q, str):
+                raise SettingError("interactions", "must be strings of namespace letters")
+            parse_vw_args(f"--interactions {shlex.quote(q)}", "interactions")
+        check_number("learning_rate", self.learning_rate, 0, 100, low_open=True)
+
     @property
     def is_slate(self) -> bool:
         return self.slots > 1
@@ -88,31 +83,18 @@ class PolicySettings:
         parts.append(f"-l {self.learning_rate!r}")
         if self.decay != VW_POWER_T:
             parts.append(f"--power_t {self.decay!r}")
-        if self.hash_bits != VW_DEFAULT_BITS and not sets_bits(self.vw_args):
+        if self.hash_bits != VW_DEFAULT_BITS and not sets_bits(self._vw_args):
             parts.append(f"-b {self.hash_bits}")
-        if self.vw_args:
-            parts.append(self.vw_args)
+        if self._vw_args:
+            parts.append(self._vw_args)
         parts.append("--quiet")
         args = " ".join(parts)
         object.__setattr__(self, "_args", args)
         return args
 
 
-def check_vw_args(vw_args: str) -> None:
-    """Reject extra VW options that touch files or sockets, before VW sees them."""
-    try:
-        tokens = shlex.split(vw_args)
-    except ValueError as exc:
-        raise SettingError("vw_args", f"cannot be parsed: {exc}") from None
-    for token in tokens:
-        name = token.split("=", 1)[0]
-        if name in FORBIDDEN_VW_OPTIONS:
-            raise SettingError("vw_args", f"option {name} is not allowed here")
-
-
 def validate_settings(settings: PolicySettings) -> None:
-    """Construct a throwaway workspace so VW itself vets the arguments."""
-    check_vw_args(settings.vw_args)
+    """Construct a throwaway workspace so VW itself vets the (already allowlisted) combination."""
     try:
         ws = vowpalwabbit.Workspace(settings.args())
     except Exception as exc:  # VW raises RuntimeError or its own errors

@@ -14,6 +14,7 @@ from bandit.encoding import FeatureError, validate_features
 from bandit.exploration import SettingError, check_number, exploration_to_dict, parse_exploration
 from bandit.policy import VW_POWER_T, PolicySettings, validate_settings
 from bandit.scaling import parse_scaling
+from bandit.vw_args import parse_vw_args
 from experiments.errors import Conflict, InvalidField
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -201,8 +202,10 @@ def _learning(value, kind: str) -> dict:
         raise InvalidField("learning.interactions", "must be a list of 2-3 letter namespace crossings like \"UA\"")
     out["learning_rate"] = _number(out["learning_rate"], "learning.learning_rate", 0, 100, low_open=True)
     out["update_seconds"] = _number(out["update_seconds"], "learning.update_seconds", 0, 86400, low_open=True)
-    if not isinstance(out["vw_args"], str) or len(out["vw_args"]) > 1000:
-        raise InvalidField("learning.vw_args", "must be a string of at most 1000 characters")
+    try:  # the allowlist, before any VW workspace exists; the spec keeps the canonical form
+        out["vw_args"] = parse_vw_args(out["vw_args"]).text
+    except SettingError as exc:
+        raise InvalidField("learning.vw_args", exc.message) from None
     out["decay"] = _number(out["decay"], "learning.decay", 0, 1)
     if "--power_t" in out["vw_args"] and out["decay"] != VW_POWER_T:
         raise InvalidField("learning.decay", "give the learning-rate decay once: learning.decay or --power_t in "

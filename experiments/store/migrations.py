@@ -11,6 +11,9 @@ import time
 
 import sqlite_utils
 
+from bandit.exploration import SettingError
+from bandit.vw_args import parse_vw_args
+
 
 def m001_core(db: sqlite_utils.Database) -> None:
     db["experiments"].create(
@@ -189,9 +192,44 @@ def m010_operations(db: sqlite_utils.Database) -> None:
                " WHERE json_extract(spec, '$.learning.hash_bits') IS NULL")
 
 
+def m011_vw_args_allowlist(db: sqlite_utils.Database) -> None:
+    """Drop extra VW arguments saved before the allowlist that it refuses (they could touch files or sockets).
+
+    The change is a new version of the experiment with a history row that says why,
+    so nothing disappears unexplained; arguments the allowlist accepts stay as they are.
+    """
+    for (key,) in db.execute("SELECT key FROM experiments").fetchall():
+        db.execute("BEGIN IMMEDIATE")  # two processes starting at once change each experiment once
+        try:
+            _drop_refused_vw_args(db, key)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def _drop_refused_vw_args(db: sqlite_utils.Database, key: str) -> None:
+    version, status, spec_text = db.execute("SELECT version, status, spec FROM experiments WHERE key = ?",
+                                            [key]).fetchone()
+    spec = json.loads(spec_text)
+    try:
+        parse_vw_args(spec.get("learning", {}).get("vw_args", ""))
+        return
+    except SettingError as exc:
+        refused = exc.message
+    spec["learning"]["vw_args"] = ""
+    now, text = time.time(), json.dumps(spec, separators=(",", ":"))
+    db.execute("UPDATE experiments SET spec = ?, version = ?, updated_at = ? WHERE key = ?",
+               [text, version + 1, now, key])
+    db.execute("INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [key, version + 1, status, text, json.dumps({"learning": {"vw_args": ""}}),
+                f"upgrade: the VW allowlist refused the old vw_args ({refused[:160]})", now])
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
               m007_feature_importances, m008_archive, m009_model_scaling,
-              m010_operations]
+              m010_operations, m011_vw_args_allowlist]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
