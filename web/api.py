@@ -10,6 +10,7 @@ from experiments import autotune, catalog, erasure
 from experiments.errors import InvalidField
 from web import metrics
 from web.auth import api_actor
+from web.json_input import parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -19,11 +20,8 @@ def service():
 
 
 def json_body():
-    """Parse the body as strict JSON (orjson: fast, and NaN or Infinity are not JSON)."""
-    try:
-        return orjson.loads(request.get_data(cache=False))
-    except orjson.JSONDecodeError as exc:
-        raise InvalidField("body", f"must be valid JSON ({exc})") from None
+    """Parse the body as strict JSON, nested at most ``json_input.MAX_DEPTH`` deep."""
+    return parse_json(request.get_data(cache=False))
 
 
 def jsonify(value, option: int = 0) -> Response:

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from experiments.errors import InvalidField, NotFound, ServiceError
 from experiments.personalizer import Personalizer
 from experiments.personalizer.versions import PATH_VERSIONS, is_v1, version_of
+from web.json_input import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,10 @@ def version() -> str:
 
 
 def json_body():
-    data = request.get_json(force=True, silent=True)
-    if data is None:
-        raise InvalidField("", "the body must be valid JSON")
-    return data
+    try:
+        return parse_json(request.get_data(cache=False))
+    except InvalidField as exc:
+        raise InvalidField("", f"the body {exc.message}") from None
 
 
 def no_content():

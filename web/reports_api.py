@@ -45,6 +45,6 @@ def list_evaluations(key):
     return jsonify({"evaluations": evaluations().list(key)})
 
 
-@bp.get("/experiments/<key>/evaluations/<int:evaluation_id>")
+@bp.get("/experiments/<key>/evaluations/<int(max=9223372036854775807):evaluation_id>")  # SQLite's largest id
 def get_evaluation(key, evaluation_id):
     return jsonify(evaluations().get(key, evaluation_id))

@@ -72,6 +72,9 @@ SRM_THRESHOLD = 0.001
 TIME_HELP = "must be an ISO 8601 time such as 2026-01-01T00:00:00Z, or seconds since the epoch"
 
 
+LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment an ISO 8601 date can name
+
+
 def parse_time(value, field: str) -> float | None:
     """Read a range bound: ISO 8601 (UTC unless it names an offset) or epoch seconds; None is open."""
     if value is None or value == "":
@@ -85,8 +88,8 @@ def parse_time(value, field: str) -> float | None:
             number = _iso_seconds(value, field)
     else:
         raise InvalidField(field, TIME_HELP)
-    if not math.isfinite(number):
-        raise InvalidField(field, TIME_HELP)
+    if not math.isfinite(number) or not 0 <= number <= LATEST_TIME:
+        raise InvalidField(field, f"{TIME_HELP}, from 1970 to 9999")
     return number
 
 

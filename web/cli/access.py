@@ -63,7 +63,7 @@ def list_keys(db):
 
 
 @keys.command("revoke")
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=click.IntRange(1, 2**63 - 1))
 @DB_OPTION
 def revoke_key(key_id, db):
     """Revoke an API key for good; its next call gets a 401.
