@@ -25,6 +25,7 @@ setup(
         "duckdb>=1.1",
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.31", "playwright>=1.40",
-                             "azure-ai-personalizer>=1.0.0b1"]},  # the official client, for the compatibility tests
+                             "azure-ai-personalizer>=1.0.0b1",  # the official client, for the compatibility tests
+                             "schemathesis>=4,<5", "openapi-spec-validator>=0.7"]},  # fuzzing from /openapi.json
     entry_points={"console_scripts": ["silent=web.cli:cli"]},
 )

@@ -56,6 +56,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(reports_api.bp)
     app.add_url_rule("/healthz", "healthz", api.healthz)
+    from web import openapi  # the OpenAPI document of everything above, at /openapi.json
+
+    app.register_blueprint(openapi.bp)
     from web import auth, dashboard
 
     auth.register(app)
