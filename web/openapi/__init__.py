@@ -4,6 +4,9 @@ The document is data in ``native``, ``personalizer`` and ``schemas``; a test che
 that every registered route is described there and that every example is answered
 as documented, and a fuzzer drives every operation from it. Adding a route means
 describing it here.
+
+May import ``experiments`` and ``bandit`` (for the bounds they enforce), ``web.api`` and
+``web.personalizer`` (for the path versions); nothing imports from here but ``create_app``.
 """
 from __future__ import annotations
 
