@@ -71,13 +71,16 @@ def matches(actual, example, where="answer"):
 
 
 def named_examples(operation):
-    """Example names of an operation: request examples first, then answer-only ones; none -> one plain call."""
+    """Example names of an operation: request examples first, then answer-only ones.
+
+    An operation without examples is called once plainly, unless it needs a body (nothing to send then).
+    """
     names = list(operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("examples", {}))
     for response in operation["responses"].values():
         for name in response.get("content", {}).get("application/json", {}).get("examples", {}):
             if name not in names:
                 names.append(name)
-    return names or [None]
+    return names or ([] if operation.get("requestBody", {}).get("required") else [None])
 
 
 def expected(operation, name):

@@ -42,6 +42,11 @@ _EVALUATION = {"type": "object", "required": ["id", "name", "status"],
                               "startTime": {"type": "string"}, "endTime": {"type": "string"}}}
 
 
+_EVALUATION_REQUEST = {"type": "object", "required": ["name", "startTime", "endTime"], "properties": {
+    "name": {"type": "string"}, "startTime": {"type": "string"}, "endTime": {"type": "string"},
+    "enablePolicyOptimization": {"type": "boolean"}, "policies": {"type": "array", "items": _POLICY}}}
+
+
 def _op(summary: str, responses: dict, **extra) -> dict:
     return {"summary": summary, "tags": ["personalizer"], "security": SECURITY,
             "responses": {**responses, "4XX": PERSONALIZER_ERRORS}, **extra}
@@ -122,9 +127,14 @@ PATHS = {
         "post": _op("Activate a deferred multi-slot event", {"204": _NO_CONTENT}),
     },
     "/personalizer/model": {
-        "get": _op("Export the model (VW's own format)", {"200": {
-            "description": "The model file.", "content": {"application/octet-stream": {"schema": {
-                "type": "string", "format": "binary"}}}}}),
+        "get": _op("Export the model (VW's own format; signed=true: a signed archive)", {"200": {
+            "description": "The model file, or with signed=true a zip archive with its signature.", "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}}}}},
+            parameters=[query_parameter("signed", "true for a signed archive.", {"enum": ["true", "false"]})]),
+        "put": _op("Import a model (a VW model file or a signed archive), vetted in a separate process first",
+                   {"204": _NO_CONTENT}, requestBody={"required": True, "content": {"application/octet-stream": {
+                       "schema": {"type": "string", "format": "binary"}}}}),
         "delete": _op("Reset the model: it starts afresh from decisions after now", {"204": _NO_CONTENT}),
     },
     "/personalizer/model/properties": {
@@ -142,19 +152,28 @@ PATHS = {
         "parameters": [EVALUATION],
         "put": _op("Start an offline evaluation of other policies", {
             "200": answer("The evaluation.", _EVALUATION, {"evaluate": {"id": "eval-1", "name": "compare"}}),
-        }, requestBody=body({"type": "object", "required": ["name", "startTime", "endTime"], "properties": {
-            "name": {"type": "string"}, "startTime": {"type": "string"}, "endTime": {"type": "string"},
-            "enablePolicyOptimization": {"type": "boolean"}, "policies": {"type": "array", "items": _POLICY}}},
+        }, requestBody=body(_EVALUATION_REQUEST,
             {"evaluate": {"name": "compare", "startTime": "2025-12-31T00:00:00Z", "endTime": "2026-01-02T00:00:00Z",
                           "policies": [{"name": "lower", "arguments": "--cb_explore_adf --epsilon 0.1 -q ::"}]}})),
         "get": _op("Read an evaluation", {"200": answer("The evaluation.", _EVALUATION, {"read": {"id": "eval-1"}})}),
         "delete": _op("Delete an evaluation", {"204": _NO_CONTENT}),
     },
     "/personalizer/evaluations": {
-        "get": _op("List evaluations", {"200": answer("A page of evaluations.", {
-            "type": "object", "required": ["value"]}, {"list": {"value": [], "nextLink": None}})},
-            parameters=[query_parameter("top", "Page size.", {"type": "string"}),
-                        query_parameter("skip", "Evaluations to skip.", {"type": "string"})]),
+        "get": _op("List evaluations", {"200": answer("A page of evaluations (v1.0 and v1.1: a bare list).", {
+            "oneOf": [{"type": "object", "required": ["value"]}, {"type": "array", "items": _EVALUATION}]},
+            {"list": {"value": [], "nextLink": None}})},
+            parameters=[query_parameter("top", "Evaluations wanted in all.", {"type": "string"}),
+                        query_parameter("skip", "Evaluations to skip.", {"type": "string"}),
+                        query_parameter("maxpagesize", "Evaluations per page (at most 100).", {"type": "string"}),
+                        query_parameter("filter", "Filter by name or status.", {"type": "string"})]),
+        "post": _op("Start an offline evaluation; the service names it (v1.0 and v1.1)", {
+            "201": answer("The evaluation; its URL is in the Location header.", _EVALUATION)},
+            requestBody=body(_EVALUATION_REQUEST)),
+    },
+    "/personalizer/configurations/applyFromEvaluation": {
+        "post": _op("Make a policy of a finished evaluation the live one", {"204": _NO_CONTENT},
+                    requestBody=body({"type": "object", "required": ["evaluationId", "policyName"], "properties": {
+                        "evaluationId": {"type": "string"}, "policyName": {"type": "string"}}})),
     },
 }
 
