@@ -20,7 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 
-ROLES = ("shop", "admin")
+ROLES = ("shop", "admin", "ops")  # ops: /metrics only
 KEY_PREFIX = "sk_"
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from experiments.clock import SystemClock
 from experiments.learner import Learner
@@ -64,6 +65,9 @@ def create_app(config: dict | None = None) -> Flask:
     auth.register(app)
     app.register_blueprint(dashboard.bp)
 
+    if settings["TRUSTED_PROXIES"]:  # client addresses and scheme as the proxies saw them
+        hops = settings["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
     if settings["LEARNER_THREAD"]:
         learner.start(settings["LEARNER_INTERVAL_SECONDS"])
     return app

@@ -17,12 +17,14 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from experiments.auth import Access, Unauthorized
+from experiments.sign_in import AttemptLimiter, HashingSlots, Limits, Sessions
 from web.errors import error_response
 
 # The shop's side of the loop: pick a slate, report outcomes, and activate a slate it deferred.
 SHOP_ENDPOINTS = {"api.slate", "api.reward", "api.activate"}
 ADMIN_ONLY = ("admin",)
 SHOP_OR_ADMIN = ("shop", "admin")
+OPS_OR_ADMIN = ("ops", "admin")
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -50,9 +52,17 @@ def roles_for(endpoint: str | None) -> tuple[str, ...]:
 
 
 def check_api_key():
-    """Before each ``/v1`` request: missing or unknown key -> 401, wrong role -> 403."""
+    """Before each ``/v1`` and ``/metrics`` request: missing or unknown key -> 401, wrong role -> 403."""
     if request.path == "/v1" or request.path.startswith("/v1/"):
         g.api_key = access().authorize(bearer_token(), roles_for(request.endpoint))
+    elif request.path == "/metrics" and not metrics_open_to(request.remote_addr):
+        g.api_key = access().authorize(bearer_token(), OPS_OR_ADMIN)
+
+
+def metrics_open_to(address: str | None) -> bool:
+    """Tell whether ``METRICS_OPEN_TO`` lets this client address scrape without a key."""
+    allowed = {a.strip() for a in current_app.config["METRICS_OPEN_TO"].split(",") if a.strip()}
+    return address in allowed
 
 
 def api_actor() -> str:
@@ -70,21 +80,44 @@ def unauthorized(exc: Unauthorized):
 
 
 # -- dashboard sessions ----------------------------------------------------------
+def _guards() -> dict:
+    return current_app.extensions["silent"]["sign_in"]
+
+
 def current_user() -> dict | None:
-    """Return the signed-in user, or None; a deleted user's cookie signs nobody in."""
+    """Return the signed-in user, or None: an ended or idle session, or a deleted user, signs nobody in."""
     if "user" not in g:
-        user_id = session.get("user_id")
+        user_id = _guards()["sessions"].user_id(session.get("sid"))
         g.user = access().get_user(user_id) if user_id is not None else None
     return g.user
 
 
+def check_sign_in(name: str, password: str) -> dict | None:
+    """Check a password within the attempt limits and the hashing slots; return the user or None.
+
+    Raises ``TooManyAttempts`` (429) or ``Busy`` (503) before any hashing when over a limit.
+    """
+    guards, address = _guards(), request.remote_addr or "unknown"
+    guards["limiter"].check(address, name)
+    with guards["slots"].hold():
+        user = access().check_password(name, password)
+    if user is None:
+        guards["limiter"].failed(address, name)
+    else:
+        guards["limiter"].succeeded(name)
+    return user
+
+
 def sign_in(user: dict) -> None:
+    """Start a new server-side session (a fresh token: a session id known before sign-in is worthless)."""
     session.clear()
-    session["user_id"] = user["id"]
+    session["sid"] = _guards()["sessions"].start(user["id"])
     csrf_token()
 
 
 def sign_out() -> None:
+    """End the session on the server, so a copy of the cookie stops working too."""
+    _guards()["sessions"].end(session.get("sid"))
     session.clear()
 
 
@@ -149,10 +182,22 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+def sign_in_guards(app) -> dict:
+    """The attempt limiter, the hashing slots and the session table, from the app's settings."""
+    silent, config = app.extensions["silent"], app.config
+    limits = Limits(per_user=config["SIGN_IN_LIMIT_PER_USER"], per_address=config["SIGN_IN_LIMIT_PER_ADDRESS"],
+                    window_seconds=config["SIGN_IN_WINDOW_SECONDS"], slots=max(1, config["SIGN_IN_SLOTS"]),
+                    idle_seconds=config["SESSION_IDLE_MINUTES"] * 60)
+    return {"limiter": AttemptLimiter(silent["store"], silent["clock"], limits),
+            "slots": HashingSlots(config["DATABASE"], limits.slots),
+            "sessions": Sessions(silent["store"], silent["clock"], limits.idle_seconds)}
+
+
 def register(app) -> None:
     """Hang ``Access`` on the app, set the secret key and cookie flags, and guard ``/v1``."""
     silent = app.extensions["silent"]
     silent["access"] = Access(silent["store"], silent["clock"])
+    silent["sign_in"] = sign_in_guards(app)
     app.secret_key = app.config["SECRET_KEY"] or silent["access"].secret_key()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=app.config["SECURE_COOKIES"], SESSION_COOKIE_NAME="silent_session")

@@ -34,6 +34,16 @@ SETTINGS = [
     ("ARCHIVE_BATCH_ROWS", 200_000, "Most decisions the learner archives in one go (one file per day touched)."),
     ("ARCHIVE_RETENTION_DAYS", 0.0, "Delete archived days older than this many days; 0 keeps them forever."),
     ("SECURE_COOKIES", False, "Send the dashboard session cookie over HTTPS only; turn on behind TLS."),
+    ("SESSION_IDLE_MINUTES", 30.0, "A dashboard session unused this long is over; sign in again."),
+    ("SIGN_IN_LIMIT_PER_USER", 5, "Failed sign-ins per user name within the window before a 429."),
+    ("SIGN_IN_LIMIT_PER_ADDRESS", 20, "Failed sign-ins per client address within the window before a 429."),
+    ("SIGN_IN_WINDOW_SECONDS", 900.0, "How long a failed sign-in counts against its user name and address."),
+    ("SIGN_IN_SLOTS", 1, "Password checks at once across all workers; more sign-ins at the same moment get a "
+                         "503, so a flood never holds the workers slate requests need."),
+    ("TRUSTED_PROXIES", 0, "Reverse proxies in front of the server whose X-Forwarded-For and -Proto to trust "
+                           "(client addresses for sign-in limits and /metrics)."),
+    ("METRICS_OPEN_TO", "", "Comma-separated client addresses that may read /metrics without a key once API "
+                            "keys exist (say, the Prometheus host); others need an ops or admin key."),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 MB = 1024 * 1024

@@ -227,9 +227,18 @@ def _drop_refused_vw_args(db: sqlite_utils.Database, key: str) -> None:
                 f"upgrade: the VW allowlist refused the old vw_args ({refused[:160]})", now])
 
 
+def m012_sign_in(db: sqlite_utils.Database) -> None:
+    """Failed sign-ins per scope (``user:NAME``, ``address:IP``) and server-side dashboard sessions."""
+    db["sign_in_failures"].create({"id": int, "scope": str, "at": float}, pk="id", not_null={"scope", "at"},
+                                  if_not_exists=True)
+    db["sign_in_failures"].create_index(["scope", "at"], if_not_exists=True)
+    db["sessions"].create({"hash": str, "user_id": int, "created_at": float, "last_seen": float, "ended_at": float},
+                          pk="hash", not_null={"user_id", "created_at", "last_seen"}, if_not_exists=True)
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
               m007_feature_importances, m008_archive, m009_model_scaling,
-              m010_operations, m011_vw_args_allowlist]
+              m010_operations, m011_vw_args_allowlist, m012_sign_in]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

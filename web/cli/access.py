@@ -25,11 +25,11 @@ def _fail(exc: ServiceError):
 
 @click.group()
 def keys():
-    """Create, list and revoke API keys (shop: slate and rewards; admin: everything)."""
+    """Create, list and revoke API keys (shop: slate and rewards; admin: everything; ops: /metrics)."""
 
 
 @keys.command("create")
-@click.option("--role", required=True, type=click.Choice(ROLES), help="shop or admin.")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="shop (slates, rewards), admin (everything) or ops (/metrics).")
 @click.option("--label", default="", help="A note saying who holds the key.")
 @DB_OPTION
 def create_key(role, label, db):

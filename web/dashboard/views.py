@@ -6,11 +6,14 @@ and show domain errors next to the field they blame.
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from experiments import autotune
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
+from experiments.sign_in import Busy, TooManyAttempts
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
 from web import auth
 from web.dashboard import autotune_views
@@ -57,24 +60,35 @@ def error_page(exc):
 
 # -- signing in and out ----------------------------------------------------------
 def _safe_next(target: str | None) -> str:
-    """Follow ``next`` only to a path on this site, never to another host."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Follow ``next`` only to a path on this site: ``/`` then no ``/``, no backslash, no control character.
+
+    Browsers drop tabs and newlines from a Location and read a backslash as ``/``,
+    so ``/<tab>/evil.example`` would be ``//evil.example``: another host.
+    """
+    if (target and target.startswith("/") and target[1:2] not in ("/", "\\")
+            and not any(ord(c) < 0x21 or ord(c) == 0x7F or c == "\\" for c in target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("dashboard.experiments")
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
-    error, name = None, ""
+    error, name, status, headers = None, "", 200, {}
     if request.method == "POST":
         name = request.form.get("name", "").strip()
-        user = auth.access().check_password(name, request.form.get("password", ""))
-        if user:
-            auth.sign_in(user)
-            return redirect(_safe_next(request.args.get("next")))
-        error = "That name and password do not match."
-    status = 401 if error else 200
-    return render_template("sign_in.html", error=error, name=name, has_users=auth.access().has_users()), status
+        try:
+            user = auth.check_sign_in(name, request.form.get("password", ""))
+        except (TooManyAttempts, Busy) as exc:
+            error, status, headers = exc.message, exc.status, {"Retry-After": str(exc.retry_after)}
+        else:
+            if user:
+                auth.sign_in(user)
+                return redirect(_safe_next(request.args.get("next")))
+            error, status = "That name and password do not match.", 401
+    page = render_template("sign_in.html", error=error, name=name, has_users=auth.access().has_users())
+    return page, status, headers
 
 
 @bp.post("/sign-out")
