@@ -113,9 +113,10 @@ def resource_key(app):
 
 
 def evaluations_finished(app):
-    """Wait for the background replays the examples started, so none outlives the test's database."""
+    """Wait for the background jobs the examples started, so none outlives the test's database."""
     store = app.extensions["silent"]["store"]
-    wait_for(lambda: not store.query("SELECT id FROM evaluations WHERE status IN ('queued', 'running')"), 60)
+    wait_for(lambda: not store.query("SELECT id FROM evaluations WHERE status IN ('queued', 'running')") and not
+             store.query("SELECT id FROM personalizer_feature_importances WHERE status = 'running'"), 60)
 
 
 def test_every_example_is_answered_as_documented(app, client, resource_key):

@@ -178,6 +178,32 @@ PATHS = {
 }
 
 
+_FEATURE_IMPORTANCE = path_parameter("feature_importance_id", "The feature importance job's id.", "fi-1")
+_JOB = {"type": "object", "required": ["name", "startTime", "endTime"], "properties": {
+    "name": {"type": "string"}, "startTime": {"type": "string"}, "endTime": {"type": "string"}}}
+_FEATURE_PATHS = {
+    "/personalizer/featureImportances/{feature_importance_id}": {
+        "parameters": [_FEATURE_IMPORTANCE],
+        "put": _op("Start computing feature importances over a time range (2022-09-01-preview)",
+                   {"200": {"description": "Started; poll it with GET."}}, requestBody=body(_JOB, {"start": {
+                       "name": "drivers", "startTime": "2025-12-31T00:00:00Z", "endTime": "2026-01-02T00:00:00Z"}})),
+        "get": _op("Read a feature importance job and, once done, its scores per feature",
+                   {"200": answer("The job.", {"type": "object", "required": ["id", "status"]})}),
+        "delete": _op("Delete a feature importance job", {"204": _NO_CONTENT}),
+    },
+    "/personalizer/featureImportances": {
+        "get": _op("List feature importance jobs", {"200": answer("A page of jobs.", {
+            "type": "object", "required": ["value"]})},
+            parameters=[query_parameter("top", "Jobs wanted in all.", {"type": "string"}),
+                        query_parameter("skip", "Jobs to skip.", {"type": "string"}),
+                        query_parameter("maxpagesize", "Jobs per page (at most 100).", {"type": "string"})]),
+    },
+}
+# in the story they run while the log still has the rank calls (before DELETE /personalizer/logs)
+_at = list(PATHS).index("/personalizer/logs/properties")
+PATHS = {**dict(list(PATHS.items())[:_at]), **_FEATURE_PATHS, **dict(list(PATHS.items())[_at:])}
+
+
 def versioned(paths: dict, versions: list[str]) -> dict:
     """The same operations under ``/personalizer/{apiVersion}/...``, for clients that put the version in the path."""
     version = path_parameter("apiVersion", "A Personalizer API version in the path.", versions[-1],
