@@ -111,6 +111,11 @@ def test_service_configuration_round_trip_policy_and_model(live):
         admin.update_policy({"name": "broken", "arguments": "--cb_explore_adf --epsilon 0.2 --not_a_vw_option 1"})
     assert info.value.status_code == 400 and info.value.error.code == "InvalidPolicyConfiguration"
     assert "not_a_vw_option" in info.value.error.message
+    retired = {"name": "retired", "arguments": "--cb_explore_adf --epsilon 0.2 --dsjson --cb_type ips -l 0.5 -q ::"}
+    assert admin.update_policy(retired) == retired == admin.get_policy()  # --dsjson accepted and ignored
+    with pytest.raises(HttpResponseError) as info:
+        admin.update_policy({**retired, "arguments": retired["arguments"] + " --readable_model /tmp/m.txt"})
+    assert info.value.error.code == "InvalidPolicyConfiguration" and "--readable_model" in info.value.error.message
     policy = admin.update_policy({"name": "tuned", "arguments": "--cb_explore_adf --epsilon 0.1 -q :: -l 0.2"})
     assert admin.get_policy() == policy and policy["name"] == "tuned"
 

@@ -49,12 +49,6 @@ def check_rank(answer: dict, example: dict, request: dict) -> None:
     assert sum(r["probability"] for r in ranking) == pytest.approx(1.0)
 
 
-def without_dsjson(contract: dict) -> dict:
-    """The example's policy without --dsjson, until input-format flags are accepted and ignored (issue 17.2)."""
-    return {**contract, "policies": [{**p, "arguments": p["arguments"].replace(" --dsjson", "")}
-                                     for p in contract["policies"]]}
-
-
 def wait_done(client, path, statuses=("pending", "Running")):
     deadline = time.time() + 30
     while (document := client.call("GET", path, 200).get_json())["status"] in statuses:
@@ -83,12 +77,29 @@ def test_v1_0_examples(app, clock):
     assert client.call("GET", "/configurations/service", 200).get_json() == updated
     assert set(client.call("GET", "/logs/properties", 200).get_json()["dateRange"]) == {"from", "to"}
     assert set(client.call("GET", "/model/properties", 200).get_json()) == {"creationTime", "lastModifiedTime"}
+    assert client.call("PUT", "/configurations/policy", 200, spec.V1_0_POLICY).get_json() == spec.V1_0_POLICY
+    assert client.call("GET", "/configurations/policy", 200).get_json() == spec.V1_0_POLICY  # --dsjson and all
+
+
+@pytest.mark.parametrize("extra, named", [("-f /tmp/model.vw", "-f (--final_regressor)"),
+                                          ("--extra_metrics /tmp/m.json", "--extra_metrics"),
+                                          ("--sendto 127.0.0.1:26542", "--sendto"), ("--help", "--help")])
+def test_retired_flags_are_ignored_but_files_sockets_and_exits_stay_refused(app, clock, extra, named):
+    client = Client(app, "/v1.0")
+    policy = {**spec.V1_0_POLICY, "arguments": f"{spec.V1_0_POLICY['arguments']} {extra}"}
+    refused = client.call("PUT", "/configurations/policy", 400, policy).get_json()["error"]
+    assert refused["code"] == "InvalidPolicyConfiguration" and named in refused["message"]
+    contract = {**spec.V1_0_EVALUATION, "policies": [{**spec.V1_0_EVALUATION["policies"][0],
+                                                      "arguments": policy["arguments"]}]}
+    refused = client.call("POST", "/evaluations", 400, contract).get_json()["error"]
+    assert refused["code"] == "InvalidEvaluationContract" and refused["target"] == "policies[0].arguments"
+    assert client.call("GET", "/evaluations", 200).get_json() == []
 
 
 def test_v1_0_evaluations(app, clock):
     client = Client(app, "/v1.0")
     rank_and_reward(client, clock)
-    created = client.call("POST", "/evaluations", 201, without_dsjson(spec.V1_0_EVALUATION))
+    created = client.call("POST", "/evaluations", 201, spec.V1_0_EVALUATION)  # its --dsjson is ignored
     document = created.get_json()
     assert created.headers["Location"].endswith(f"/personalizer/v1.0/evaluations/{document['id']}")
     assert document["status"] in spec.V1_0_EVALUATION_STATUSES and document["name"] == "myFirstEvaluation"
@@ -146,9 +157,7 @@ def test_2022_09_01_preview_examples(app, clock):
     check_rank(client.call("POST", "/rank", 201, spec.V2022_RANK).get_json(), spec.V1_0_RANK_RESPONSE, spec.V2022_RANK)
     client.call("POST", "/events/id/reward", 204, {"value": 1})
     rank_and_reward(client, clock)
-    contract = {**spec.V2022_EVALUATION, "policies": [{"name": "Custom learning settings 1",
-                                                       "arguments": "--cb_explore_adf --squarecb -q ::"}]}
-    client.call("PUT", "/evaluations/id", 200, contract)
+    client.call("PUT", "/evaluations/id", 200, spec.V2022_EVALUATION)
     query = "/evaluations/id?startTime=2018-12-19T00:00:00Z&endTime=2019-01-19T00:00:00Z&intervalInMinutes=60"
     done = wait_done(client, query)
     assert spec.V2022_EVALUATION_KEYS <= set(done) and done["status"] == "Succeeded"

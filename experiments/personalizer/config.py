@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 
 from bandit.exploration import SettingError, exploration_to_dict, parse_exploration
+from bandit.vw_args import VwArgs, parse_vw_args
 from experiments.errors import InvalidField
 from experiments.personalizer.errors import PersonalizerError
 from experiments.personalizer.requests import check_body, check_name, finite_number
@@ -234,89 +234,64 @@ def configuration_patch(body, spec: dict, stored_now: dict | None = None) -> tup
 
 
 # -- learning policy ----------------------------------------------------------------
-_DROPPED = {"--cb_explore_adf", "--ccb_explore_adf", "--cb_adf", "--quiet"}
-_ALGORITHM_FLAGS = {"--squarecb": "squarecb", "--bag": "bag", "--softmax": "softmax", "--cover": "cover"}
-EXPLORATION_OPTIONS = {  # per algorithm: flag -> (field, type); a type of None is a switch
-    "epsilon": {"--epsilon": ("epsilon", float)},
-    "squarecb": {"--squarecb": (None, None), "--gamma_scale": ("gamma_scale", float),
-                 "--gamma_exponent": ("gamma_exponent", float), "--elim": ("elim", None)},
-    "bag": {"--bag": ("bag", int), "--epsilon": ("epsilon", float), "--greedify": ("greedify", None)},
-    "softmax": {"--softmax": (None, None), "--lambda": ("lambda", float)},
-    "cover": {"--cover": ("cover", int), "--psi": ("psi", float), "--nounif": ("nounif", None)},
+# What the retired service wrote into its policies and exports to choose the input format, the
+# reduction or its output: this service decides those itself, so they are read (with any value)
+# and dropped. Everything else must pass the VW-args allowlist (``bandit.vw_args``); options that
+# touch files, sockets or the process stay refused.
+RETIRED_SERVICE_FLAGS = frozenset({"dsjson", "json", "quiet", "cb_explore_adf", "ccb_explore_adf", "cb_adf",
+                                   "save_resume", "preserve_performance_counters", "id"})
+_ALGORITHM_FLAGS = {"squarecb": "squarecb", "bag": "bag", "softmax": "softmax", "cover": "cover"}
+EXPLORATION_OPTIONS = {  # per algorithm: VW option -> (field, type); a type of None is a switch
+    "epsilon": {"epsilon": ("epsilon", float)},
+    "squarecb": {"squarecb": (None, None), "gamma_scale": ("gamma_scale", float),
+                 "gamma_exponent": ("gamma_exponent", float), "elim": ("elim", None)},
+    "bag": {"bag": ("bag", int), "epsilon": ("epsilon", float), "greedify": ("greedify", None)},
+    "softmax": {"softmax": (None, None), "lambda": ("lambda", float)},
+    "cover": {"cover": ("cover", int), "psi": ("psi", float), "nounif": ("nounif", None)},
 }
-_VALUE_FLAGS = {"-l": "learning_rate", "--learning_rate": "learning_rate", "-q": "interaction",
-                "--quadratic": "interaction"}
 
 
-def _tokens(arguments) -> list[str]:
+def _options(arguments) -> tuple:
+    """Parse a policy's command line once, as VW would, through the allowlist."""
     if not isinstance(arguments, str) or not arguments.strip():
         raise InvalidField("arguments", "must be a Vowpal Wabbit command line such as "
                                         "\"--cb_explore_adf --epsilon 0.2 -q ::\"")
     try:
-        tokens = shlex.split(arguments)
-    except ValueError as exc:
-        raise InvalidField("arguments", f"cannot be parsed: {exc}") from None
-    out = []
-    for token in tokens:  # --flag=value and -qUA become two tokens
-        if token.startswith("--") and "=" in token:
-            out += token.split("=", 1)
-        elif re.match(r"^-[lq].+", token):
-            out += [token[:2], token[2:]]
-        else:
-            out.append(token)
-    return out
-
-
-def _value(tokens: list[str], i: int, flag: str, kind):
-    if i + 1 >= len(tokens):
-        raise InvalidField("arguments", f"{flag} needs a value")
-    try:
-        return kind(tokens[i + 1])
-    except ValueError:
-        raise InvalidField("arguments", f"{flag} needs a {kind.__name__} value, not {tokens[i + 1]!r}") from None
+        return parse_vw_args(arguments, "arguments", ignore=RETIRED_SERVICE_FLAGS).options
+    except SettingError as exc:
+        raise InvalidField("arguments", exc.message) from None
 
 
 def policy_patch(arguments) -> dict:
     """Split a VW command line into the spec's exploration and learning settings.
 
-    >>> policy_patch("--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::")
+    >>> policy_patch("--cb_explore_adf --epsilon 0.2 --dsjson --power_t 0 -l 0.001 --cb_type mtr -q ::")
     {'exploration': {'algorithm': 'epsilon', 'epsilon': 0.2}, 'learning': {'interactions': ['::'], \
 'learning_rate': 0.001, 'vw_args': '--power_t 0 --cb_type mtr'}}
     """
-    tokens = _tokens(arguments)
-    algorithm = next((_ALGORITHM_FLAGS[t] for t in tokens if t in _ALGORITHM_FLAGS), "epsilon")
-    options = EXPLORATION_OPTIONS[algorithm]
+    options = _options(arguments)
+    algorithm = next((_ALGORITHM_FLAGS[name] for name, _ in options if name in _ALGORITHM_FLAGS), "epsilon")
+    table = EXPLORATION_OPTIONS[algorithm]
     exploration = {"epsilon": VW_EPSILON_DEFAULT} if algorithm == "epsilon" else {}
     interactions, learning_rate, rest = [], 0.5, []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token in _DROPPED:
-            i += 1
-        elif token in options:
-            name, kind = options[token]
-            if kind is None:
-                if name:
-                    exploration[name] = True
-                i += 1
-            else:
-                exploration[name] = _value(tokens, i, token, kind)
-                i += 2
-        elif token in _VALUE_FLAGS:
-            if _VALUE_FLAGS[token] == "learning_rate":
-                learning_rate = _value(tokens, i, token, float)
-            else:
-                interactions.append(_value(tokens, i, token, str))
-            i += 2
+    for name, value in options:
+        if name in table:
+            field, kind = table[name]
+            if field:
+                exploration[field] = True if kind is None else kind(value)
+        elif name == "learning_rate":
+            learning_rate = float(value)
+        elif name == "quadratic":
+            interactions.append(value)
         else:
-            rest.append(token)
-            i += 1
+            rest.append((name, value))
     try:
         setting = parse_exploration({"algorithm": algorithm, **exploration})
     except SettingError as exc:
         raise InvalidField("arguments", f"{exc.field}: {exc.message}") from None
     return {"exploration": exploration_to_dict(setting),
-            "learning": {"interactions": interactions, "learning_rate": learning_rate, "vw_args": shlex.join(rest)}}
+            "learning": {"interactions": interactions, "learning_rate": learning_rate,
+                         "vw_args": VwArgs(tuple(rest)).text}}
 
 
 def policy_arguments(vw_command: str) -> str:
