@@ -71,6 +71,21 @@ PATHS = {
                           {"history": {"history": [{"version": 1, "actor": "api"}, {"version": 2, "actor": "api",
                                                     "change": {"traffic": {"holdout": 0.2}}}]}})}),
     },
+    "/v1/experiments/{key}/autotune/undo": {
+        "parameters": [KEY],
+        "post": _op("Undo an auto-tuning switch (the settings it changed go back) and turn auto-tuning off",
+                    ADMIN, {
+            "200": answer("The experiment, one version newer.", ref("Experiment")),
+            "400": answer("The version is not an auto-tuning switch.", ref("Error"), {"not_a_switch": {"error": {
+                "code": "invalid_field", "field": "version",
+                "message": "version: version 2 is not an auto-tuning switch"}}}),
+            "404": answer("The experiment has no such version.", ref("Error"), {"no_version": {"error": {
+                "code": "not_found", "field": "version", "message": "..."}}}),
+        }, requestBody=body({"type": "object", "required": ["version"], "additionalProperties": False,
+                             "properties": {"version": {"type": "integer", "minimum": 1,
+                                                        "maximum": 2**63 - 1}}},
+                            {"not_a_switch": {"version": 2}, "no_version": {"version": 99}})),
+    },
     "/v1/experiments/{key}/slate": {
         "parameters": [KEY],
         "post": _op("Pick a slate for a page view; the decision is logged before the answer", SHOP, {
@@ -164,6 +179,15 @@ PATHS = {
         "get": _op("Read an evaluation with its progress and, once done, its result", ADMIN, {
             "200": answer("The evaluation.", ref("Evaluation"), {"evaluation": {"id": 1, "experiment": "home-recs"}}),
             "404": answer("No such evaluation.", ref("Error"))}),
+    },
+    "/v1/units/{unit}": {
+        "parameters": [path_parameter("unit", "The shopper's unit id, as slate requests sent it (1-256 characters).",
+                                      "user-7", {"type": "string", "minLength": 1, "maxLength": 256})],
+        "delete": _op("Erase one shopper: every decision of the unit in every experiment, with its rewards", ADMIN, {
+            "200": answer("What was deleted, and what erasure cannot undo (models already trained).",
+                          {"type": "object", "required": ["unit", "deleted", "experiments"]},
+                          {"forget": {"unit": "user-7", "deleted": {"decisions": 1, "rewards": 1},
+                                      "experiments": ["home-recs"]}})}),
     },
     "/healthz": {
         "get": {"summary": "Liveness: the database answers", "security": [], "responses": {
