@@ -34,7 +34,7 @@ KEY_HEADER = "Ocp-Apim-Subscription-Key"
 EXPERIMENT = {"key": "home-recs", "slots": 2, "status": "running", "traffic": {"holdout": 0.1}}
 CANDIDATES = [{"id": f"sku-{i}", "features": {"category": f"c{i % 3}", "price": 5.0 + i}} for i in range(6)]
 # Path parameters that name objects the setup made, so generated bodies reach the views' deeper checks.
-REAL = {"key": "home-recs", "event_id": "pv-1", "item_id": "sku-1", "evaluation_id": 1}
+REAL = {"key": "home-recs", "event_id": "pv-1", "item_id": "sku-1", "evaluation_id": 1, "unit": "user-9"}
 REAL_PERSONALIZER = {"event_id": "pz-1", "evaluation_id": "eval-1"}
 
 
@@ -144,6 +144,8 @@ def fuzz(schema, send, examples: int, seed: int, progress: bool = False) -> Tall
 SETUP = [  # (method, path, body, personalizer?): the objects the real path parameters name
     ("POST", "/v1/experiments", EXPERIMENT, False),
     ("POST", "/v1/experiments/home-recs/slate", {"event_id": "pv-1", "candidates": CANDIDATES}, False),
+    ("POST", "/v1/experiments/home-recs/slate", {"event_id": "pv-9", "unit": "user-9", "candidates": CANDIDATES},
+     False),  # a unit of its own for DELETE /v1/units/{unit}, so erasing it leaves pv-1 alone
     ("PUT", "/v1/catalog/items", {"items": CANDIDATES}, False),
     ("POST", "/v1/experiments/home-recs/evaluations", {"exploration": {"algorithm": "epsilon"}}, False),
     ("POST", "/personalizer/rank", {"actions": [{"id": c["id"]} for c in CANDIDATES], "eventId": "pz-1"}, True),

@@ -94,7 +94,9 @@ class PersonalizerFeatureImportances:
 
     def run(self, key: str, feature_importance_id: str) -> None:
         """Compute a stored job now (after any other replay of this process) and keep its result or error."""
-        row = self._row(key, feature_importance_id)
+        row = self._row(key, feature_importance_id, required=False)
+        if row is None:
+            return  # deleted before it started: nothing to compute, nowhere to keep a result
         while not REPLAY_SLOT.acquire(timeout=HEARTBEAT_SECONDS):
             self._update(key, feature_importance_id, updated_at=self.clock.now())
         try:
