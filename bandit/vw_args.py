@@ -141,6 +141,10 @@ _REFUSED = {
     "save_resume": (False, "the service saves models its own way", None),
     "preserve_performance_counters": (False, "the service saves models its own way", None),
     "id": (True, "the service names models its own way", None),
+    # reductions VW stacks under the contextual-bandit ones and records in every saved model
+    "csoaa_ldf": (True, "the service chooses the reduction from the experiment's slots", None),
+    "csoaa_rank": (False, "the service chooses the reduction from the experiment's slots", None),
+    "cb_sample": (False, "the service chooses the reduction from the experiment's slots", None),
 }
 _SHORT = {option.short: name for name, option in ALLOWED.items() if option.short}
 _SHORT.update({short: name for name, (_, _, short) in _REFUSED.items() if short})

@@ -1,6 +1,8 @@
 """Personalizer's REST API mapped onto the native service, through the Flask test client."""
 import base64
 import os
+import socket
+import struct
 
 import pytest
 
@@ -518,8 +520,41 @@ HUGE_MODEL = base64.b64decode(
     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADwPw==")
 
 
-def test_a_model_that_would_exhaust_memory_is_refused_in_its_own_process(resource):
-    """Loading it fails against the loader process's memory limit, not in the server."""
+def test_a_model_that_would_exhaust_memory_is_refused_before_anything_loads_it(resource):
+    """Its header asks for a 30-bit weight table; the header is read in Python, past the allowlist's cap."""
     error = error_of(resource.call("PUT", "/model", data=HUGE_MODEL), 400, "InvalidModelImportFormat", "model")
-    assert "cannot load" in error["message"]
+    assert "30 bits" in error["message"]
     assert resource.rank()["rewardActionId"]  # the worker serves on
+
+
+def with_stored_options(blob: bytes, options: str) -> bytes:
+    """Return a model file whose header stores ``options`` instead of its own (VW acts on them as it loads)."""
+    from bandit.model_import import header_options
+
+    stored, _ = header_options(blob)
+    old = struct.pack("<I", len(stored) + 1) + stored.encode() + b"\0"
+    new = options.encode() + b"\0"
+    return blob.replace(old, struct.pack("<I", len(new)) + new, 1)
+
+
+def test_a_model_whose_header_options_touch_files_or_sockets_is_refused_unloaded(resource, tmp_path):
+    """The options a model stores go through the VW-args allowlist before any VW reads the file."""
+    plain = resource.call("GET", "/model", 200).data
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    target = tmp_path / "written"
+    port = listener.getsockname()[1]
+    for options, named in [(f" --cb_explore_adf --sendto 127.0.0.1:{port}", "--sendto"),
+                           (f" --cb_explore_adf -p {target}", "-p (--predictions)"),
+                           (f" --cb_explore_adf --readable_model {target}", "--readable_model"),
+                           (" --cb_explore_adf --help", "--help")]:
+        error = error_of(resource.call("PUT", "/model", data=with_stored_options(plain, options)), 400,
+                         "InvalidModelImportFormat", "model")
+        assert named in error["message"]
+    with pytest.raises(socket.timeout):
+        listener.accept()
+    listener.close()
+    assert not target.exists()
+    assert resource.rank()["rewardActionId"]
