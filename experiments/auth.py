@@ -12,13 +12,13 @@ import functools
 import hashlib
 import re
 import secrets
-import sqlite3
 import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from experiments.clock import SystemClock
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
+from experiments.store import DuplicateKey
 
 ROLES = ("shop", "admin", "ops")  # ops: /metrics only
 KEY_PREFIX = "sk_"
@@ -81,30 +81,28 @@ class Access:
         secret = new_key(role)
         row = {"hash": hash_key(secret), "hint": secret[:len(KEY_PREFIX) + len(role) + 5] + "…",
                "role": role, "label": label, "created_at": self.clock.now(), "revoked_at": None}
-        cursor = self.store.conn.execute(
-            "INSERT INTO api_keys (hash, hint, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
-            (row["hash"], row["hint"], role, label, row["created_at"]))
+        key_id = self.store.insert_api_key(row)
         self._keyed = True
-        return {**_key_view({**row, "id": cursor.lastrowid}), "key": secret}
+        return {**_key_view({**row, "id": key_id}), "key": secret}
 
     def list_keys(self) -> list[dict]:
-        return [_key_view(row) for row in self.store.query("SELECT * FROM api_keys ORDER BY id")]
+        return [_key_view(row) for row in self.store.api_keys()]
 
     def revoke_key(self, key_id: int) -> dict:
         """Revoke a key for good; its next call gets a 401."""
-        row = self.store.query_one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        row = self.store.api_key(key_id)
         if row is None:
             raise NotFound(f"API key {key_id} does not exist", field="id")
         if row["revoked_at"] is None:
             row["revoked_at"] = self.clock.now()
-            self.store.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (row["revoked_at"], key_id))
+            self.store.revoke_api_key(key_id, row["revoked_at"])
         self._keys.clear()
         return _key_view(row)
 
     def keys_configured(self) -> bool:
         """Tell whether any key was ever created; without one the API is open (loopback only)."""
         if not self._keyed and time.monotonic() >= self._open_until:
-            self._keyed = self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM api_keys)").fetchone()[0] == 1
+            self._keyed = self.store.has_api_keys()
             self._open_until = time.monotonic() + CACHE_SECONDS
         return self._keyed
 
@@ -117,7 +115,7 @@ class Access:
         cached = self._keys.get(digest)
         if cached and cached[1] > time.monotonic():
             return cached[0]
-        row = self.store.query_one("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (digest,))
+        row = self.store.active_api_key(digest)
         if row is None:
             raise Unauthorized("the API key is unknown or revoked", field="Authorization")
         if len(self._keys) > 10_000:
@@ -146,25 +144,23 @@ class Access:
             raise InvalidField("password", f"must be at least {MIN_PASSWORD} characters")
         now = self.clock.now()
         try:
-            cursor = self.store.conn.execute(
-                "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
-                (name, generate_password_hash(password), now))
-        except sqlite3.IntegrityError:
+            user_id = self.store.insert_user(name, generate_password_hash(password), now)
+        except DuplicateKey:
             raise Conflict(f"user {name!r} already exists", field="name") from None
-        return {"id": cursor.lastrowid, "name": name, "created_at": now}
+        return {"id": user_id, "name": name, "created_at": now}
 
     def list_users(self) -> list[dict]:
-        return self.store.query("SELECT id, name, created_at FROM users ORDER BY id")
+        return self.store.users()
 
     def has_users(self) -> bool:
-        return self.store.conn.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone()[0] == 1
+        return self.store.has_users()
 
     def get_user(self, user_id) -> dict | None:
-        return self.store.query_one("SELECT id, name, created_at FROM users WHERE id = ?", (user_id,))
+        return self.store.user(user_id)
 
     def check_password(self, name: str, password: str) -> dict | None:
         """Return the user when the password matches, else None (in about the same time)."""
-        row = self.store.query_one("SELECT * FROM users WHERE name = ?", (name,))
+        row = self.store.user_by_name(name)
         if row is None:
             check_password_hash(_dummy_hash(), password or "")
             return None
@@ -175,7 +171,4 @@ class Access:
     # -- the secret key ------------------------------------------------------
     def secret_key(self) -> str:
         """Return the database's secret key, creating it once, so every worker signs alike."""
-        self.store.conn.execute("INSERT OR IGNORE INTO app_secrets (name, value, created_at) VALUES (?, ?, ?)",
-                                (SECRET_KEY_NAME, secrets.token_hex(32), self.clock.now()))
-        return self.store.conn.execute("SELECT value FROM app_secrets WHERE name = ?",
-                                       (SECRET_KEY_NAME,)).fetchone()[0]
+        return self.store.app_secret(SECRET_KEY_NAME, secrets.token_hex(32), self.clock.now())

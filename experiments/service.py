@@ -9,7 +9,6 @@ idempotency key. ``update_experiment`` applies a parsed ``SpecPatch``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from datetime import datetime, timezone
 
@@ -28,7 +27,7 @@ from experiments.reward_request import parse_reward_request
 from experiments.serving_models import ServingModels
 from experiments.slate_request import parse_slate_request
 from experiments.spec import check_transition, parse_patch, parse_spec
-from experiments.store import dumps, loads
+from experiments.store import DuplicateKey, dumps, loads
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ class Service:
                "version": 1, "spec": spec.data, "created_at": now, "updated_at": now}
         try:
             self.store.save_experiment(row, {"created": True, "status": status}, actor, expected_version=None)
-        except sqlite3.IntegrityError:
+        except DuplicateKey:
             raise Conflict(f"experiment {spec.key!r} already exists", field="key") from None
         return self._view(row)
 
@@ -141,7 +140,7 @@ class Service:
                "version": row["version"] + 1, "updated_at": self.clock.now()}
         try:
             self.store.save_experiment(new, {**patch.fields, **(note or {})}, actor, expected_version=row["version"])
-        except sqlite3.IntegrityError:
+        except DuplicateKey:
             raise Conflict("the experiment changed meanwhile; read it again and retry", field="version") from None
         with self._cache_lock:
             self._experiments.pop(key, None)
@@ -177,7 +176,7 @@ class Service:
         }
         try:
             self.store.insert_decision(record, new_set)
-        except sqlite3.IntegrityError:  # the same event id raced in from another request
+        except DuplicateKey:  # the same event id raced in from another request
             return self._replay_answer(self.store.get_decision(event_id), key)
         return self._answer(event_id, key, variant, model_version, slate)
 

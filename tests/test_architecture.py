@@ -18,6 +18,9 @@ INNER_FORBIDDEN = [
     ("web", ("web.cli", "web.dashboard"), {"web/cli", "web/dashboard", "web/__init__.py", "web/__main__.py"}),
 ]
 PROJECT = ("bandit", "experiments", "web")
+# Database drivers: only the store may import them, so no driver exception or dialect leaks above it.
+DRIVERS = {"sqlite3", "sqlite_utils", "psycopg", "psycopg_pool"}
+STORE = "experiments/store"
 
 
 def imported(path: pathlib.Path) -> set[str]:
@@ -46,6 +49,17 @@ def test_layers_never_import_upwards(package):
     for path in files:
         bad = imported_roots(path) & FORBIDDEN[package]
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_only_the_store_imports_a_database_driver():
+    files = [p for package in PROJECT for p in sorted((ROOT / package).rglob("*.py"))]
+    assert files
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(STORE + "/"):
+            continue
+        bad = imported_roots(path) & DRIVERS
+        assert not bad, f"{rel} imports {sorted(bad)}: database drivers belong in {STORE}"
 
 
 @pytest.mark.parametrize("folder,allowed", INNER_LIMITS)

@@ -12,7 +12,7 @@ from experiments.limits import Limits
 from experiments.personalizer import Personalizer
 from experiments.service import Service
 from experiments.serving_models import ServingModels
-from experiments.store import Store
+from experiments.store import open_store
 from web.settings import MB, archive_from, learner_memory, resolve_settings
 
 
@@ -31,8 +31,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     clock = settings["CLOCK"] or SystemClock()
-    store = Store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"],
-                  wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
+    store = open_store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"],
+                       wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
     limits = Limits(features=settings["MAX_REQUEST_FEATURES"], work=settings["MAX_REQUEST_WORK"],
                     rewards_per_event=settings["MAX_REWARDS_PER_EVENT"])
     models = ServingModels(store, clock, settings["MODEL_REFRESH_SECONDS"], settings["MODEL_CACHE_MB"] * MB,

@@ -86,13 +86,13 @@ def learner_main(config: dict) -> None:
     """Run the learner until SIGTERM, then publish (the supervisor's second child)."""
     from experiments.clock import SystemClock
     from experiments.learner import Learner
-    from experiments.store import Store
+    from experiments.store import open_store
     from web.settings import MB, archive_from, learner_memory, resolve_settings
 
     settings = resolve_settings(config, os.environ)
     os.nice(10)  # learning can wait a moment; a shopper's page view cannot
-    store = Store(settings["DATABASE"], wal_autocheckpoint=0,  # it checkpoints between passes, unlocked
-                  wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
+    store = open_store(settings["DATABASE"], wal_autocheckpoint=0,  # it checkpoints between passes, unlocked
+                       wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
     learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
                       lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
                       lease_seconds=settings["LEARNER_LEASE_SECONDS"], checkpoints=True,
@@ -122,9 +122,9 @@ class Supervisor:
 
     def start(self) -> None:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="silent-metrics-"))
-        from experiments.store import Store
+        from experiments.store import open_store
 
-        Store(self.db).close()  # migrate once before the workers race to do it
+        open_store(self.db).close()  # migrate once before the workers race to do it
         watch_fd, self._lifeline = os.pipe()
         try:
             self._children["gunicorn"] = self._spawn("gunicorn", {
@@ -160,9 +160,9 @@ class Supervisor:
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
-        from experiments.store import Store
+        from experiments.store import open_store
 
-        store = Store(self.db)
+        store = open_store(self.db)
         try:
             store.checkpoint(full=True)  # nobody writes any more: leave a small WAL behind
         finally:

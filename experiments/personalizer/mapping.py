@@ -293,10 +293,7 @@ class Personalizer:
         return model_files.signed_archive(self.model(key), metadata, self._signing_key())
 
     def _signing_key(self) -> bytes:
-        self.store.conn.execute("INSERT OR IGNORE INTO app_secrets (name, value, created_at) VALUES (?, ?, ?)",
-                                (SIGNING_KEY, secrets.token_hex(32), self.clock.now()))
-        return bytes.fromhex(self.store.conn.execute("SELECT value FROM app_secrets WHERE name = ?",
-                                                     (SIGNING_KEY,)).fetchone()[0])
+        return bytes.fromhex(self.store.app_secret(SIGNING_KEY, secrets.token_hex(32), self.clock.now()))
 
     def import_model(self, key: str, blob: bytes) -> None:
         """Replace the model with one from a file, once a separate process loaded it; its options become the

@@ -32,7 +32,7 @@ from experiments.assignment import BANDIT, FALLBACK, HOLDOUT
 from experiments.errors import InvalidField
 from experiments.learner import Learner
 from experiments.service import Service
-from experiments.store import Store
+from experiments.store import open_store
 
 VARIANT_CODES = {BANDIT: 0, HOLDOUT: 1, FALLBACK: 2}
 TAIL_SHARE = 0.2  # normalized lift and the CTRs are measured over the last 20% of events
@@ -130,7 +130,7 @@ class InProcessTarget:
         self.clock = clock
         self.learn_seconds = learn_seconds
         self.grace_seconds = grace_seconds
-        self.store = Store(db_path)
+        self.store = open_store(db_path)
         self.service = Service(self.store, clock)
         self.learner = Learner(self.store, clock, grace_seconds=grace_seconds)
         self._next_pass = clock.now() + learn_seconds

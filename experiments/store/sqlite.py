@@ -21,6 +21,8 @@ import sqlite_utils
 from bandit.encoding import action_text
 from experiments.errors import NotFound, Unavailable
 from experiments.store import holders
+from experiments.store.sqlite_access import SqliteAccess
+from experiments.store.interface import DuplicateKey, PublishRefused
 from experiments.store.migrations import migrate
 from experiments.store.sqlite_archive import ArchiveConflict, SqliteArchive
 from experiments.store.sqlite_upkeep import KNOWN_SET_SECONDS, WAL_LIMIT_BYTES, SqliteUpkeep
@@ -54,15 +56,7 @@ def insert(conn: sqlite3.Connection, table: str, row: dict, verb: str = "INSERT"
     conn.execute(_insert_sql(verb, table, tuple(row)), list(row.values()))
 
 
-class PublishRefused(Exception):
-    """A model snapshot was not published: the learner lost its lease, or its version is no longer next."""
-
-    def __init__(self, message: str, lease_lost: bool):
-        super().__init__(message)
-        self.lease_lost = lease_lost
-
-
-class Store(SqliteArchive, SqliteUpkeep):
+class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
     def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000,
@@ -209,7 +203,7 @@ class Store(SqliteArchive, SqliteUpkeep):
         with self.transaction() as conn:
             current = conn.execute("SELECT version FROM experiments WHERE key = ?", (row["key"],)).fetchone()
             if (current[0] if current else None) != expected_version:
-                raise sqlite3.IntegrityError("version changed concurrently")
+                raise DuplicateKey("version changed concurrently")
             insert(conn, "experiments", values, verb="INSERT OR REPLACE")
             conn.execute(
                 "INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)"
@@ -276,15 +270,18 @@ class Store(SqliteArchive, SqliteUpkeep):
         """Commit one decision, with its candidate set when that is new, in one transaction.
 
         ``new_set`` comes from ``new_candidate_set``; without one, the single-statement
-        insert is its own transaction.
+        insert is its own transaction. ``DuplicateKey`` when the event id is logged already.
         """
-        if new_set is None:
-            with self.write_lock():
-                insert(self.conn, "decisions", row)
-            return
-        with self.transaction() as conn:
-            conn.execute(INSERT_SET, new_set)
-            insert(conn, "decisions", row)
+        try:
+            if new_set is None:
+                with self.write_lock():
+                    insert(self.conn, "decisions", row)
+                return
+            with self.transaction() as conn:
+                conn.execute(INSERT_SET, new_set)
+                insert(conn, "decisions", row)
+        except sqlite3.IntegrityError:
+            raise DuplicateKey(f"event {row['event_id']!r} is logged already") from None
         self._remember_set(new_set[0])
 
     def get_decision(self, event_id: str) -> dict | None:

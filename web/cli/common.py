@@ -8,7 +8,7 @@ import click
 
 from experiments.errors import ServiceError
 
-DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file.")
+DB_OPTION = click.option("--db", default="silent.db", show_default=True, help="SQLite database file, or a postgresql:// URL.")
 ARCHIVE_OPTION = click.option("--archive", "archive_dir", default="", envvar="SILENT_ARCHIVE_DIR",
                               help="Folder of the Parquet archive  [default: beside the database, DB-archive].")
 
@@ -19,10 +19,10 @@ def open_store(db: str, create: bool = False):
     Only commands that set something up (serve, create ...) pass ``create``; a
     command that reads never leaves a stray empty database behind a mistyped path.
     """
-    from experiments.store import Store
+    from experiments.store import open_store as open_engine
 
     try:
-        return Store(db, create=create)
+        return open_engine(db, create=create)
     except ServiceError as exc:
         fail(exc)
 
