@@ -246,6 +246,11 @@ class Service:
                 "slot": stored["slot"], "value": stored["value"], "late": bool(stored["late"]),
                 "duplicate": duplicate, "received_at": iso(stored["received_at"])}
 
+    def event_experiment(self, event_id: str) -> str | None:
+        """The experiment an event's decision belongs to, or None for an unknown event."""
+        decision = self.store.get_decision(event_id)
+        return None if decision is None else decision["experiment"]
+
     # -- activation and model resets -----------------------------------------
     def activate(self, event_id: str) -> dict:
         """Say a deferred decision was shown, so it gets learned; refused once its window closed."""

@@ -1,7 +1,8 @@
 """Access in the web layer: bearer keys on ``/v1``, sessions and CSRF for the dashboard, safe binding.
 
 The ``/v1`` rule: ``shop`` keys may only pick slates, post rewards and activate a
-deferred slate; ``admin`` keys may call everything. With no key created at all the
+deferred slate; ``public`` keys the same from a browser, within what they name
+(``web.public_keys``); ``admin`` keys may call everything. With no key created at all the
 API stays open, which is what ``silent demo`` and a first local try rely on;
 ``check_bind`` then keeps ``silent serve`` on loopback so an open API is never
 reachable from the network.
@@ -16,14 +17,15 @@ import secrets
 from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
-from experiments.auth import Access, Unauthorized
+from experiments.auth import PUBLIC, Access, Unauthorized
 from experiments.sign_in import AttemptLimiter, HashingSlots, Limits, Sessions
+from web import public_keys
 from web.errors import error_response
 
 # The shop's side of the loop: pick a slate, report outcomes, and activate a slate it deferred.
-SHOP_ENDPOINTS = {"api.slate", "api.reward", "api.activate"}
+SHOP_ENDPOINTS = public_keys.PUBLIC_ENDPOINTS
 ADMIN_ONLY = ("admin",)
-SHOP_OR_ADMIN = ("shop", "admin")
+SHOP_ROLES = ("shop", "admin", PUBLIC)
 OPS_OR_ADMIN = ("ops", "admin")
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -48,13 +50,15 @@ def bearer_token() -> str | None:
 
 def roles_for(endpoint: str | None) -> tuple[str, ...]:
     """Return the key roles allowed to call an API endpoint."""
-    return SHOP_OR_ADMIN if endpoint in SHOP_ENDPOINTS else ADMIN_ONLY
+    return SHOP_ROLES if endpoint in SHOP_ENDPOINTS else ADMIN_ONLY
 
 
 def check_api_key():
     """Before each ``/v1`` and ``/metrics`` request: missing or unknown key -> 401, wrong role -> 403."""
     if request.path == "/v1" or request.path.startswith("/v1/"):
         g.api_key = access().authorize(bearer_token(), roles_for(request.endpoint))
+        if g.api_key is not None and g.api_key["role"] == PUBLIC:
+            public_keys.check(g.api_key)
     elif request.path == "/metrics" and not metrics_open_to(request.remote_addr):
         g.api_key = access().authorize(bearer_token(), OPS_OR_ADMIN)
 
@@ -203,5 +207,6 @@ def register(app) -> None:
                       SESSION_COOKIE_SECURE=app.config["SECURE_COOKIES"], SESSION_COOKIE_NAME="silent_session")
     app.session_interface = CookieSessions()
     app.register_error_handler(Unauthorized, unauthorized)
+    public_keys.register(app)  # its CORS preflights are answered before any key is asked for
     app.before_request(check_api_key)
     app.jinja_env.globals.update(csrf_token=csrf_token, current_user=current_user, csrf_field=CSRF_FIELD)

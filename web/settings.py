@@ -42,6 +42,11 @@ SETTINGS = [
                          "503, so a flood never holds the workers slate requests need."),
     ("TRUSTED_PROXIES", 0, "Reverse proxies in front of the server whose X-Forwarded-For and -Proto to trust "
                            "(client addresses for sign-in limits and /metrics)."),
+    ("PUBLIC_RATE_PER_SECOND", 10.0, "Calls a second one client address may make with a public key (a token "
+                                      "bucket shared by all workers); more get 429 with Retry-After."),
+    ("PUBLIC_RATE_BURST", 100.0, "Calls one client address may make with a public key in a burst, before "
+                                 "PUBLIC_RATE_PER_SECOND applies."),
+    ("PUBLIC_PREFLIGHT_MAX_AGE", 600, "Seconds a browser may cache the answer to a public route's CORS preflight."),
     ("METRICS_OPEN_TO", "", "Comma-separated client addresses that may read /metrics without a key once API "
                             "keys exist (say, the Prometheus host); others need an ops or admin key."),
 ]

@@ -236,9 +236,16 @@ def m012_sign_in(db: sqlite_utils.Database) -> None:
                           pk="hash", not_null={"user_id", "created_at", "last_seen"}, if_not_exists=True)
 
 
+def m013_public_keys(db: sqlite_utils.Database) -> None:
+    """Public client keys name their experiments and browser origins (JSON lists; NULL for other roles)."""
+    for column in ("experiments", "origins"):
+        if column not in db["api_keys"].columns_dict:
+            db["api_keys"].add_column(column, str)
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
               m007_feature_importances, m008_archive, m009_model_scaling,
-              m010_operations, m011_vw_args_allowlist, m012_sign_in]
+              m010_operations, m011_vw_args_allowlist, m012_sign_in, m013_public_keys]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

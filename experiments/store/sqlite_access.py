@@ -10,10 +10,12 @@ class SqliteAccess:
     """The access tables; mixed into ``Store``, which gives ``conn`` and ``query``."""
 
     def insert_api_key(self, row: dict) -> int:
-        """Store a key's hash and return its id."""
+        """Store a key's hash (and a public key's experiments and origins, JSON text) and return its id."""
         return self.conn.execute(
-            "INSERT INTO api_keys (hash, hint, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
-            (row["hash"], row["hint"], row["role"], row["label"], row["created_at"])).lastrowid
+            "INSERT INTO api_keys (hash, hint, role, label, created_at, experiments, origins)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row["hash"], row["hint"], row["role"], row["label"], row["created_at"], row.get("experiments"),
+             row.get("origins"))).lastrowid
 
     def api_keys(self) -> list[dict]:
         return self.query("SELECT * FROM api_keys ORDER BY id")
@@ -23,6 +25,10 @@ class SqliteAccess:
 
     def active_api_key(self, digest: str) -> dict | None:
         return self.query_one("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (digest,))
+
+    def active_api_keys(self, role: str) -> list[dict]:
+        """Every active key of a role (public keys' scopes answer CORS preflights)."""
+        return self.query("SELECT * FROM api_keys WHERE role = ? AND revoked_at IS NULL ORDER BY id", (role,))
 
     def revoke_api_key(self, key_id: int, at: float) -> None:
         self.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id))

@@ -25,25 +25,37 @@ def _fail(exc: ServiceError):
 
 @click.group()
 def keys():
-    """Create, list and revoke API keys (shop: slate and rewards; admin: everything; ops: /metrics)."""
+    """Create, list and revoke API keys (shop: slate and rewards; public: the same from named browser origins;
+    admin: everything; ops: /metrics)."""
 
 
 @keys.command("create")
-@click.option("--role", required=True, type=click.Choice(ROLES), help="shop (slates, rewards), admin (everything) or ops (/metrics).")
+@click.option("--role", required=True, type=click.Choice(ROLES),
+              help="shop (slates, rewards), public (the same, from a browser), admin (everything) or ops (/metrics).")
 @click.option("--label", default="", help="A note saying who holds the key.")
+@click.option("--experiment", "experiments", multiple=True, metavar="KEY",
+              help="public keys: an experiment the key may be used for (repeat for more).")
+@click.option("--origin", "origins", multiple=True, metavar="URL",
+              help="public keys: a browser origin the key is accepted from, e.g. https://shop.example (repeatable).")
 @DB_OPTION
-def create_key(role, label, db):
+def create_key(role, label, experiments, origins, db):
     """Create an API key and print it once; only its hash is stored.
 
     Example: silent keys create --role shop --label "web shop"
+
+    Example: silent keys create --role public --experiment home-recs --origin https://shop.example
     """
     try:
-        key = _access(db, create=True).create_key(role, label)
+        key = _access(db, create=True).create_key(role, label, experiments, origins)
     except ServiceError as exc:
         _fail(exc)
     click.echo(key["key"])
-    click.echo(f"key {key['id']} ({role}) created; copy it now, it is not shown again. "
-               "Send it as 'Authorization: Bearer <key>'.", err=True)
+    if role == "public":
+        click.echo(f"key {key['id']} (public) created for {', '.join(key['experiments'])} from "
+                   f"{', '.join(key['origins'])}; it may ship in the shop's pages.", err=True)
+    else:
+        click.echo(f"key {key['id']} ({role}) created; copy it now, it is not shown again. "
+                   "Send it as 'Authorization: Bearer <key>'.", err=True)
 
 
 @keys.command("list")
@@ -58,8 +70,10 @@ def list_keys(db):
         click.echo("no API keys yet: the API is open and 'silent serve' stays on loopback")
     for row in rows:
         state = "active" if row["revoked_at"] is None else f"revoked {_when(row['revoked_at'])}"
+        scope = (f"  experiments {','.join(row['experiments'])} origins {','.join(row['origins'])}"
+                 if row["role"] == "public" else "")
         click.echo(f"{row['id']:>4}  {row['role']:<6} {row['hint']:<16} created {_when(row['created_at'])}"
-                   f"  {state:<28} {row['label']}")
+                   f"  {state:<28} {row['label']}{scope}")
 
 
 @keys.command("revoke")

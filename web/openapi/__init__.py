@@ -39,8 +39,12 @@ def document() -> dict:
             "schemas": SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (silent keys "
-                           "create); each operation's x-roles names the roles that may call it. With no key "
-                           "created the API is open and the server listens on loopback only."},
+                           "create); each operation's x-roles names the roles that may call it. A public key (silent "
+                           "keys create --role public --experiment KEY --origin URL) ships in a storefront's "
+                           "pages: it is accepted only from the origins it names (CORS for exactly those), for "
+                           "the experiments it names, and each client address gets a token bucket (429 with "
+                           "Retry-After past it). With no key created the API is open and the server listens "
+                           "on loopback only."},
                 "personalizerKey": {"type": "apiKey", "in": "header", "name": "Ocp-Apim-Subscription-Key",
                                     "description": "A Personalizer resource key (silent personalizer "
                                                    "create-resource); it names the experiment."},

@@ -11,7 +11,8 @@ from __future__ import annotations
 from web.openapi.schemas import ERRORS, answer, body, path_parameter, query_parameter, ref
 
 # Key roles that may call an operation once keys exist (before that the API is open on loopback).
-ADMIN, SHOP, OPS = ("admin",), ("shop", "admin"), ("ops", "admin")
+# A public key calls the SHOP operations only for the experiments and browser origins it names.
+ADMIN, SHOP, OPS = ("admin",), ("shop", "admin", "public"), ("ops", "admin")
 
 KEY = path_parameter("key", "The experiment's key.", "home-recs", missing="no-such-experiment")
 EVENT = path_parameter("event_id", "The event id the slate was answered with.", "pv-1001", unknown="no-such-event")
