@@ -1,13 +1,15 @@
 """Time the experiment report over 1M, 10M and 100M decisions (archive + live store); print JSON.
 
 Usage: python benchmarks/report.py [--decisions 1000000,10000000,100000000] [--live 100000]
-       [--data /tmp/silent-report-bench] [--repeat 2]
+       [--data /tmp/silent-report-bench] [--repeat 2] [--jobs 2]
 (goals on 2 cores: 100,000,000 decisions in at most 10 s with at most 2 GB peak memory)
 
 For each size, a week of traffic is generated once into ``--data`` and reused by
 later runs: all but the newest ``--live`` decisions straight into Parquet files
-of the archive (the files the learner writes: one per 200,000 decisions, per
-day), the newest ones with their rewards into the live SQLite store, plus one
+of the archive (the files the learner writes: one per 200,000 decisions, split
+at midnight; each file has its own slice of the week and its own seeded
+generator, so ``--jobs`` processes write them side by side and an interrupted
+build keeps its whole files), the newest ones with their rewards into the live SQLite store, plus one
 model snapshot trained on the first live decisions so the learned policy's
 off-policy estimate does real VW work. 10% holdout by the real assignment hash,
 10 candidates from 40 candidate sets, 15% of decisions rewarded (clicks, add to
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -144,35 +147,76 @@ def archive_table(shop: Shop, first_seq: int, seconds: np.ndarray, rng) -> pa.Ta
     return pa.table([columns[f.name].cast(f.type) for f in FILE_SCHEMA], schema=FILE_SCHEMA)
 
 
-def write_archive(store: Store, folder: str, shop: Shop, count: int, rng) -> None:
-    """Write ``count`` decisions of the first part of the week as archive files and list them in the store."""
-    seconds = np.sort(rng.uniform(0, WEEK - 3600, count))  # the last hour stays live
-    day_index = ((START + seconds) // 86400).astype(np.int64)
-    entries, seq = [], 1
-    starts = list(range(0, count, FILE_ROWS))
-    for start in tqdm(starts, desc="archive files", unit=" files"):
-        part = seconds[start:start + FILE_ROWS]
-        days = day_index[start:start + FILE_ROWS]
-        for day in np.unique(days):
-            mine = part[days == day]
-            name = f"experiment={KEY}/day={day_of(day * 86400.0)}/{part_name(seq, seq + mine.size - 1)}"
-            for dataset in (DATASET, *COMPANIONS):
-                os.makedirs(os.path.dirname(os.path.join(folder, dataset, name)), exist_ok=True)
-            path = os.path.join(folder, DATASET, name)
-            if not all(os.path.exists(os.path.join(folder, dataset, name)) for dataset in COMPANIONS):
-                pq.write_table(archive_table(shop, seq, mine, rng), path, compression="zstd",
-                               row_group_size=ROW_GROUP_ROWS)
-                for dataset in COMPANIONS:  # written last: their presence says the file is whole
-                    companion(dataset, path, os.path.join(folder, dataset, name))
-            for dataset in (DATASET, *COMPANIONS):
-                entries.append({"dataset": dataset, "day": day_of(day * 86400.0), "path": f"{dataset}/{name}",
-                                "pending": "", "first_seq": seq, "last_seq": seq + mine.size - 1,
-                                "rows": int(mine.size), "bytes": os.path.getsize(os.path.join(folder, dataset, name))})
-            seq += mine.size
-    store.publish_model({"experiment": KEY, "version": 1, "args": "", "spec_version": 1, "cursor_seq": seq - 1,
-                        "learned": seq - 1, "created_at": START, "model": b""})
-    assert store.commit_archive({"experiment": KEY, "after_seq": 0, "upto_seq": seq - 1, "on_time": 0,
-                                 "files": entries, "created_at": START})
+def file_plan(count: int) -> list[tuple[int, float, float, int]]:
+    """Split the archived part of the week into files of ``FILE_ROWS`` decisions: (first seq, start and end
+    second, rows) each. Every file covers its own slice of time, so each can be drawn and written alone."""
+    span, files = WEEK - 3600, max(1, -(-count // FILE_ROWS))  # the last hour stays live
+    return [(k * FILE_ROWS + 1, span * k / files, span * (k + 1) / files, min(FILE_ROWS, count - k * FILE_ROWS))
+            for k in range(files)]
+
+
+_SHOP: Shop | None = None  # the parent's shop, inherited by forked file writers
+
+
+def write_file(task: tuple[str, int, int, tuple]) -> list[dict]:
+    """Write one planned file (split at midnight, as the learner splits) with its companions, unless they
+    are whole already; return its archive list entries. Its own seeded generator: any order, same files."""
+    folder, seed, index, (first_seq, begin, end, rows) = task
+    rng = np.random.default_rng([seed, index])
+    seconds = np.sort(rng.uniform(begin, end, rows))
+    days = ((START + seconds) // 86400).astype(np.int64)
+    entries, seq = [], first_seq
+    for day in np.unique(days):
+        mine = seconds[days == day]
+        name = f"experiment={KEY}/day={day_of(day * 86400.0)}/{part_name(seq, seq + mine.size - 1)}"
+        for dataset in (DATASET, *COMPANIONS):
+            os.makedirs(os.path.dirname(os.path.join(folder, dataset, name)), exist_ok=True)
+        path = os.path.join(folder, DATASET, name)
+        table = archive_table(_SHOP, seq, mine, rng)  # drawn even when kept, so later parts stay the same
+        if not all(os.path.exists(os.path.join(folder, dataset, name)) for dataset in COMPANIONS):
+            pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            for dataset in COMPANIONS:  # written last: their presence says the file is whole
+                companion(dataset, path, os.path.join(folder, dataset, name))
+        for dataset in (DATASET, *COMPANIONS):
+            entries.append({"dataset": dataset, "day": day_of(day * 86400.0), "path": f"{dataset}/{name}",
+                            "pending": "", "first_seq": seq, "last_seq": seq + mine.size - 1,
+                            "rows": int(mine.size), "bytes": os.path.getsize(os.path.join(folder, dataset, name))})
+        seq += mine.size
+    return entries
+
+
+def write_archive(store: Store, folder: str, shop: Shop, count: int, seed: int, jobs: int) -> None:
+    """Write ``count`` decisions of the first part of the week as archive files, ``jobs`` files at a time
+    (forked processes sharing the shop), and list them in the store in one commit."""
+    global _SHOP
+    _SHOP = shop
+    plan = file_plan(count) if count else []
+    tasks = [(folder, seed, index, part) for index, part in enumerate(plan)]
+    progress = tqdm(total=count, desc="archive", unit=" decisions", unit_scale=True, mininterval=2)
+    entries = []
+    with multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else _Serial() as pool:
+        for written in pool.imap(write_file, tasks):  # in order: the list keeps seq order
+            entries += written
+            progress.update(sum(e["rows"] for e in written if e["dataset"] == DATASET))
+    progress.close()
+    last = plan[-1][0] + plan[-1][3] - 1 if plan else 0
+    store.publish_model({"experiment": KEY, "version": 1, "args": "", "spec_version": 1, "cursor_seq": last,
+                        "learned": last, "created_at": START, "model": b""})
+    if entries:
+        assert store.commit_archive({"experiment": KEY, "after_seq": 0, "upto_seq": last, "on_time": 0,
+                                     "files": entries, "created_at": START})
+
+
+class _Serial:
+    """``Pool``'s imap in this process (``--jobs 1``)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    imap = staticmethod(map)
 
 
 def write_live(store: Store, shop: Shop, first_seq: int, count: int, rng) -> None:
@@ -228,7 +272,7 @@ def index_units(folder: str) -> float:
     return time.perf_counter() - started
 
 
-def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
+def build(folder: str, decisions: int, live: int, jobs: int, seed: int = 0) -> float:
     """Generate one size's data set into ``folder`` (skipped when it is there already); return seconds."""
     done = os.path.join(folder, "complete")
     if os.path.exists(done):
@@ -244,7 +288,7 @@ def build(folder: str, decisions: int, live: int, seed: int = 0) -> float:
         "reward": {"wait_seconds": 600}, "traffic": {"holdout": 0.1}})
     live = min(live, decisions)
     shop = Shop(decisions, rng)
-    write_archive(store, os.path.join(folder, "archive"), shop, decisions - live, rng)
+    write_archive(store, os.path.join(folder, "archive"), shop, decisions - live, seed, jobs)
     write_live(store, shop, decisions - live + 1, live, rng)
     train_model(store, decisions - live + 1, min(2000, live))
     store.close()
@@ -273,6 +317,7 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=100_000, help="Newest decisions kept in the live store only.")
     parser.add_argument("--data", default="/tmp/silent-report-bench", help="Where generated data sets are kept.")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Archive files written at a time.")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -280,7 +325,7 @@ def main() -> None:
     results = []
     for decisions in (int(x) for x in args.decisions.split(",")):
         folder = os.path.join(args.data, f"n{decisions}-live{args.live}")
-        build_seconds = build(folder, decisions, args.live)
+        build_seconds = build(folder, decisions, args.live, args.jobs)
         index_seconds = index_units(folder)
         runs = [json.loads(subprocess.run([sys.executable, __file__, "--measure", folder], check=True,
                                           capture_output=True, text=True).stdout) for _ in range(args.repeat)]

@@ -94,9 +94,14 @@ def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_pa
     summarized, raw, everything = (view.sql(f"SELECT count(*) FROM {name}")[0][0]
                                    for name in ("summary", "archived", "archived_all"))
     sampled = view.files and all(f in view.sample_of for f in view.files)
+    edges = view.read_files
     view.close()
     assert summarized > 0 and 0 < raw < everything  # whole hours from summaries, the edges from rows
     assert sampled
+    assert 0 < len(edges) < len(view.files)  # only files with rows outside the whole hours are read
+    whole = LogView(split, parse_window("exp"), spec["reward"], archive)
+    assert whole.files and whole.read_files == []  # a full-range report reads summaries, no decisions file
+    whole.close()
     archive_upto(split, tmp_path / "archive", 10**9)
     assert split.archive_position("exp") == 1200
     assert_same(plain(report(live, "exp", **case["args"])), plain(report(split, "exp", archive=archive,

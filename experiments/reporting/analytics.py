@@ -160,29 +160,48 @@ class LogView:
         return first, max(first, last)
 
     def _summary_view(self) -> None:
-        """Summaries of the files written under today's reward rules, for the window's whole hours."""
+        """Summaries of the files written under today's reward rules, for the window's whole hours; and each
+        such file's time span (its cells' first and last decision), which says whether the file has rows
+        outside those hours at all."""
         summaries = sorted(set(self.summary_of.values()))
-        if summaries:
-            stale = {f for (f,) in self.sql(
-                f"SELECT DISTINCT filename FROM read_parquet([{', '.join(map(literal, summaries))}],"
-                f" hive_partitioning = false, filename = true) WHERE NOT ({self._matched()})")}
-            self.summary_of = {d: s for d, s in self.summary_of.items() if s not in stale}
-            summaries = sorted(set(self.summary_of.values()))
+        self.spans: dict[str, tuple[float, float]] = {}
+        if not summaries:
+            self.con.execute(f"CREATE VIEW summary AS SELECT {SUMMARY_COLUMNS} WHERE false")
+            return
+        current = {f: (low, high) for f, matched, low, high in self.sql(
+            f"SELECT filename, bool_and({self._matched()}), min(first_at), max(last_at) FROM read_parquet("
+            f"[{', '.join(map(literal, summaries))}], hive_partitioning = false, filename = true)"
+            " GROUP BY filename") if matched}
+        self.summary_of = {d: s for d, s in self.summary_of.items() if s in current}
+        self.spans = {d: current[s] for d, s in self.summary_of.items()}
+        summaries = sorted(set(self.summary_of.values()))
         first, last = self._hours()
-        if summaries:
+        if summaries:  # a view, not a table: each query reads only the columns it needs
             source = f"read_parquet([{', '.join(map(literal, summaries))}], hive_partitioning = false)"
             self.con.execute(f"CREATE VIEW summary AS SELECT * FROM {source} WHERE hour >= {first} AND hour < {last}")
         else:
             self.con.execute(f"CREATE VIEW summary AS SELECT {SUMMARY_COLUMNS} WHERE false")
 
+    def _has_edge_rows(self, path: str) -> bool:
+        """Whether a summarized file may hold rows of the window outside its whole hours (the rows read)."""
+        low, high = self.spans.get(path, (None, None))
+        if low is None or high is None:
+            return True
+        w, (first, last) = self.window, self._hours()
+        if high < w.start or low >= w.end:
+            return False  # none of its rows is in the window
+        return low < first * HOUR or high >= last * HOUR
+
     def _archived_views(self) -> None:
-        """``archived_all``: every archived row of the window; ``archived``: those no summary answers for."""
+        """``archived_all``: every archived row of the window; ``archived``: those no summary answers for,
+        read only from the files that have such rows (a full-range report reads no decisions file)."""
         w = self.window
         window = f"created_at >= {literal(w.start)} AND created_at < {literal(w.end)}"
         first, last = self._hours()
         hour = f"CAST(floor(created_at / {HOUR}) AS BIGINT)"
-        summarized = [f for f in self.files if f in self.summary_of]
+        summarized = [f for f in self.files if f in self.summary_of and self._has_edge_rows(f)]
         others = [f for f in self.files if f not in self.summary_of]
+        self.read_files = summarized + others
         parts = [f"SELECT * FROM {_parquet(summarized)} WHERE {window} AND ({hour} < {first} OR {hour} >= {last})"
                  if summarized else "", f"SELECT * FROM {_parquet(others)} WHERE {window}" if others else ""]
         parts = [p for p in parts if p]
