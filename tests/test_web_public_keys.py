@@ -244,3 +244,11 @@ def test_the_cli_creates_and_lists_public_keys(runner, db_path, app, client):
     bad = runner.invoke(cli, ["keys", "create", "--role", "public", "--experiment", "home", "--origin",
                               "shop.example", "--db", db_path])
     assert bad.exit_code != 0 and "origins[0]: must be an origin" in bad.output
+
+
+def test_the_browser_client_is_served_to_any_origin(client):
+    script = client.get("/static/silent.js", headers={"Origin": SHOP})
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert script.headers["Access-Control-Allow-Origin"] == "*"
+    assert b"export class SilentClient" in script.data
+    assert "Access-Control-Allow-Origin" not in client.get("/static/dashboard.js").headers
