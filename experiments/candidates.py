@@ -150,9 +150,35 @@ class CandidateSets:
         build = lambda: build_set(raw, catalog, "candidates", self.limits)  # noqa: E731
         return self.cache.get(("raw", catalog_version, key), build) if key else build()
 
-    def for_request(self, spec, spec_version: int, raw, exclude: tuple) -> CandidateSet:
-        """Return the request's candidate set after exclude and unavailable items."""
-        chosen = self._full(spec, spec_version, raw).without(exclude)
+    def for_request(self, spec, spec_version: int, raw, exclude: tuple) -> tuple[CandidateSet, CandidateSet]:
+        """Return the request's candidate set without unavailable items, and what exclude left of it."""
+        full = self._full(spec, spec_version, raw)
+        chosen = full.without(exclude)
         if not chosen.candidates:
-            raise InvalidField("exclude", "no candidate is left after exclude and unavailable items")
-        return chosen
+            where = what_is_left(spec.data["kind"], raw, full, chosen)
+            raise InvalidField("exclude" if exclude else "candidates", f"no candidate is left to show ({where})")
+        return full, chosen
+
+
+def what_is_left(kind: str, raw, full: CandidateSet, chosen: CandidateSet) -> str:
+    """Say where a request's candidates went, so a refusal names the real cause (unavailable or excluded).
+
+    >>> s = lambda n: CandidateSet(tuple({"id": str(i)} for i in range(n)), (), None, 0, {})
+    >>> what_is_left("items", [{"id": "a"}, {"id": "b"}], s(1), s(1))
+    '1 of 2 sent: 1 unavailable in the catalog'
+    >>> what_is_left("items", None, s(3), s(1))
+    '1 of 3 available catalog items: 2 excluded'
+    """
+    kept = len(chosen.candidates)
+    if kind == "strategies":
+        source = f"{kept} of {len(full.candidates)} arms"
+    elif raw is None:
+        source = f"{kept} of {len(full.candidates)} available catalog items"
+    else:
+        source = f"{kept} of {len(raw)} sent"
+    causes = []
+    if isinstance(raw, list) and len(raw) > len(full.candidates):
+        causes.append(f"{len(raw) - len(full.candidates)} unavailable in the catalog")
+    if len(full.candidates) > kept:
+        causes.append(f"{len(full.candidates) - kept} excluded")
+    return source + (": " + ", ".join(causes) if causes else "")

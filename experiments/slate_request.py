@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from bandit.cost import ensemble_size, interaction_terms, slate_work, slate_work_bound
 from bandit.encoding import FeatureError, context_text, feature_count, namespace_counts
-from experiments.candidates import CandidateSet, CandidateSets
+from experiments.candidates import CandidateSet, CandidateSets, what_is_left
 from experiments.errors import InvalidField
 from experiments.limits import Limits
 from experiments.request_options import OPTION_FIELDS, RequestOptions, parse_options
@@ -72,7 +72,8 @@ def _defer(body: dict) -> bool:
     return value
 
 
-def _slots(body: dict, most: int, available: int) -> int:
+def _slots(body: dict, most: int, available: int, where) -> int:
+    """``where()`` says where the missing candidates went, computed only for a refusal."""
     slots = body.get("slots", most)
     if isinstance(slots, bool) or not isinstance(slots, int):
         raise InvalidField("slots", "must be an integer")
@@ -81,7 +82,7 @@ def _slots(body: dict, most: int, available: int) -> int:
     if slots > most:
         raise InvalidField("slots", f"must be at most the experiment's slots ({most})")
     if slots > available:
-        raise InvalidField("slots", f"must be at most the number of candidates left after exclude ({available})")
+        raise InvalidField("slots", f"must be at most the number of candidates left to show ({where()})")
     return slots
 
 
@@ -110,8 +111,9 @@ def parse_slate_request(body, spec: Spec, spec_version: int, candidate_sets: Can
     event_id, unit = _event_id(body), _unit(body)
     context, shared = _context(body, limits)
     exclude = _exclude(body)
-    chosen = candidate_sets.for_request(spec, spec_version, body.get("candidates"), exclude)
-    slots = _slots(body, spec.slots, len(chosen.candidates))
+    raw = body.get("candidates")
+    full, chosen = candidate_sets.for_request(spec, spec_version, raw, exclude)
+    slots = _slots(body, spec.slots, len(chosen.candidates), lambda: what_is_left(spec.data["kind"], raw, full, chosen))
     options = parse_options(body.get("slot_context"), _defer(body), chosen.candidates, slots, limits)
     _check_cost(spec, shared, chosen, options, slots, limits)
     return SlateRequest(event_id=event_id, unit=unit, context=context, shared=shared, candidates=chosen.candidates,

@@ -42,6 +42,20 @@ def test_unavailable_items_are_never_shown(catalog_shop):
         assert not {s["id"] for s in catalog_shop.slate("home", unit=f"w{i}")["slate"]} & {"sku-0", "sku-1"}
 
 
+def test_too_few_candidates_for_the_slots_names_the_real_cause(catalog_shop):
+    catalog_shop.client.put("/v1/catalog/items", json={"items": [{**ITEMS[1], "available": False}]})
+    slate = lambda **body: catalog_shop.client.post("/v1/experiments/home/slate", json=body)  # noqa: E731
+    unavailable = slate(candidates=[{"id": "sku-0"}, {"id": "sku-1"}], slots=2).get_json()["error"]
+    assert unavailable["field"] == "slots" and unavailable["message"] == (
+        "slots: must be at most the number of candidates left to show (1 of 2 sent: 1 unavailable in the catalog)")
+    both = slate(candidates=[{"id": "sku-0"}, {"id": "sku-1"}, {"id": "sku-2"}], exclude=["sku-2"], slots=2)
+    assert both.get_json()["error"]["message"].endswith("(1 of 3 sent: 1 unavailable in the catalog, 1 excluded)")
+    catalog = slate(exclude=[item["id"] for item in ITEMS[2:]]).get_json()["error"]
+    assert catalog["message"].endswith("(1 of 7 available catalog items: 6 excluded)")
+    none_left = slate(candidates=[{"id": "sku-1"}]).get_json()["error"]
+    assert none_left["field"] == "candidates" and "(0 of 1 sent: 1 unavailable in the catalog)" in none_left["message"]
+
+
 def test_omitted_candidates_mean_the_available_catalog(catalog_shop, app):
     answer = catalog_shop.slate("home")
     assert len(logged_candidates(app, answer["event_id"])) == 8

@@ -296,6 +296,23 @@ def test_list_shows_lift_with_interval_and_warning_badges(admin, shop, client, c
     assert ">60</td>" in quiet  # decisions today
 
 
+def test_list_says_not_enough_data_until_the_lift_has_an_interval(admin, shop, clock):
+    shop.create("fresh", slots=1, traffic={"holdout": 0.5})
+    seen = set()
+    for i in range(100):  # one decision per variant: a lift of -100% or +inf, with no interval yet
+        answer = shop.slate("fresh", unit=f"u{i}", candidates=ITEMS)
+        if answer["variant"] not in seen:
+            seen.add(answer["variant"])
+            if answer["variant"] == "holdout":
+                shop.reward(answer["event_id"], type="click", item=answer["slate"][0]["id"])
+        if seen == {"bandit", "holdout"}:
+            break
+    clock.advance(120)
+    row = row_of(admin.get("/").text, "fresh")
+    assert "not enough data" in row and "%" not in row.split('data-label="Lift over holdout"')[1].split("</td>")[0]
+    assert 'class="badge ok"' not in row
+
+
 def test_counterfactual_evaluation_runs_and_shows_both_policies(admin, experiment, shop):
     traffic(shop, experiment, n=40)
     shop.clock.advance(700)

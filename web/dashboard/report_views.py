@@ -44,15 +44,22 @@ def estimate(e: dict | None, as_percent: bool = False, signed: bool = False) -> 
 
 
 def headline_lift(lift: dict | None) -> dict | None:
-    """Relative lift of the bandit over the holdout (absolute when the holdout earned nothing)."""
+    """Relative lift of the bandit over the holdout (absolute when the holdout earned nothing).
+
+    None until the lift has an interval: a lift of two decisions (say -100%) says nothing yet.
+    """
     if not lift:
         return None
-    relative = lift["relative"]
-    if relative and relative.get("value") is not None:
+    relative, absolute = lift["relative"], lift["absolute"]
+    if _has_interval(relative):
         return {**estimate(relative, as_percent=True, signed=True), "metric": "relative"}
-    if lift["absolute"] and lift["absolute"].get("value") is not None:
-        return {**estimate(lift["absolute"], signed=True), "metric": "absolute"}
+    if (not relative or relative.get("value") is None) and _has_interval(absolute):
+        return {**estimate(absolute, signed=True), "metric": "absolute"}
     return None
+
+
+def _has_interval(e: dict | None) -> bool:
+    return bool(e) and all(e.get(name) is not None for name in ("value", "low", "high"))
 
 
 def warnings(rep: dict, checks: dict) -> list[dict]:
@@ -93,9 +100,11 @@ def summary(row: dict) -> dict:
     silent = _silent()
     checks = health(silent["store"], row["key"], row["spec"], row["status"], silent["clock"].now())
     headline = _headline(row)
-    note = "needs bandit and holdout decisions" if headline["has_decisions"] else "no decisions yet"
+    lift = headline_lift(headline["lift"])
+    note = ("not enough data" if headline["lift"] else "needs bandit and holdout decisions") \
+        if headline["has_decisions"] else "no decisions yet"
     return {"row": row, "split": split_text(row["spec"]), "decisions_today": checks["decisions_today"],
-            "lift": headline_lift(headline["lift"]), "lift_note": note, "warnings": warnings(headline, checks),
+            "lift": lift, "lift_note": note, "warnings": warnings(headline, checks), "enough_data": lift is not None,
             "checks": checks}
 
 
