@@ -88,7 +88,8 @@ def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_pa
     boundary = split.get_decision("exp-700")["created_at"]
     spec = split.get_experiment("exp")["spec"]
     for args in (case["args"], {"start": boundary - 20000, "end": boundary + 20000, "ope_sample": 300},
-                 {"interval": "day", "ope_sample": 300}, {"ope_sample": 15}):  # 15 of 1,200: from the sample files
+                 {"interval": "day", "ope_sample": 300}, {"ope_sample": 15},  # 15 of 1,200: from the sample files
+                 {"start": boundary - 3000, "end": boundary + 3000, "ope_sample": 300}):  # auto: sub-hour
         assert_same(plain(report(live, "exp", **args)), plain(report(split, "exp", archive=archive, **args)))
     view = LogView(split, parse_window("exp", start=boundary - 20000, end=boundary + 20000), spec["reward"], archive)
     summarized, raw, everything = (view.sql(f"SELECT count(*) FROM {name}")[0][0]

@@ -7,6 +7,7 @@ import pytest
 import bandit.intervals
 import experiments.reporting.exports
 import experiments.reporting.archive
+import experiments.reporting.reports
 import web.dashboard.charts
 import web.dashboard.report_render
 from bandit.encoding import action_text, context_text
@@ -60,7 +61,8 @@ def by_variant(result):
 
 
 def test_modules_doctests_pass():
-    for module in (experiments.reporting.archive, bandit.intervals, experiments.reporting.exports,
+    for module in (experiments.reporting.archive, experiments.reporting.reports, bandit.intervals,
+                   experiments.reporting.exports,
                    web.dashboard.charts, web.dashboard.report_render):
         assert doctest.testmod(module).failed == 0, module.__name__
 
@@ -169,6 +171,12 @@ def test_time_series_buckets_gaps_and_shares(store):
     assert shares["variants"]["bandit"] == [[0.5, 0.5], [0, 0], [0, 0], [1.0, 0.0]]
     daily = report(store, "exp", interval="day")["time_series"]
     assert daily["buckets"] == ["2026-01-01T00:00:00.000Z"] and daily["variants"]["bandit"]["decisions"] == [3]
+    auto = report(store, "exp")  # three hours of decisions: 5-minute buckets draw them in 37 points
+    assert auto["range"]["interval"] == auto["time_series"]["interval"] == "5 minutes"
+    assert len(auto["time_series"]["buckets"]) == 37
+    assert auto["time_series"]["variants"]["bandit"]["decisions"][:2] == [2, 0]
+    short = report(store, "exp", end=T0 + 3600)["time_series"]  # 200 seconds of decisions: minutes
+    assert short["interval"] == "minute" and short["buckets"][0] == "2026-01-01T00:01:00.000Z"
 
 
 def test_range_keeps_decisions_and_their_rewards_in_it(store):

@@ -277,7 +277,7 @@ def test_report_range_errors_appear_next_to_their_inputs(admin, experiment):
     page = Form(admin.get(f"/experiments/{experiment}?from=yesterday&interval=hour").text)
     assert "ISO 8601" in page.errors["from"]
     page = Form(admin.get(f"/experiments/{experiment}?interval=week").text)
-    assert "must be one of hour, day" in page.errors["interval"]
+    assert "must be one of auto, hour, day" in page.errors["interval"]
     assert admin.get(f"/experiments/{experiment}?from=2026-01-01T00:00:00Z&interval=day").status_code == 200
 
 

@@ -131,7 +131,8 @@ def test_cli_report_in_three_formats(logged, runner, db_path, tmp_path):
     as_json = runner.invoke(cli, ["report", "home", "--db", db_path, "--format", "json", "--interval", "day"])
     assert json.loads(as_json.output)["time_series"]["interval"] == "day"
     page = tmp_path / "report.html"
-    result = runner.invoke(cli, ["report", "home", "--db", db_path, "--format", "html", "-o", str(page)])
+    result = runner.invoke(cli, ["report", "home", "--db", db_path, "--format", "html", "-o", str(page),
+                                 "--interval", "hour"])
     assert result.exit_code == 0, result.output
     html = page.read_text()
     assert html.startswith("<!doctype html>") and html.count("<svg") >= 2 and "Rewarded decisions per hour" in html

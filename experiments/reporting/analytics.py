@@ -305,19 +305,30 @@ class LogView:
         except duckdb.IOException:  # the index was replaced or erased a moment ago
             return dict(self.sql(scan))
 
-    def cells(self) -> list[tuple]:
-        """Per time bucket, variant and first-slot item: decisions, rewarded, slots, reward above the default,
-        and the item's first seq (for stable ordering); rows and summary cells added up here."""
-        default, width = literal(self.default), self.window.width
+    def cells(self, width: int) -> list[tuple]:
+        """Per ``width``-second bucket, variant and first-slot item: decisions, rewarded, slots, reward above
+        the default, and the item's first seq (for stable ordering); rows and summary cells added up here.
+
+        Summary cells are hourly, so buckets of less than an hour read every archived row instead (the
+        report only chooses them for a range short enough to make that cheap).
+        """
+        default = literal(self.default)
+        if width % HOUR:
+            rows = (f"(SELECT {DECISION_COLUMNS}, reward AS value, rewarded FROM archived_all WHERE {self._matched()}"
+                    f" UNION ALL SELECT {DECISION_COLUMNS}, value, rewarded FROM recomputed)")
+            cells = ""
+        else:
+            rows = "decisions"
+            cells = (f"UNION ALL SELECT CAST(floor(hour * {HOUR} / {width}) AS BIGINT), variant, item, decisions,"
+                     " rewarded, slots, extra, min_seq FROM summary WHERE kind = 'cell'")
         return self.sql(f"""
             SELECT bucket, variant, item, sum(n)::BIGINT, sum(won)::BIGINT, sum(slots)::BIGINT, sum(extra),
                    min(first_seq) FROM (
                 SELECT CAST(floor(created_at / {width}) AS BIGINT) AS bucket, variant, first_item AS item,
                        count(*) AS n, sum(rewarded::INTEGER) AS won, sum(slots) AS slots,
                        sum(CASE WHEN rewarded THEN value - {default} * slots ELSE 0 END) AS extra, min(seq) AS first_seq
-                FROM decisions GROUP BY ALL
-                UNION ALL SELECT CAST(floor(hour * {HOUR} / {width}) AS BIGINT), variant, item, decisions, rewarded,
-                       slots, extra, min_seq FROM summary WHERE kind = 'cell')
+                FROM {rows} GROUP BY ALL
+                {cells})
             GROUP BY bucket, variant, item""")
 
     def served_models(self) -> list[tuple]:

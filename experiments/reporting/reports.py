@@ -1,6 +1,6 @@
 """The experiment report: what the bandit won, how sure we are, what other policies would have done.
 
-``report(store, key, start=None, end=None, interval="hour")`` reads the decision
+``report(store, key, start=None, end=None, interval="auto")`` reads the decision
 and reward log of one experiment (decisions created in [start, end)) and returns
 a JSON-ready dict. Definitions, used throughout:
 
@@ -22,7 +22,9 @@ The JSON shape (``E`` is an estimate ``{"value", "low", "high", "n", "alpha"}``,
 numbers that cannot be computed are ``null``; times are ISO 8601 UTC)::
 
     {"experiment": {"key", "name", "kind", "status", "version", "slots"},
-     "range": {"from", "to", "interval": "hour" | "day", "first_decision", "last_decision"},
+     "range": {"from", "to", "interval", "first_decision", "last_decision"},  # interval: the bucket used,
+     # "hour" or "day" as asked, or for "auto" the finest of minute, 5 minutes, 15 minutes, hour, 6 hours and
+     # day that draws the range in at most 100 buckets
      "log": {"data_from", "retention_days", "purged_before", "purged_decisions"},  # where the kept log starts
      "generated_at": "...",
      "variants": [{"variant": "bandit" | "holdout" | "fallback", "decisions", "units", "rewarded",
@@ -64,7 +66,9 @@ from experiments.service import iso
 from experiments.spec import parse_spec
 from experiments.store import loads
 
-INTERVALS = {"hour": 3600, "day": 86400}
+INTERVALS = {"auto": None, "hour": 3600, "day": 86400}  # auto: the bucket is chosen from the decisions' range
+BUCKETS = {60: "minute", 300: "5 minutes", 900: "15 minutes", 3600: "hour", 21600: "6 hours", 86400: "day"}
+MOST_AUTO_BUCKETS = 100
 OPE_SAMPLE = 10_000
 MAX_OPE_ARMS = 20
 TOP_ITEMS = 10
@@ -103,9 +107,9 @@ def _iso_seconds(text: str, field: str) -> float:
     return moment.timestamp()
 
 
-def parse_window(key: str, start=None, end=None, interval="hour") -> Window:
+def parse_window(key: str, start=None, end=None, interval="auto") -> Window:
     """Validate a report's range and bucket size; errors name ``from``, ``to`` or ``interval``."""
-    interval = "hour" if interval in (None, "") else interval
+    interval = "auto" if interval in (None, "") else interval
     if interval not in INTERVALS:
         raise InvalidField("interval", f"must be one of {', '.join(INTERVALS)}")
     low, high = parse_time(start, "from"), parse_time(end, "to")
@@ -114,7 +118,21 @@ def parse_window(key: str, start=None, end=None, interval="hour") -> Window:
     return Window(key, -math.inf if low is None else low, math.inf if high is None else high, INTERVALS[interval])
 
 
-def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sample: int = OPE_SAMPLE,
+def auto_width(first: float | None, last: float | None) -> int:
+    """The finest bucket that draws the decisions' range in at most ``MOST_AUTO_BUCKETS`` points.
+
+    >>> auto_width(0, 10_000), auto_width(0, 3 * 86400), auto_width(0, 30 * 86400), auto_width(None, None)
+    (300, 3600, 86400, 3600)
+    """
+    if first is None or last is None:
+        return 3600
+    for width in BUCKETS:
+        if math.floor(last / width) - math.floor(first / width) + 1 <= MOST_AUTO_BUCKETS:
+            return width
+    return max(BUCKETS)
+
+
+def report(store, key: str, start=None, end=None, interval: str = "auto", ope_sample: int = OPE_SAMPLE,
            clock=None, archive=None) -> dict:
     """Build the report of one experiment over decisions created in [start, end).
 
@@ -129,18 +147,20 @@ def report(store, key: str, start=None, end=None, interval: str = "hour", ope_sa
         totals, groups = view.variant_totals(), view.reward_groups()
         variants, moments = variant_summaries(totals, groups)
         total = sum(t[0] for t in totals.values())
+        first = min((t[5] for t in totals.values()), default=None)
+        last = max((t[6] for t in totals.values()), default=None)
+        width = window.width or auto_width(first, last)
         return {
             "experiment": {"key": key, "name": experiment["name"], "kind": experiment["kind"],
                            "status": experiment["status"], "version": experiment["version"], "slots": spec.slots},
-            "range": _range(window, min((t[5] for t in totals.values()), default=None),
-                            max((t[6] for t in totals.values()), default=None), interval or "hour"),
+            "range": _range(window, first, last, BUCKETS[width]),
             "log": log_kept(store, key, spec, archive),
             "generated_at": iso((clock or SystemClock()).now()),
             "variants": variants,
             "lift": lift(moments),
             "sample_ratio": sample_ratio(variants, spec.traffic["holdout"]),
             **off_policy(store, view, spec, total, ope_sample),
-            "time_series": time_series(view.cells(), window.width, interval or "hour", spec.reward["default"]),
+            "time_series": time_series(view.cells(width), width, BUCKETS[width], spec.reward["default"]),
             "rewards": {**reward_counts(groups), "unknown_event": store.unattributed_count(*window.params())},
             "model_versions": model_versions(store, view),
         }

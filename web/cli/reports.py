@@ -39,8 +39,8 @@ class _Progress:
 @ARCHIVE_OPTION
 @FROM_OPTION
 @TO_OPTION
-@click.option("--interval", type=click.Choice(["hour", "day"]), default="hour", show_default=True,
-              help="Time-series bucket.")
+@click.option("--interval", type=click.Choice(["auto", "hour", "day"]), default="auto", show_default=True,
+              help="Time-series bucket; auto picks minutes to days from the range, at most 100 buckets.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.File("w"), default="-", help="Write here instead of standard output.")
 def report(key, db, archive_dir, start, end, interval, fmt, output):

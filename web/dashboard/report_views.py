@@ -111,7 +111,7 @@ def summary(row: dict) -> dict:
 def _range(args) -> dict:
     """Read the page's range inputs from its query string."""
     values = {name: (args.get(name) or "").strip() for name in RANGE_FIELDS}
-    values["interval"] = values["interval"] or "hour"
+    values["interval"] = values["interval"] or "auto"
     return values
 
 

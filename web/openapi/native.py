@@ -155,13 +155,14 @@ PATHS = {
             "200": answer("The report (see docs for every field).", ref("Report"), {"report": {
                 "experiment": {"key": "home-recs"}, "range": {"interval": "day"}}}),
             "400": answer("from, to or interval is invalid.", ref("Error"), {"bad_interval": {"error": {
-                "code": "invalid_field", "field": "interval", "message": "interval: must be one of hour, day"}}}),
+                "code": "invalid_field", "field": "interval", "message": "interval: must be one of auto, hour, day"}}}),
         }, parameters=[
             query_parameter("from", "Decisions made at or after this time (ISO 8601 or epoch seconds).",
                             {"type": "string"}),
             query_parameter("to", "Decisions made before this time.", {"type": "string"}),
-            query_parameter("interval", "hour (default) or day.", {"type": "string"}, report="day",
-                            bad_interval="week")]),
+            query_parameter("interval", "Time-series bucket: auto (default: the finest of minute, 5 and 15 "
+                            "minutes, hour, 6 hours and day that draws the range in at most 100 buckets), hour or "
+                            "day.", {"type": "string"}, report="day", bad_interval="week")]),
     },
     "/v1/experiments/{key}/evaluations": {
         "parameters": [KEY],
