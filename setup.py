@@ -8,7 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["bandit", "bandit.*", "experiments", "experiments.*", "web", "web.*"]),
+    packages=find_packages(include=["bandit", "bandit.*", "experiments", "experiments.*", "web", "web.*",
+                                    "silent_client"]),
     include_package_data=True,
     package_data={"web": ["static/*"], "web.dashboard": ["templates/*.html"]},
     install_requires=[

@@ -89,3 +89,14 @@ def test_every_package_says_what_it_is_for_and_what_it_may_import():
         assert doc, f"{rel} has no docstring"
         if len(rel.parts) > 2:  # a subpackage names its imports
             assert "import" in doc, f"{rel}: say what the package may import"
+
+
+def test_the_python_client_needs_the_standard_library_only():
+    """silent_client ships to shops' servers: nothing of the service, nothing from PyPI."""
+    import sys
+
+    files = sorted((ROOT / "silent_client").rglob("*.py"))
+    assert files
+    for path in files:
+        outside = {root for root in imported_roots(path) if root != "silent_client"} - set(sys.stdlib_module_names)
+        assert not outside, f"{path.relative_to(ROOT)} imports {sorted(outside)}"
