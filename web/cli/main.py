@@ -163,6 +163,21 @@ for _command in (purge, forget, backup, restore):
 
 from web.cli.simulate import demo, simulate  # noqa: E402
 
+
+@cli.command("openapi")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@click.option("--output", "-o", type=click.File("w"), default="-", help="Write here instead of standard output.")
+def openapi(fmt, output):
+    """Print the OpenAPI document /openapi.json serves, or its Markdown rendering (docs/api.md).
+
+    Example: silent openapi --format markdown -o docs/api.md
+    """
+    from web.openapi import document
+    from web.openapi.markdown import render
+
+    output.write(render(document()) if fmt == "markdown" else json.dumps(document(), indent=2) + "\n")
+
+
 cli.add_command(demo)
 cli.add_command(simulate)
 

@@ -6,7 +6,8 @@ as documented, and a fuzzer drives every operation from it. Adding a route means
 describing it here.
 
 May import ``experiments`` and ``bandit`` (for the bounds they enforce), ``web.api`` and
-``web.personalizer`` (for the path versions); nothing imports from here but ``create_app``.
+``web.personalizer`` (for the path versions); nothing imports from here but ``create_app`` and the
+CLI's ``silent openapi``, which prints it (``markdown`` renders it as ``docs/api.md``).
 """
 from __future__ import annotations
 
