@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/learning.py [--events 20000] [--seeds 0 1 ... 9] [--scenarios items slate strategies drift]
                                      [--autotune off on] [--jobs 2] [--learning JSON] [--output FILE]
+                                     [--runs FILE [--recorded-only]] [--table]
 
 Every scenario and seed runs the simulated shop through the real service and
 learner (``experiments.simulation.runner``, in-process on virtual time, the spec
@@ -15,6 +16,12 @@ service had: for each model published just before an auto-tuning switch, the
 decisions up to its cursor with its settings, and for the final model all of
 them with the final settings; each must equal the service's model byte for byte.
 Prints one JSON object with every run and a summary per scenario against the goals.
+With ``--runs FILE`` each finished run is appended to FILE as a JSON line and
+runs already there are not run again, so an interrupted grid resumes where it
+stopped and a grid can be run in pieces (each run is reproducible bit for bit
+for its seed); the report covers every run of the file that the options select.
+Runs go seed by seed over the scenarios, auto-tuning off before on, so a grid
+stopped part way has the same seeds for every scenario.
 """
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 import vowpalwabbit
@@ -189,14 +196,86 @@ def scenario_summary(name: str, runs: list) -> dict:
         out["autotune_on" if autotune else "autotune_off"] = figures
     if "autotune_on" in out and "autotune_off" in out:
         off, on = _lifts(runs, False), _lifts(runs, True)
-        worst = out["autotune_off"]["worst_seed"]
-        differences = {seed: round(on[seed] - off[seed], 4) for seed in off if seed in on}
-        out["autotune_effect"] = {"per_seed": differences, "most_lost": min(differences.values()),
-                                  "never_below_by_more_than_tolerance": min(differences.values())
-                                  >= -AUTOTUNE_TOLERANCE, "worst_seed_improved": on[worst] > off[worst],
+        paired = [seed for seed in off if seed in on]  # both settings ran (a grid in progress may lack some)
+        differences = {seed: round(on[seed] - off[seed], 4) for seed in paired}
+        worst = min(paired, key=off.get) if paired else None
+        out["autotune_effect"] = {"per_seed": differences, "most_lost": min(differences.values(), default=None),
+                                  "never_below_by_more_than_tolerance": min(differences.values(), default=0.0)
+                                  >= -AUTOTUNE_TOLERANCE, "worst_seed": worst,
+                                  "worst_seed_improved": worst is not None and on[worst] > off[worst],
                                   "switches": sum(len(r["switches"]) for r in runs if r["autotune"])}
     out["replays_identical"] = all(check["identical"] for r in runs for check in r["replay"])
     return out
+
+
+def _case_key(case: dict) -> tuple:
+    return (case["scenario"], case["seed"], case["autotune"], case["events"],
+            json.dumps(case["learning"], sort_keys=True))
+
+
+def run_cases(cases: list, jobs: int, runs_file: str | None, recorded_only: bool = False) -> list:
+    """Run the cases (reusing those ``runs_file`` already holds), appending each as it finishes; in case order.
+
+    ``recorded_only`` runs nothing: it returns the cases the file holds (a grid in progress).
+    """
+    done = {}
+    if runs_file and os.path.exists(runs_file):
+        with open(runs_file, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    done[_case_key(row["case"])] = row["run"]
+    if recorded_only:
+        return [done[_case_key(case)] for case in cases if _case_key(case) in done]
+    todo = [case for case in cases if _case_key(case) not in done]
+    with ProcessPoolExecutor(jobs) as pool, tqdm(total=len(cases), initial=len(cases) - len(todo), desc="runs",
+                                                 file=sys.stderr) as bar:
+        futures = {pool.submit(run_case, case): case for case in todo}
+        for future in as_completed(futures):
+            case, run = futures[future], future.result()
+            done[_case_key(case)] = run
+            if runs_file:
+                with open(runs_file, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"case": {k: case[k] for k in ("scenario", "seed", "autotune", "events",
+                                                                      "learning")}, "run": run}) + "\n")
+            bar.update()
+    return [done[_case_key(case)] for case in cases]
+
+
+SCENARIO_TITLES = {"items": "items (1 of 50)", "slate": "slate (3 slots)", "strategies": "strategies (1 of 5)",
+                   "drift": "drift (items; s2 changes half way)"}
+
+
+def _goal_text(name: str) -> str:
+    goal = GOALS[name]
+    if name == "drift":
+        return f"recovery ≤ {goal['recovery_events']:,}"
+    return f"mean ≥ {goal['mean']}, worst ≥ {goal['worst']}"
+
+
+def markdown_table(report: dict) -> str:
+    """Return the per-seed figures of a report as the Markdown table of the README and docs/learning.md."""
+    seeds = report["seeds"]
+    lines = ["| scenario | goal | auto-tuning | mean | worst (seed) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|---|---:|---:|" + "---:|" * len(seeds)]
+    for name, summary in report["scenarios"].items():
+        for setting in ("autotune_off", "autotune_on"):
+            figures = summary.get(setting)
+            if figures is None:
+                continue
+            per_seed = {int(k): v for k, v in figures["per_seed"].items()}
+            cells = [f"{per_seed[s]:.3f}" if s in per_seed else "" for s in seeds]
+            lines.append(f"| {SCENARIO_TITLES[name]} | {_goal_text(name) if name != 'drift' else 'lift'} | "
+                         f"{setting.split('_')[1]} | {figures['mean']:.3f} | {figures['worst']:.3f} "
+                         f"({figures['worst_seed']}) | " + " | ".join(cells) + " |")
+            if name == "drift":
+                recovery = {int(k): v for k, v in figures["recovery_events"].items()}
+                cells = ["never" if recovery.get(s, 0) is None else f"{recovery[s]:,}" if s in recovery else ""
+                         for s in seeds]
+                lines.append(f"| {SCENARIO_TITLES[name]}: `recovery_events` | {_goal_text(name)} | "
+                             f"{setting.split('_')[1]} | {figures['recovered_within_goal']} of {len(recovery)} "
+                             "within | | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -209,12 +288,18 @@ def main() -> None:
                         help='learning settings over the defaults, e.g. \'{"decay": 0.5}\' for a baseline')
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--output", default=None, help="also write the JSON here")
+    parser.add_argument("--recorded-only", action="store_true",
+                        help="run nothing: report the runs the --runs file holds (a grid in progress)")
+    parser.add_argument("--table", action="store_true", help="print the per-seed Markdown table, not the JSON")
+    parser.add_argument("--runs", default=None, help="append each finished run here (JSON lines); runs already "
+                                                     "there with the same settings are reused, not run again")
     args = parser.parse_args()
     cases = [{"scenario": name, "seed": seed, "autotune": autotune == "on", "events": args.events,
               "learning": args.learning, "label": f"{name} seed {seed} autotune {autotune}",
-              "quiet": args.jobs > 1} for name in args.scenarios for autotune in args.autotune for seed in args.seeds]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        runs = list(tqdm(pool.map(run_case, cases), total=len(cases), desc="runs", file=sys.stderr))
+              "quiet": args.jobs > 1} for autotune in args.autotune for seed in args.seeds for name in args.scenarios]
+    if args.recorded_only and not args.runs:
+        parser.error("--recorded-only needs --runs")
+    runs = run_cases(cases, args.jobs, args.runs, args.recorded_only)
     defaults = parse_spec({"key": "defaults"}).data
     report = {"events": args.events, "seeds": args.seeds, "learning_override": args.learning,
               "defaults": {"exploration": defaults["exploration"], "learning": defaults["learning"]},
@@ -225,7 +310,7 @@ def main() -> None:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
-    print(text)
+    print(markdown_table(report) if args.table else text)
 
 
 if __name__ == "__main__":
