@@ -24,6 +24,8 @@ setup(
         "prometheus-client>=0.20",
         "pyarrow>=15",
         "duckdb>=1.1",
+        "psycopg[binary]>=3.1",  # the PostgreSQL engine (--db postgresql://...)
+        "psycopg-pool>=3.2",
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.31", "playwright>=1.40",
                              "azure-ai-personalizer>=1.0.0b1",  # the official client, for the compatibility tests

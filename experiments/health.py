@@ -23,7 +23,8 @@ def decisions_since(store, key: str, since: float) -> int:
 def recent_closed_rewarded(store, key: str, closed_before: float) -> tuple[int, int]:
     """Among the newest closed decisions, count them and those with at least one reward (any, even late)."""
     return store.conn.execute(
-        "SELECT count(*), coalesce(sum(EXISTS (SELECT 1 FROM rewards r WHERE r.decision_seq = d.seq)), 0)"
+        "SELECT count(*), coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM rewards r WHERE r.decision_seq = d.seq)"
+        " THEN 1 ELSE 0 END), 0)"
         " FROM (SELECT seq FROM decisions WHERE experiment = ? AND created_at <= ?"
         " ORDER BY created_at DESC LIMIT ?) d",
         (key, closed_before, RECENT_CLOSED)).fetchone()

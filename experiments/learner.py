@@ -40,7 +40,7 @@ class _Track:
     policy: Policy | None
     identity: tuple  # VW command line and scaling: a model is a function of the log and these
     version: int
-    cursor: int
+    cursor: int  # the store's log position: seq on SQLite, (xid, seq) packed into one int on PostgreSQL
     learned: int
     published_at: float
     dirty: bool = False
@@ -178,7 +178,7 @@ class Learner:
             for row in rows:
                 actions = self.store.actions(row["candidate_set"])
                 learned += self._learn_one(policy, row, actions, by_seq.get(row["seq"], []), reward)
-            track.cursor = rows[-1]["seq"]
+            track.cursor = rows[-1]["cursor"]
             track.learned += learned
             track.dirty = True
             track.used_at = self.clock.now()
@@ -280,9 +280,7 @@ class Learner:
     def lag(self) -> dict[str, int]:
         """Return, per experiment, how many logged decisions are not learned yet."""
         with self._lock:
-            return {key: self.store.conn.execute(
-                "SELECT count(*) FROM decisions WHERE experiment = ? AND seq > ?", (key, t.cursor)).fetchone()[0]
-                for key, t in self._tracks.items()}
+            return {key: self.store.backlog(key, t.cursor) for key, t in self._tracks.items()}
 
     # -- background thread ---------------------------------------------------
     def start(self, interval: float = 0.5) -> None:

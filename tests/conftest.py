@@ -1,4 +1,9 @@
-"""Shared fixtures: a real SQLite file under tmp_path, a virtual clock, the app and its client."""
+"""Shared fixtures: a real database (a SQLite file under tmp_path, or a fresh PostgreSQL database), a virtual
+clock, the app and its client.
+
+A test module that sets ``ENGINES = ("sqlite", "postgresql")`` runs each test that uses ``db_path`` on both
+engines; ``db_path`` is then a file path or a ``postgresql://`` URL, which every ``--db`` takes.
+"""
 from __future__ import annotations
 
 import sqlite3
@@ -7,7 +12,29 @@ import numpy as np
 import pytest
 
 from experiments.clock import VirtualClock
+from tests import pg
 from web import create_app
+
+
+def pytest_generate_tests(metafunc):
+    engines = getattr(metafunc.module, "ENGINES", None)
+    if engines and "db_path" in metafunc.fixturenames:
+        metafunc.parametrize("db_path", engines, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_databases():
+    databases = pg.Databases()
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def pg_url(pg_databases):
+    """A fresh, migrated PostgreSQL database for this test, dropped after it."""
+    url = pg_databases.fresh()
+    yield url
+    pg_databases.release(url)
 
 
 @pytest.fixture
@@ -16,7 +43,9 @@ def clock():
 
 
 @pytest.fixture
-def db_path(tmp_path):
+def db_path(request, tmp_path):
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("pg_url")
     return str(tmp_path / "silent.db")
 
 
@@ -47,6 +76,8 @@ def runner():
 
 def table_counts(db_path: str) -> dict:
     """Row counts of every table, to prove a rejected request changed nothing."""
+    if db_path.startswith("postgresql://"):
+        return pg.table_counts(db_path)
     conn = sqlite3.connect(db_path)
     try:
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]

@@ -1,10 +1,11 @@
-"""The /v1 API through Flask's test client on a real SQLite file with real VW."""
+"""The /v1 API through Flask's test client on a real database (SQLite file and PostgreSQL) with real VW."""
 import json
 
 import pytest
 
 from tests.conftest import ITEMS, table_counts
 
+ENGINES = ("sqlite", "postgresql")
 CANDIDATES = [{"id": f"sku-{i}", "features": {"category": f"c{i % 3}", "price": 10.0 * i}} for i in range(5)]
 
 

@@ -6,13 +6,13 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from experiments.clock import SystemClock
+from experiments.clock import DatabaseClock, SystemClock
 from experiments.learner import Learner
 from experiments.limits import Limits
 from experiments.personalizer import Personalizer
 from experiments.service import Service
 from experiments.serving_models import ServingModels
-from experiments.store import open_store
+from experiments.store import is_url, open_store
 from web.settings import MB, archive_from, learner_memory, resolve_settings
 
 
@@ -30,9 +30,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
     app.json.sort_keys = False
 
-    clock = settings["CLOCK"] or SystemClock()
     store = open_store(settings["DATABASE"], wal_autocheckpoint=settings["WAL_AUTOCHECKPOINT"],
                        wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
+    # Hosts sharing a PostgreSQL database time reward windows by its clock, not each their own.
+    clock = settings["CLOCK"] or (DatabaseClock(store) if is_url(settings["DATABASE"]) else SystemClock())
     limits = Limits(features=settings["MAX_REQUEST_FEATURES"], work=settings["MAX_REQUEST_WORK"],
                     rewards_per_event=settings["MAX_REWARDS_PER_EVENT"])
     models = ServingModels(store, clock, settings["MODEL_REFRESH_SECONDS"], settings["MODEL_CACHE_MB"] * MB,

@@ -84,16 +84,17 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict:
 
 def learner_main(config: dict) -> None:
     """Run the learner until SIGTERM, then publish (the supervisor's second child)."""
-    from experiments.clock import SystemClock
+    from experiments.clock import DatabaseClock, SystemClock
     from experiments.learner import Learner
-    from experiments.store import open_store
+    from experiments.store import is_url, open_store
     from web.settings import MB, archive_from, learner_memory, resolve_settings
 
     settings = resolve_settings(config, os.environ)
     os.nice(10)  # learning can wait a moment; a shopper's page view cannot
     store = open_store(settings["DATABASE"], wal_autocheckpoint=0,  # it checkpoints between passes, unlocked
                        wal_limit_bytes=settings["WAL_LIMIT_MB"] * MB)
-    learner = Learner(store, SystemClock(), grace_seconds=settings["LEARNER_GRACE_SECONDS"],
+    clock = DatabaseClock(store) if is_url(settings["DATABASE"]) else SystemClock()
+    learner = Learner(store, clock, grace_seconds=settings["LEARNER_GRACE_SECONDS"],
                       lease_owner=f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
                       lease_seconds=settings["LEARNER_LEASE_SECONDS"], checkpoints=True,
                       archive=archive_from(store, settings), **learner_memory(settings))

@@ -235,7 +235,8 @@ class Personalizer:
     def _apprentice_metrics(self, key: str) -> dict | None:
         row = self.store.query_one(
             "SELECT count(*) AS events, min(d.created_at) AS started, max(d.created_at) AS last,"
-            " sum(json_extract(d.model_slate, '$[0].id') = json_extract(d.slate, '$[0].id')) AS imitated,"
+            " sum(CASE WHEN json_extract(d.model_slate, '$[0].id') = json_extract(d.slate, '$[0].id')"
+            "   THEN 1 ELSE 0 END) AS imitated,"
             " coalesce(sum(r.total), 0) AS rewards,"
             " coalesce(sum(CASE WHEN json_extract(d.model_slate, '$[0].id') = json_extract(d.slate, '$[0].id')"
             "   THEN r.total END), 0) AS imitated_rewards"

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from experiments.errors import InvalidField
 from experiments.labels import slot_rewards
 from experiments.reporting import units
 from experiments.store import loads
@@ -101,6 +102,11 @@ def default_folder(database: str) -> str | None:
 def open_archive(store, database: str, folder: str = "", **options) -> "Archive | None":
     """The archive of a database: in ``folder``, or beside the database file when empty; None when "off"."""
     if folder == "off":
+        return None
+    if getattr(store, "engine", "sqlite") != "sqlite":
+        if folder:
+            raise InvalidField("archive", "the Parquet archive works with the SQLite engine; PostgreSQL keeps the"
+                               " whole log itself (set --archive off)")
         return None
     folder = folder or default_folder(database)
     return Archive(store, folder, **options) if folder else None

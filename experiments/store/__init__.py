@@ -7,9 +7,9 @@ never a driver's exception.
 
 May import ``bandit`` and ``experiments.errors``; nothing above the store sees a driver or a dialect.
 """
-from experiments.store.interface import DuplicateKey, PublishRefused, is_url, open_store
+from experiments.store.interface import DuplicateKey, PublishRefused, describe, is_url, open_store
 from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads, set_digest
 from experiments.store.sqlite_archive import ArchiveConflict
 
-__all__ = ["ArchiveConflict", "DuplicateKey", "INSERT_SET", "PublishRefused", "Store", "dumps", "insert", "is_url",
+__all__ = ["ArchiveConflict", "DuplicateKey", "describe", "INSERT_SET", "PublishRefused", "Store", "dumps", "insert", "is_url",
            "loads", "open_store", "set_digest"]

@@ -5,6 +5,8 @@ driver's exception, so the service reads the same on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from experiments.errors import InvalidField
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -25,6 +27,14 @@ class PublishRefused(Exception):
 def is_url(target: str) -> bool:
     """Tell a PostgreSQL URL from a SQLite file path."""
     return isinstance(target, str) and target.lower().startswith(URL_SCHEMES)
+
+
+def describe(target: str) -> str:
+    """Name a database for messages: a URL loses its user and password."""
+    if not is_url(target):
+        return target
+    parts = urlsplit(target)
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 def open_store(target: str, create: bool = True, **options):

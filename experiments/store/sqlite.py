@@ -59,6 +59,8 @@ def insert(conn: sqlite3.Connection, table: str, row: dict, verb: str = "INSERT"
 class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
+    engine = "sqlite"
+
     def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000,
                  create: bool = True, wal_limit_bytes: int = WAL_LIMIT_BYTES,
                  known_set_seconds: float = KNOWN_SET_SECONDS):
@@ -323,9 +325,19 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
             (after_seq, experiment, limit),
         )
         for i, row in enumerate(rows):
+            row["cursor"] = row["seq"]  # the learner's cursor: on SQLite, seq order is commit order
             if row["window_closes_at"] > closed_by:
                 return rows[:i]
         return rows
+
+    def backlog(self, experiment: str, cursor: int) -> int:
+        """Count the experiment's decisions after a learner cursor."""
+        return self.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ? AND seq > ?",
+                                 (experiment, cursor)).fetchone()[0]
+
+    def db_now(self) -> float:
+        """The database's clock: on one machine, the machine's."""
+        return time.time()
 
     def rewards_for(self, seqs: list[int]) -> list[dict]:
         """Return the on-time rewards of these decisions, oldest first."""

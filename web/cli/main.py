@@ -44,7 +44,9 @@ def serve(db, host, port, workers):
     from web.auth import BindRefused, check_bind, is_loopback
     from web.serving import Supervisor, default_workers
 
-    if not (is_loopback(host) or os.path.isfile(db)):
+    from experiments.store import describe, is_url
+
+    if not (is_loopback(host) or is_url(db) or os.path.isfile(db)):
         raise click.ClickException(
             f"refusing to listen on {host}: database {db} does not exist yet, so no API keys exist and the API "
             f"would be open to anyone. Create keys first (silent keys create --role admin --db {db}) "
@@ -59,7 +61,7 @@ def serve(db, host, port, workers):
     workers = workers or default_workers()
     supervisor = Supervisor(db, host, port, workers)
     supervisor.start()
-    click.echo(f"Silent Customizer on http://{host}:{port} (database {db}, {workers} workers + 1 learner); "
+    click.echo(f"Silent Customizer on http://{host}:{port} (database {describe(db)}, {workers} workers + 1 learner); "
                "Ctrl+C stops")
     click.echo(access_notice)
     code = supervisor.wait()

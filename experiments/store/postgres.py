@@ -1,0 +1,420 @@
+"""The PostgreSQL store: many serving hosts and learners over one database.
+
+It keeps the SQLite engine's interface (``Store``), and its portable methods run
+here unchanged through ``_Connection``, which speaks PostgreSQL's dialect
+(``postgres_dialect``). What differs is written here:
+
+- Commit order. A sequence number is not commit order: a later ``seq`` can commit
+  first, and a reader of ``seq > cursor`` would skip the earlier row for good. Each
+  decision carries its transaction id (``xid``), and the learner reads only rows
+  older than every transaction still open (``pg_snapshot_xmin``), in (xid, seq)
+  order. A learner cursor is that pair packed into one int (``pack``), so cursors
+  compare as the log's commit order; models and resets store both halves.
+- Decisions and rewards are partitioned by day (``postgres_partitions``).
+- Publishing is a compare-and-set on the next model version, as on SQLite, and
+  fenced by the learner lease; model bytes live in the database.
+- Reward windows are timed by the database clock where the store stamps a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import psycopg
+import psycopg.errors
+from psycopg.types.numeric import FloatLoader, IntLoader
+from psycopg_pool import ConnectionPool
+
+from experiments.errors import Unavailable
+from experiments.store.interface import DuplicateKey, PublishRefused, describe as _safe
+from experiments.store.postgres_dialect import translate
+from experiments.store.postgres_partitions import PostgresPartitions
+from experiments.store.postgres_schema import MIGRATIONS, VERSION
+from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads
+
+SHIFT = 64  # a cursor packs (xid, seq) as xid << 64 | seq: seq < 2**63, so ints compare as the pairs do
+MIGRATION_LOCK = 7_346_112_001  # the advisory lock that serialises processes migrating at once
+XID8_OID = 5069
+
+
+def pack(xid: int, seq: int) -> int:
+    """One int that orders like (xid, seq)."""
+    return (int(xid) << SHIFT) | int(seq)
+
+
+def unpack(cursor: int) -> tuple[int, int]:
+    return int(cursor) >> SHIFT, int(cursor) & ((1 << SHIFT) - 1)
+
+
+class _NumericLoader(FloatLoader):
+    """numeric (sum of bigints, avg) as a Python int or float, like SQLite answers, never a Decimal."""
+
+    def load(self, data):
+        text = bytes(data)
+        return int(text) if text.lstrip(b"-").isdigit() else float(text)
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    conn.adapters.register_loader("numeric", _NumericLoader)
+    conn.adapters.register_loader(XID8_OID, IntLoader)
+
+
+class _Result:
+    """A finished statement: its rows fetched at once, so the connection goes back to the pool."""
+
+    def __init__(self, cursor, returns_id: bool):
+        self.rows = cursor.fetchall() if cursor.description is not None else []
+        self.description = [(c.name,) for c in cursor.description] if cursor.description is not None else None
+        self.rowcount = cursor.rowcount
+        self.lastrowid = self.rows[0][0] if returns_id and self.rows else None
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self):
+        return self.rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+
+class _Connection:
+    """SQLite's ``execute`` on PostgreSQL: one pooled connection per statement, or the caller's transaction."""
+
+    def __init__(self, pool: ConnectionPool | None = None, held: psycopg.Connection | None = None):
+        self.pool, self.held = pool, held
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.held is not None
+
+    def execute(self, sql: str, params=()):
+        text, returns_id = translate(sql)
+        if self.held is not None:
+            return _Result(self.held.execute(text, params), returns_id)
+        with self.pool.connection() as conn:
+            return _Result(conn.execute(text, params), returns_id)
+
+    def executemany(self, sql: str, rows):
+        text, _ = translate(sql)
+        with contextlib.ExitStack() as stack:
+            conn = self.held or stack.enter_context(self.pool.connection())
+            with conn.cursor() as cursor:
+                cursor.executemany(text, list(rows))
+                count = cursor.rowcount
+        return type("Done", (), {"rowcount": count})()
+
+
+class PostgresStore(PostgresPartitions, Store):
+    """The store on PostgreSQL: a connection pool for statements, a transaction per ``transaction()`` block."""
+
+    engine = "postgresql"
+
+    def __init__(self, url: str, create: bool = True, pool_size: int = 8):
+        self.path = self.url = url
+        self.known_set_seconds = 3600.0
+        self._local = threading.local()
+        self._known_sets: dict[str, float] = {}
+        self._sets_cache: dict[str, list] = {}
+        self._actions_cache: dict[str, list[str]] = {}
+        self._partitions_made: set[tuple[str, int]] = set()
+        try:
+            self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
+                                       configure=_configure, open=True, timeout=30)
+            self.pool.wait(timeout=10)
+        except (psycopg.Error, Exception) as exc:  # noqa: BLE001 - a wrong URL raises several kinds
+            raise Unavailable(f"cannot reach PostgreSQL at {_safe(url)}: {str(exc).strip()[:200]}",
+                              field="db") from None
+        try:
+            self._migrate(create)
+        except Exception:
+            self.pool.close()
+            raise
+        self.ensure_partitions(self.db_now())
+
+    # -- connections -----------------------------------------------------------------------
+    @property
+    def conn(self) -> _Connection:
+        held = getattr(self._local, "held", None)
+        return _Connection(held=held) if held is not None else _Connection(pool=self.pool)
+
+    @property
+    def db(self):
+        raise Unavailable("this is a PostgreSQL store", field="db")
+
+    @contextlib.contextmanager
+    def write_lock(self):
+        """PostgreSQL locks rows itself; writers never wait on a file lock."""
+        yield
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Run a block in one transaction on one connection; roll back on any error."""
+        if getattr(self._local, "held", None) is not None:
+            yield self.conn  # nested: part of the caller's transaction
+            return
+        with self.pool.connection() as raw, raw.transaction():
+            self._local.held = raw
+            try:
+                yield _Connection(held=raw)
+            finally:
+                self._local.held = None
+
+    @contextlib.contextmanager
+    def snapshot(self):
+        """Read in one consistent snapshot (REPEATABLE READ)."""
+        if getattr(self._local, "held", None) is not None:
+            yield
+            return
+        with self.pool.connection() as raw, raw.transaction():
+            raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._local.held = raw
+            try:
+                yield
+            finally:
+                self._local.held = None
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def db_now(self) -> float:
+        """The database clock, in epoch seconds: one clock for every host."""
+        return self.conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0]
+
+    # -- schema ----------------------------------------------------------------------------
+    def _migrate(self, create: bool) -> list[str]:
+        """Apply the migrations this database lacks; refuse a schema newer than this code knows."""
+        with self.pool.connection() as raw:
+            found = raw.execute("SELECT to_regclass('_migrations') IS NOT NULL").fetchone()[0]
+            if not found and not create:
+                raise Unavailable(f"{_safe(self.url)} holds no Silent Customizer schema (check --db; reading"
+                                  " never creates one)", field="db")
+            raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                raw.execute("CREATE TABLE IF NOT EXISTS _migrations (version bigint PRIMARY KEY, name text,"
+                            " applied_at double precision)")
+                current = raw.execute("SELECT coalesce(max(version), 0) FROM _migrations").fetchone()[0]
+                if current > VERSION:
+                    raise Unavailable(
+                        f"the PostgreSQL schema at {_safe(self.url)} is version {current}, newer than this Silent"
+                        f" Customizer knows (version {VERSION}); upgrade Silent Customizer to serve it",
+                        field="db")
+                applied = []
+                for version, name, sql in MIGRATIONS:
+                    if version <= current:
+                        continue
+                    with raw.transaction():
+                        raw.execute(sql)
+                        raw.execute("INSERT INTO _migrations VALUES (%s, %s, extract(epoch FROM now()))",
+                                    (version, name))
+                    applied.append(name)
+                return applied
+            finally:
+                raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def schema_version(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(version), 0) FROM _migrations").fetchone()[0]
+
+    # -- experiments -----------------------------------------------------------------------
+    def save_experiment(self, row: dict, change: dict, actor: str, expected_version: int | None) -> None:
+        values = {**row, "spec": dumps(row["spec"])}
+        with self.transaction() as conn:
+            current = conn.execute("SELECT version FROM experiments WHERE key = ? FOR UPDATE",
+                                   (row["key"],)).fetchone()
+            if (current[0] if current else None) != expected_version:
+                raise DuplicateKey("version changed concurrently")
+            try:
+                with self._local.held.transaction():  # a savepoint: a racing insert fails alone
+                    insert(conn, "experiments", values, verb="INSERT OR REPLACE" if current else "INSERT")
+            except psycopg.errors.UniqueViolation:
+                raise DuplicateKey(f"experiment {row['key']!r} exists") from None
+            conn.execute(
+                "INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row["key"], row["version"], row["status"], values["spec"], dumps(change), actor, row["updated_at"]))
+
+    # -- decisions and rewards ---------------------------------------------------------------
+    def candidate_set(self, candidates: list[dict], digest: str | None = None) -> str:
+        digest, new = self.new_candidate_set(candidates, digest)
+        if new:
+            self.conn.execute(INSERT_SET, new)
+            self._remember_set(digest)
+        return digest
+
+    def insert_decision(self, row: dict, new_set: tuple | None = None) -> None:
+        """Commit one decision (its event id, and its candidate set when new) in one statement."""
+        cols = tuple(row)
+        parts = ["e AS (INSERT INTO event_ids (event_id, created_at) VALUES (%s, %s))"]
+        params: list = [row["event_id"], row["created_at"]]
+        if new_set is not None:
+            parts.append("s AS (INSERT INTO candidate_sets (hash, candidates, size, used_at) VALUES (%s, %s, %s, %s)"
+                         " ON CONFLICT (hash) DO UPDATE SET used_at = EXCLUDED.used_at)")
+            params += list(new_set)
+        sql = (f"WITH {', '.join(parts)} INSERT INTO decisions ({', '.join(cols)})"
+               f" VALUES ({', '.join(['%s'] * len(cols))})")
+        params += list(row.values())
+        self._write_dated(sql, params, "decisions", row["created_at"], DuplicateKey,
+                          f"event {row['event_id']!r} is logged already")
+        if new_set is not None:
+            self._remember_set(new_set[0])
+
+    def _write_dated(self, sql: str, params, table: str, at: float, duplicate=None, message: str = ""):
+        """Run a write into a partitioned table, creating the day's partition when it is missing."""
+        for attempt in range(2):
+            try:
+                with self.pool.connection() as conn:
+                    return conn.execute(sql, params)
+            except psycopg.errors.UniqueViolation:
+                if duplicate is None:
+                    raise
+                raise duplicate(message) from None
+            except psycopg.errors.CheckViolation as exc:  # "no partition of relation found for row"
+                if attempt or "partition" not in str(exc):
+                    raise
+                self.ensure_partition(table, at)
+
+    def get_decision(self, event_id: str) -> dict | None:
+        return self.query_one(
+            "SELECT * FROM decisions WHERE event_id = ?"
+            " AND created_at = (SELECT created_at FROM event_ids WHERE event_id = ?)", (event_id, event_id))
+
+    def insert_reward(self, row: dict, max_per_event: int | None = None) -> tuple[dict | None, bool]:
+        """Store a reward once per (event, key); rewards of one event are serialised by an advisory lock."""
+        self.ensure_partition("rewards", row["received_at"])
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 1))", (row["event_id"],))
+            existing = conn.execute("SELECT id FROM rewards WHERE event_id = ? AND reward_key = ?",
+                                    (row["event_id"], row["reward_key"])).fetchone()
+            if existing:
+                conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
+            elif max_per_event is not None and conn.execute(
+                    "SELECT count(*) FROM rewards WHERE event_id = ?", (row["event_id"],)).fetchone()[0] >= max_per_event:
+                return None, False
+            else:
+                insert(conn, "rewards", row)
+        stored = self.query_one("SELECT * FROM rewards WHERE event_id = ? AND reward_key = ?",
+                                (row["event_id"], row["reward_key"]))
+        return stored, existing is not None
+
+    def closed_decisions(self, experiment: str, after: int, closed_by: float, limit: int) -> list[dict]:
+        """Return decisions after the cursor in commit order, stopping at the first still open.
+
+        Only rows older than every transaction still open are read, so a row that
+        commits later can never land behind the cursor. Each row's ``cursor`` is its
+        packed (xid, seq).
+        """
+        xid, seq = unpack(after)
+        rows = self.query(
+            "SELECT seq, xid, event_id, context, candidate_set, slate, window_closes_at, defer_activation,"
+            " activated_at, learning_mode, model_slate, slot_context FROM decisions"
+            " WHERE experiment = ? AND (xid, seq) > (?::text::xid8, ?)"
+            " AND xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid, seq LIMIT ?",
+            (experiment, str(xid), seq, limit))
+        for i, row in enumerate(rows):
+            row["cursor"] = pack(row.pop("xid"), row["seq"])
+            if row["window_closes_at"] > closed_by:
+                return rows[:i]
+        return rows
+
+    def rewards_for(self, seqs: list[int]) -> list[dict]:
+        if not seqs:
+            return []
+        return self.query("SELECT decision_seq, slot, value FROM rewards WHERE late = 0 AND decision_seq = ANY(?)"
+                          " ORDER BY received_at, id", (list(seqs),))
+
+    def backlog(self, experiment: str, cursor: int) -> int:
+        """Count the experiment's decisions after a learner cursor."""
+        xid, seq = unpack(cursor)
+        return self.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ?"
+                                 " AND (xid, seq) > (?::text::xid8, ?)", (experiment, str(xid), seq)).fetchone()[0]
+
+    def learner_state(self, now: float) -> list[dict]:
+        return self.query(
+            "SELECT e.key AS experiment, m.version, m.created_at AS published_at,"
+            " (SELECT count(*) FROM decisions d WHERE d.experiment = e.key"
+            "   AND (d.xid, d.seq) > (coalesce(m.cursor_xid, 0)::text::xid8, coalesce(m.cursor_seq, 0))"
+            "   AND d.window_closes_at <= ?) AS unlearned,"
+            " (SELECT min(d.window_closes_at) FROM decisions d WHERE d.experiment = e.key"
+            "   AND (d.xid, d.seq) > (coalesce(m.cursor_xid, 0)::text::xid8, coalesce(m.cursor_seq, 0))"
+            "   AND d.window_closes_at <= ?) AS oldest_closed"
+            " FROM experiments e LEFT JOIN models m ON m.experiment = e.key"
+            "  AND m.version = (SELECT max(version) FROM models WHERE experiment = e.key)"
+            " WHERE e.status != 'draft' ORDER BY e.key", (now, now))
+
+    # -- models: the cursor is stored as its two halves ------------------------------------------
+    def latest_model(self, experiment: str, with_blob: bool = True) -> dict | None:
+        row = super().latest_model(experiment, with_blob=with_blob) if with_blob else self.query_one(
+            "SELECT id, experiment, version, args, features, spec_version, cursor_seq, cursor_xid, learned,"
+            " created_at, learner FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1", (experiment,))
+        if row is not None:
+            row["cursor_seq"] = pack(row.pop("cursor_xid"), row["cursor_seq"])
+            if with_blob and isinstance(row.get("model"), memoryview):
+                row["model"] = bytes(row["model"])
+        return row
+
+    def publish_model(self, row: dict, keep: int = 20, lease: tuple[str, str, int] | None = None,
+                      archive: dict | None = None) -> bool:
+        """Publish the next version: a compare-and-set on ``version`` and, with ``lease``, its token."""
+        xid, seq = unpack(row["cursor_seq"])
+        row = {**row, "cursor_seq": seq, "cursor_xid": xid}
+        key, version = row["experiment"], row["version"]
+        with self.transaction() as conn:
+            if lease is not None:
+                self._check_lease(conn, lease)
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 2))", (key,))
+            newest = conn.execute("SELECT coalesce(max(version), 0) FROM models WHERE experiment = ?",
+                                  (key,)).fetchone()[0]
+            if newest != version - 1:
+                raise PublishRefused(f"version {version} of {key} does not follow the newest, {newest}",
+                                     lease_lost=False)
+            insert(conn, "models", row)
+            conn.execute("DELETE FROM models WHERE experiment = ? AND version <= ?", (key, version - keep))
+        return False  # the Parquet archive is the SQLite engine's; PostgreSQL keeps the log itself
+
+    def _check_lease(self, conn, lease) -> None:
+        name, owner, token = lease
+        held = conn.execute("SELECT value FROM meta WHERE name = ? FOR UPDATE", (f"lease:{name}",)).fetchone()
+        holder = loads(held[0]) if held else {}
+        if holder.get("owner") != owner or holder.get("token") != token:
+            raise PublishRefused(f"the {name} lease now belongs to {holder.get('owner') or 'nobody'}",
+                                 lease_lost=True)
+
+    def model_reset(self, experiment: str) -> tuple[int, int]:
+        row = self.conn.execute("SELECT id, after_xid, after_seq FROM model_resets WHERE experiment = ?"
+                                " ORDER BY id DESC LIMIT 1", (experiment,)).fetchone()
+        return (row[0], pack(row[1], row[2])) if row else (0, 0)
+
+    def reset_model(self, row: dict) -> dict:
+        """Record a reset and publish an empty model; decisions whose transaction began before it are never learned."""
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 2))", (row["experiment"],))
+            after_xid = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()[0]
+            version = conn.execute("SELECT coalesce(max(version), 0) FROM models WHERE experiment = ?",
+                                   (row["experiment"],)).fetchone()[0] + 1
+            conn.execute("INSERT INTO model_resets (experiment, after_seq, after_xid, at) VALUES (?, 0, ?, ?)",
+                         (row["experiment"], after_xid, row["created_at"]))
+            insert(conn, "models", {**row, "version": version, "cursor_seq": 0, "cursor_xid": after_xid,
+                                    "learned": 0})
+        return {**row, "version": version, "cursor_seq": pack(after_xid, 0), "learned": 0}
+
+    def delete_log(self, experiment: str) -> int:
+        """Delete an experiment's decisions and rewards (a sequence never hands a number out twice)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM rewards WHERE experiment = ?", (experiment,))
+            conn.execute("DELETE FROM unattributed_rewards WHERE experiment = ?", (experiment,))
+            conn.execute("DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM decisions"
+                         " WHERE experiment = ?)", (experiment,))
+            return conn.execute("DELETE FROM decisions WHERE experiment = ?", (experiment,)).rowcount
+
+    # -- what SQLite needs and PostgreSQL does itself ----------------------------------------
+    def wal_bytes(self) -> int:
+        return 0
+
+    def checkpoint(self, full: bool = False) -> dict:
+        """PostgreSQL checkpoints its own write-ahead log."""
+        return {"wal_bytes": 0, "restarted": False}
+
+    def backup(self, target: str, progress=None) -> dict:
+        raise Unavailable("back up a PostgreSQL database with pg_dump (or your server's backups)", field="db")
+
+
