@@ -278,6 +278,22 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def build_report(runs: list, events: int, seeds: list, scenarios: list, learning: dict) -> dict:
+    """The JSON report: the settings, a summary per scenario against the goals, and every run."""
+    defaults = parse_spec({"key": "defaults"}).data
+    return {"events": events, "seeds": seeds, "learning_override": learning,
+            "defaults": {"exploration": defaults["exploration"], "learning": defaults["learning"]},
+            "scenarios": {name: scenario_summary(name, [r for r in runs if r["scenario"] == name])
+                          for name in scenarios},
+            "runs": runs}
+
+
+def recorded_runs(runs_file: str) -> list:
+    """Every run a ``--runs`` file holds, in file order."""
+    with open(runs_file, encoding="utf-8") as fh:
+        return [json.loads(line)["run"] for line in fh if line.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -300,12 +316,7 @@ def main() -> None:
     if args.recorded_only and not args.runs:
         parser.error("--recorded-only needs --runs")
     runs = run_cases(cases, args.jobs, args.runs, args.recorded_only)
-    defaults = parse_spec({"key": "defaults"}).data
-    report = {"events": args.events, "seeds": args.seeds, "learning_override": args.learning,
-              "defaults": {"exploration": defaults["exploration"], "learning": defaults["learning"]},
-              "scenarios": {name: scenario_summary(name, [r for r in runs if r["scenario"] == name])
-                            for name in args.scenarios},
-              "runs": runs}
+    report = build_report(runs, args.events, args.seeds, args.scenarios, args.learning)
     text = json.dumps(report, indent=2)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

@@ -1,0 +1,37 @@
+"""The learning-quality table in the README and the docs is the recorded grid of ``benchmarks/learning.py``.
+
+The grid itself (80 runs at 20,000 page views) is far too slow for the test suite; its runs are
+recorded in ``benchmarks/learning-runs.jsonl`` (``--runs``). These tests keep the published tables equal
+to those records and the records true to the current defaults, so changing a default without
+re-running the grid fails here.
+"""
+import pathlib
+
+from benchmarks.learning import GOALS, build_report, markdown_table, recorded_runs
+from experiments.spec import parse_spec
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUNS = ROOT / "benchmarks" / "learning-runs.jsonl"
+PUBLISHED = ("README.md", "docs/learning.md", "benchmarks/README.md")
+
+
+def recorded_report() -> dict:
+    return build_report(recorded_runs(str(RUNS)), 20_000, list(range(10)), list(GOALS), {})
+
+
+def test_every_published_learning_table_is_the_recorded_grid():
+    table = markdown_table(recorded_report())
+    for name in PUBLISHED:
+        assert table in (ROOT / name).read_text(), f"{name}: learning table differs from {RUNS.name} (--table)"
+
+
+def test_recorded_runs_used_the_current_defaults_and_replayed_identically():
+    defaults = parse_spec({"key": "defaults"}).data
+    runs = recorded_runs(str(RUNS))
+    assert runs
+    for run in runs:
+        settings = run["final_settings"]
+        assert run["replay"] and all(check["identical"] for check in run["replay"]), run["seed"]
+        if not run["autotune"]:  # an auto-tuned run ends on settings it chose
+            assert settings == {"exploration": defaults["exploration"], "learning": defaults["learning"]}, (
+                f"{run['scenario']} seed {run['seed']} ran other defaults: re-run the grid")
