@@ -28,7 +28,7 @@ REWARD_TIMEOUT = 2.0
 RETRIES = 3
 BACKOFF = 0.25
 MAX_WAIT = 10.0
-RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+RETRY_STATUSES = {408, 429}  # and every 5xx
 
 
 @dataclass
@@ -133,7 +133,7 @@ class SilentClient:
                 return RewardResult(ok=True, answer=answer, attempts=attempt)
             except _Failed as exc:
                 failure = exc
-            if failure.status is not None and failure.status not in RETRY_STATUSES:
+            if failure.status is not None and failure.status < 500 and failure.status not in RETRY_STATUSES:
                 break  # the request itself is wrong: sending it again cannot help
             if attempt <= self.retries:
                 wait = self.backoff * 2 ** (attempt - 1)

@@ -7,7 +7,9 @@ port its shop page is served from and where the page loads silent.js from:
   {"service": "http://127.0.0.1:8000", "key": "sk_public_...",
    "scenarios": [{"name": "allowed", "port": 9001, "script": "service", "timeout_ms": 5000, "click": true}, ...]}
 ``script`` is "service" (``SERVICE/static/silent.js``) or "copy" (the shop serves its own copy, as a shop that
-must render while the service is down does). ``endpoint`` overrides the service URL for one scenario.
+must render while the service is down does). ``endpoint`` overrides the service URL for one scenario. ``html``
+replaces the page (a documented example), ``ready`` the selector that says it has rendered; with ``links`` and
+``tries`` the page is loaded again (up to ``tries`` times) until it renders that many links.
 """
 import json
 import os
@@ -53,6 +55,8 @@ document.body.dataset.ready = "yes";
 
 
 def page_for(config: dict, scenario: dict) -> str:
+    if "html" in scenario:
+        return scenario["html"]
     endpoint = scenario.get("endpoint", config["service"])
     script = endpoint + "/static/silent.js" if scenario["script"] == "service" else "/silent.js"
     budget = f", timeoutMs: {scenario['timeout_ms']}" if "timeout_ms" in scenario else ""
@@ -88,10 +92,11 @@ def run(config: dict) -> dict:
         browser = playwright.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM)
                                              else shutil.which("chromium"), args=CHROMIUM_ARGS)
         try:
+            context = browser.new_context()  # one shopper: preflight answers and connections are reused
             for scenario in config["scenarios"]:
                 shop = serve_shop(scenario["port"], page_for(config, scenario))
                 try:
-                    results[scenario["name"]] = visit(browser, scenario)
+                    results[scenario["name"]] = visit(context, scenario)
                 finally:
                     shop.shutdown()
                     shop.server_close()
@@ -100,17 +105,20 @@ def run(config: dict) -> dict:
     return results
 
 
-def visit(browser, scenario: dict) -> dict:
-    page = browser.new_page()
+def visit(context, scenario: dict) -> dict:
+    page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.set_default_timeout(15_000)
-    page.goto(f"http://127.0.0.1:{scenario['port']}/")
-    page.wait_for_selector("body[data-ready=yes]")
-    answer = page.evaluate("window.answer")
-    rendered = page.locator("#recs a").all_inner_texts()
-    result = {"answer": answer, "rendered": rendered, "failures": page.evaluate("window.failures"),
-              "errors": errors}
+    for visits in range(1, scenario.get("tries", 1) + 1):  # a page that may fall back: until it did not
+        page.goto(f"http://127.0.0.1:{scenario['port']}/")
+        page.wait_for_selector(scenario.get("ready", "body[data-ready=yes]"))
+        answer = page.evaluate("window.answer ?? null")
+        rendered = page.locator("#recs a").all_inner_texts()
+        if len(rendered) == scenario.get("links", len(rendered)):
+            break
+    result = {"answer": answer, "rendered": rendered, "failures": page.evaluate("window.failures ?? null"),
+              "errors": errors, "visits": visits}
     if scenario.get("click"):
         clicked = rendered[0]
         with page.expect_navigation():
