@@ -20,8 +20,8 @@ With ``--runs FILE`` each finished run is appended to FILE as a JSON line and
 runs already there are not run again, so an interrupted grid resumes where it
 stopped and a grid can be run in pieces (each run is reproducible bit for bit
 for its seed); the report covers every run of the file that the options select.
-Runs go seed by seed over the scenarios, auto-tuning off before on, so a grid
-stopped part way has the same seeds for every scenario.
+Runs go seed by seed (every scenario with auto-tuning off, then on), so a grid
+stopped part way has the same seeds for every scenario and setting.
 """
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = [{"scenario": name, "seed": seed, "autotune": autotune == "on", "events": args.events,
               "learning": args.learning, "label": f"{name} seed {seed} autotune {autotune}",
-              "quiet": args.jobs > 1} for autotune in args.autotune for seed in args.seeds for name in args.scenarios]
+              "quiet": args.jobs > 1} for seed in args.seeds for autotune in args.autotune for name in args.scenarios]
     if args.recorded_only and not args.runs:
         parser.error("--recorded-only needs --runs")
     runs = run_cases(cases, args.jobs, args.runs, args.recorded_only)
