@@ -111,13 +111,19 @@ class TokenBuckets:
         """Map the file once per process: a forked worker must not share its parent's lock (flock is per open file)."""
         if self._pid == os.getpid():
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         size = SLOTS * RECORD.size
-        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            if os.fstat(fd).st_size != size:  # new, or not ours: start with every bucket free
-                os.ftruncate(fd, 0)
-                os.ftruncate(fd, size)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_uid != os.geteuid():  # someone else's file in a shared folder: not to be trusted
+                    raise PermissionError(f"{self.path} belongs to another user; set SILENT_PUBLIC_RATE_FILE")
+                if os.fstat(fd).st_size != size:  # new, or not ours: start with every bucket free
+                    os.ftruncate(fd, 0)
+                    os.ftruncate(fd, size)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)
+            raise
         self._pid, self._fd, self._map = os.getpid(), fd, mmap.mmap(fd, size)

@@ -1,5 +1,7 @@
 """Public client keys: only their experiments, only from their origins, CORS for exactly those, rate-limited."""
 import multiprocessing
+import os
+import tempfile
 
 import pytest
 
@@ -252,3 +254,33 @@ def test_the_browser_client_is_served_to_any_origin(client):
     assert script.headers["Access-Control-Allow-Origin"] == "*"
     assert b"export class SilentClient" in script.data
     assert "Access-Control-Allow-Origin" not in client.get("/static/dashboard.js").headers
+
+
+def test_the_buckets_file_sits_beside_the_database_or_per_host_for_a_url(tmp_path):
+    from web.public_keys import rate_file
+
+    base = {"PUBLIC_RATE_FILE": ""}
+    assert rate_file({**base, "DATABASE": "/srv/shop.db"}) == "/srv/shop.db.public-rate"
+    assert rate_file({**base, "DATABASE": ":memory:"}) is None
+    url = rate_file({**base, "DATABASE": "postgresql://postgres@127.0.0.1:5432/test"})
+    assert url.startswith(tempfile.gettempdir()) and "postgres" not in url  # no part of the URL in a file name
+    assert rate_file({"PUBLIC_RATE_FILE": "/run/silent/rate", "DATABASE": "/srv/shop.db"}) == "/run/silent/rate"
+    buckets = TokenBuckets(url, Rate(per_second=1.0, burst=1), VirtualClock())
+    buckets.take("192.0.2.7")
+    with pytest.raises(RateLimited):
+        buckets.take("192.0.2.7")
+    os.unlink(url)
+
+
+def test_a_buckets_file_of_another_user_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root (CI runs as root)")
+    path = tmp_path / "rate"
+    path.write_bytes(b"")
+    os.chown(path, 65534, 65534)
+    with pytest.raises(PermissionError, match="belongs to another user"):
+        TokenBuckets(str(path), Rate(), VirtualClock()).take("192.0.2.7")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        TokenBuckets(str(link), Rate(), VirtualClock()).take("192.0.2.7")

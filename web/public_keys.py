@@ -10,10 +10,15 @@ rate-limited per client address (``experiments.rate_limit``) before any other wo
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+
 from flask import Response, current_app, g, request
 
 from experiments.auth import PUBLIC, check_public_call
 from experiments.rate_limit import Rate, RateLimited, TokenBuckets
+from experiments.store import is_url
 from web.errors import error_response
 
 PUBLIC_ENDPOINTS = {"api.slate", "api.reward", "api.activate"}
@@ -87,12 +92,24 @@ def rate_limited(exc: RateLimited):
     return response
 
 
+def rate_file(config) -> str | None:
+    """Where the buckets live: ``PUBLIC_RATE_FILE``, else beside a SQLite file; per host for a PostgreSQL URL."""
+    database = config["DATABASE"]
+    if config["PUBLIC_RATE_FILE"]:
+        return config["PUBLIC_RATE_FILE"]
+    if database == ":memory:":
+        return None  # one process, nothing to share
+    if is_url(database):  # no file beside a URL: every host limits on its own
+        digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"silent-public-rate-{os.geteuid()}-{digest}")
+    return f"{database}.public-rate"
+
+
 def register(app) -> None:
     """Hang the shared token buckets on the app and hook preflights and CORS headers in (before key checks)."""
-    database = app.config["DATABASE"]
     rate = Rate(per_second=app.config["PUBLIC_RATE_PER_SECOND"], burst=app.config["PUBLIC_RATE_BURST"])
-    app.extensions["silent"]["rate_limit"] = TokenBuckets(
-        None if database == ":memory:" else f"{database}.public-rate", rate, app.extensions["silent"]["clock"])
+    app.extensions["silent"]["rate_limit"] = TokenBuckets(rate_file(app.config), rate,
+                                                          app.extensions["silent"]["clock"])
     app.register_error_handler(RateLimited, rate_limited)
     app.before_request(preflight)
     app.after_request(cors_headers)
