@@ -113,3 +113,27 @@ def test_publishing_is_a_compare_and_set_on_the_next_version(store):
         store.publish_model({**row, "learner": "b"})
     latest = store.latest_model("e")
     assert latest["learner"] == "a" and latest["model"] == b"\x00model" and latest["cursor_seq"] == pack(5, 3)
+
+
+def test_both_engines_have_the_same_tables_and_columns(store, tmp_path):
+    import sqlite3
+
+    open_store(str(tmp_path / "s.db")).close()
+    lite = sqlite3.connect(tmp_path / "s.db")
+    expected = {}
+    for (table,) in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"):
+        expected[table] = {row[1] for row in lite.execute(f"PRAGMA table_info({table})")}
+    lite.close()
+    found = {}
+    for table, column in store.conn.execute(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')"
+            " AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped").fetchall():
+        found.setdefault(table, set()).add(column)
+    extra = {"decisions": {"xid"}, "models": {"cursor_xid"}, "model_resets": {"after_xid"}, "event_ids": None,
+             "_migrations": None}
+    for table, columns in expected.items():
+        if table == "_migrations":
+            continue
+        assert found.get(table, set()) - (extra.get(table) or set()) == columns, table
+    assert set(found) - set(expected) == {"event_ids"}

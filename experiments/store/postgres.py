@@ -109,6 +109,7 @@ class PostgresStore(PostgresPartitions, Store):
     """The store on PostgreSQL: a connection pool for statements, a transaction per ``transaction()`` block."""
 
     engine = "postgresql"
+    unique_errors = (psycopg.errors.UniqueViolation,)
 
     def __init__(self, url: str, create: bool = True, pool_size: int = 8):
         self.path = self.url = url

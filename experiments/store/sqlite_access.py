@@ -9,6 +9,8 @@ from experiments.store.interface import DuplicateKey
 class SqliteAccess:
     """The access tables; mixed into ``Store``, which gives ``conn`` and ``query``."""
 
+    unique_errors: tuple = (sqlite3.IntegrityError,)  # what the engine's driver raises for a taken unique key
+
     def insert_api_key(self, row: dict) -> int:
         """Store a key's hash (and a public key's experiments and origins, JSON text) and return its id."""
         return self.conn.execute(
@@ -41,7 +43,7 @@ class SqliteAccess:
         try:
             return self.conn.execute("INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
                                      (name, password_hash, created_at)).lastrowid
-        except sqlite3.IntegrityError:
+        except self.unique_errors:
             raise DuplicateKey(f"user {name!r} exists") from None
 
     def users(self) -> list[dict]:
