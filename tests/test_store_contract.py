@@ -4,6 +4,7 @@ import time
 import pytest
 
 from experiments.store import DuplicateKey, PublishRefused, open_store
+from tests.test_store_postgres import closed_when_settled
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -68,6 +69,7 @@ def test_rewards_count_once_per_key_and_stop_at_the_limit(store):
 def test_closed_decisions_come_in_log_order_and_stop_at_the_first_open_window(store):
     for i, closes in enumerate([105.0, 106.0, 200.0, 107.0]):
         store.insert_decision(_decision(f"pv-{i}", at=100.0 + i, closes=closes))
+    closed_when_settled(store, 0, 300.0, 4)
     rows = store.closed_decisions("e", 0, 150.0, 100)
     assert [r["event_id"] for r in rows] == ["pv-0", "pv-1"]
     cursors = [r["cursor"] for r in rows]
@@ -110,6 +112,7 @@ def test_a_reset_model_never_learns_what_came_before(store):
     published = store.reset_model({"experiment": "e", "args": "", "spec_version": 1, "created_at": 1.0,
                                    "learner": "reset", "model": b"empty"})
     store.insert_decision(_decision("after", at=101.0))
+    closed_when_settled(store, 0, 1000.0, 2)
     reset_id, floor = store.model_reset("e")
     assert reset_id and published["version"] == 1 and published["cursor_seq"] == floor
     assert [r["event_id"] for r in store.closed_decisions("e", floor, 1000.0, 100)] == ["after"]

@@ -1,4 +1,6 @@
 """What only the PostgreSQL engine has: a learner cursor in commit order, day partitions, a schema it refuses."""
+import time
+
 import psycopg
 import pytest
 
@@ -13,6 +15,17 @@ def store(pg_url):
     store = open_store(pg_url)
     yield store
     store.close()
+
+
+def closed_when_settled(store, cursor, closed_by, count, limit=100):
+    """Closed decisions once ``count`` are readable: a transaction open anywhere on the server (another
+    test's, another database's) holds the snapshot's xmin back, and rows wait for it, as a learner would."""
+    deadline = time.monotonic() + 60
+    while True:
+        rows = store.closed_decisions("e", cursor, closed_by, limit)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 def _log(conn, store, event_id: str, at: float) -> int:
@@ -43,7 +56,7 @@ def test_a_seq_cursor_skips_a_late_commit_and_the_xid_cursor_does_not(store, pg_
         # The naive cursor never sees the first decision: it was skipped for good.
         assert [r[0] for r in late.execute("SELECT seq FROM decisions WHERE seq > %s ORDER BY seq",
                                            (naive_cursor,))] == []
-        rows = store.closed_decisions("e", 0, now + 1, 100)
+        rows = closed_when_settled(store, 0, now + 1, 2)
         assert [r["event_id"] for r in rows] == ["first", "second"]
         assert rows[0]["cursor"] < rows[1]["cursor"]
         assert store.closed_decisions("e", rows[-1]["cursor"], now + 1, 100) == []
@@ -98,7 +111,7 @@ def test_retention_drops_whole_days(store):
         store.insert_decision({"event_id": f"old-{i}", "experiment": "e", "variant": "bandit", "slate": "[]",
                                "created_at": old + i, "window_closes_at": old + i, "candidate_set": "x"})
     names = [p[0] for p in store.partitions("decisions")]
-    newest = store.closed_decisions("e", 0, old + 10, 100)[-1]["cursor"]
+    newest = closed_when_settled(store, 0, old + 10, 3)[-1]["cursor"]
     counts = store.purge_log("e", old + 86400 * 2, newest, old + 86400, "retention", old + 86400 * 3)
     assert counts["decisions"] == 3 and counts["kept"] == 0
     assert len(store.partitions("decisions")) == len(names) - 1  # the old day went whole
