@@ -167,7 +167,7 @@ def check_bind(host: str, store) -> str:
     gate = Access(store)
     if gate.keys_configured():
         active = sum(1 for key in gate.list_keys() if key["revoked_at"] is None)
-        return f"API keys required on /v1 ({active} active); shop keys may only call slate and rewards"
+        return f"API keys required on /v1 ({active} active); shop and public keys may only call slate, rewards and activate"
     if not is_loopback(host):
         raise BindRefused(
             f"refusing to listen on {host}: no API keys exist, so the API is open to anyone who can reach it. "
