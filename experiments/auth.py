@@ -88,6 +88,12 @@ def parse_origin(text, field: str = "origin") -> str:
         raise InvalidField(field, "must be an origin such as https://shop.example: http or https, a host and "
                                   "an optional port, no path, no wildcard")
     host = parts.hostname.lower()
+    if not host.isascii():  # browsers send international names in their ASCII (punycode) form
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidField(field, "must be an origin such as https://shop.example: the host name is not "
+                                      "a valid international domain name") from None
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}" + ("" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}")

@@ -207,6 +207,7 @@ def test_many_addresses_fit_and_a_full_bucket_frees_its_slot():
 @pytest.mark.parametrize("text,normal", [
     ("https://shop.example", "https://shop.example"), ("HTTPS://Shop.Example:443/", "https://shop.example"),
     ("http://localhost:3000", "http://localhost:3000"), ("http://[::1]:8080", "http://[::1]:8080"),
+    ("https://bücher.example", "https://xn--bcher-kva.example"),
 ])
 def test_origins_are_kept_as_browsers_send_them(text, normal):
     assert parse_origin(text) == normal
