@@ -18,6 +18,7 @@ import numpy as np
 import vowpalwabbit
 import pylibvw  # the compiled core that vowpalwabbit.pyvw wraps
 
+from bandit.allocator import pin_mmap_threshold
 from bandit.encoding import cb_lines, ccb_lines
 from bandit.exploration import Epsilon, SettingError, check_number
 from bandit.sampling import sample_index, uniform_draws
@@ -113,6 +114,7 @@ def with_slot(shared: str, slot_texts: list[str] | None) -> str:
 # the model; the pool grows on demand, so a small one changes nothing but memory (not the model
 # bytes, not a prediction) and a process can hold many more experiments' policies.
 MEMORY_ARGS = "--ring_size 8"
+pin_mmap_threshold()  # weight tables freed with their policy (bandit.allocator says why)
 BASE_BYTES = 1_150_000  # a workspace with an empty model and the small pool, measured
 PAGE_BYTES = 4096
 SAVED_BYTES_PER_WEIGHT = 20  # roughly, in VW's model file
@@ -139,6 +141,7 @@ class Policy:
         names = f" --invert_hash {shlex.quote(readable_weights)}" if readable_weights else ""
         self._ws = self._load(model) if model else vowpalwabbit.Workspace(f"{settings.args()} {MEMORY_ARGS}{names}")
         self._model_bytes = len(model) if model else 0
+        self._table_bytes = self._ws.num_weights() * self._ws.get_stride() * 4
         self._scaler = Scaler(settings.scaling, Statistics.from_dict(statistics) if statistics else None)
         self._waiting: list[tuple] = []
 
@@ -158,7 +161,7 @@ class Policy:
         page by page; each learned weight lands on a random page, so n of them touch
         about ``pages * (1 - exp(-n / pages))`` pages.
         """
-        table = self._ws.num_weights() * self._ws.get_stride() * 4
+        table = self._table_bytes
         pages = max(1, table // PAGE_BYTES)
         learned = self._model_bytes / SAVED_BYTES_PER_WEIGHT
         return BASE_BYTES + int(table * (1 - math.exp(-learned / pages)))

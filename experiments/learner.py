@@ -14,6 +14,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
+from bandit.allocator import release_free_memory
 from bandit.encoding import context_text
 from bandit.policy import Policy
 from experiments import models
@@ -26,6 +27,7 @@ from experiments.spec import parse_spec
 from experiments.store import PublishRefused, loads
 
 log = logging.getLogger(__name__)
+PARK_EVERY_LOADS = 16  # policies loaded in a pass before the learner checks its memory budget again
 
 @dataclass
 class _Track:
@@ -80,6 +82,7 @@ class Learner:
         self.checkpoints = checkpoints
         self.budget_bytes = budget_bytes
         self.idle_seconds = idle_seconds
+        self._loaded_since_park = 0
         self.retention_seconds = retention_seconds
         self._tracks: dict[str, _Track] = {}
         self._token: int | None = None
@@ -118,6 +121,7 @@ class Learner:
                 self._tracks.pop(key, None)  # someone else published meanwhile: start over next pass
                 raise _Stale(key)
             track.policy = models.load(row, settings) if row else Policy(settings)
+            self._loaded_since_park += 1
         return track.policy
 
     def run_once(self, force_publish: bool = False) -> dict[str, int]:
@@ -130,6 +134,8 @@ class Learner:
                 for row in self.store.list_experiments():
                     if row["status"] != "draft":
                         self._pass(row, learned, force_publish)
+                    if self._loaded_since_park >= PARK_EVERY_LOADS:
+                        self._park()  # within the pass too, so a pass over 1,000 experiments stays in budget
                 self._retain()
             except _SteppedBack:
                 return learned
@@ -264,8 +270,12 @@ class Learner:
         loaded = {key: t for key, t in self._tracks.items() if t.policy is not None}
         unpublished = sum(t.policy.footprint() for t in loaded.values() if t.dirty)
         clean = {key: (t.used_at, t.policy.footprint()) for key, t in loaded.items() if not t.dirty}
-        for key in to_evict(clean, self.budget_bytes - unpublished, self.clock.now() - self.idle_seconds):
+        dropped = to_evict(clean, self.budget_bytes - unpublished, self.clock.now() - self.idle_seconds)
+        for key in dropped:
             self._tracks[key].policy = None
+        self._loaded_since_park = 0
+        if dropped:
+            release_free_memory()
 
     def _retain(self) -> None:
         """Apply each experiment's log retention, every ``retention_seconds``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from bandit.allocator import release_free_memory
 from bandit.policy import Policy
 from experiments import models
 from experiments.model_memory import DEFAULT_BUDGET_BYTES, DEFAULT_IDLE_SECONDS, to_evict
@@ -48,8 +49,11 @@ class ServingModels:
 
     def _evict(self, now: float) -> None:
         entries = {key: (m.used_at, m.size) for key, m in self._models.items()}
-        for key in to_evict(entries, self.budget_bytes, now - self.idle_seconds):
+        dropped = to_evict(entries, self.budget_bytes, now - self.idle_seconds)
+        for key in dropped:
             del self._models[key]
+        if dropped:
+            release_free_memory()  # else the freed pages stay resident (bandit.allocator)
 
     def get(self, key: str, settings) -> tuple[int, Policy]:
         """Return (model version, policy) for an experiment's current settings."""
