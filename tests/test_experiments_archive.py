@@ -19,6 +19,7 @@ from experiments.clock import VirtualClock
 from experiments.erasure import forget_unit
 from experiments.learner import Learner
 from experiments.reporting.analytics import LogView
+from experiments.reporting import units
 from experiments.reporting.archive import Archive
 from experiments.reporting.exports import export
 from experiments.reporting.reports import parse_window, report
@@ -146,6 +147,28 @@ def test_the_units_index_counts_the_units_the_rows_do(tmp_path):
     archive.retention_days = 1.5
     assert archive.expire("exp", report_log.T0 + 3 * 86400) > 0
     assert units_index_of(split, archive)[0] is None
+
+
+def test_the_units_index_is_the_same_in_one_pass_or_many(tmp_path):
+    """Past the memory a pass may use, the index groups the units in several passes (by their key): the
+    same pairs, and the counts per variant its metadata keeps for full-range reports."""
+    case = GOLDEN["sum_default0_hour"]["case"]
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    archive = archive_upto(split, tmp_path / "archive", 10**9, units_tail_rows=10**9)
+    built = {}
+    for per_pass in (10**6, 7):
+        units.remove(archive, "exp")
+        path = units.refresh(archive, split, "exp", tail_rows=0, units_per_pass=per_pass)
+        meta = json.loads(pyarrow.parquet.read_metadata(path).metadata[units.METADATA_KEY])
+        built[per_pass] = (sorted(pyarrow.parquet.read_table(path).to_pylist(), key=lambda r: (r["variant"], r["unit_key"])),
+                           meta["counts"], meta["last_first_at"])
+    assert built[10**6] == built[7]
+    pairs, counts, last = built[7]
+    assert len(pairs) > 7 and counts == {v: sum(r["variant"] == v for r in pairs) for v in counts}
+    assert last == max(r["first_at"] for r in pairs)
+    expected = report(live, "exp", ope_sample=50)
+    assert_same(plain(expected), plain(report(split, "exp", archive=archive, ope_sample=50)))
+    assert units_index_of(split, archive)[0].counts_before(math.inf) == counts  # the full range reads no pair
 
 
 def test_changed_reward_rules_recompute_archived_rows(tmp_path):
