@@ -50,6 +50,14 @@ def admin_get(base, path, key):
         return json.loads(response.read())
 
 
+def metrics(base, key) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
 def rewards_stored(db) -> list[tuple]:
     import sqlite3
 
@@ -94,6 +102,9 @@ def test_a_storefront_on_another_origin_renders_slates_and_posts_clicks_and_fall
         assert rewards_stored(db) == [(shown["answer"]["event_id"], "click", shown["clicked"])]
         counts = admin_get(server.base, "/v1/experiments/home-recs", admin)["counts"]
         assert counts == {"decisions": 1, "rewards": 1}
+        served = metrics(server.base, admin)
+        assert 'route="/v1/experiments/<key>/slate"' in served
+        assert 'method="OPTIONS"' not in served  # simple requests: the browser sent no preflight
 
         refused = seen["refused"]
         assert refused["answer"]["fallback"] is True and refused["answer"]["reason"] == "network"

@@ -1,4 +1,5 @@
 """Public client keys: only their experiments, only from their origins, CORS for exactly those, rate-limited."""
+import json
 import multiprocessing
 import os
 import tempfile
@@ -285,3 +286,30 @@ def test_a_buckets_file_of_another_user_is_refused(tmp_path):
     link.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(OSError):
         TokenBuckets(str(link), Rate(), VirtualClock()).take("192.0.2.7")
+
+
+def test_a_public_key_in_the_url_makes_a_simple_request_without_preflight(client, keys, db_path):
+    """What silent.js sends: ?key= and a text/plain body, which browsers send without a preflight."""
+    slate = client.post(f"/v1/experiments/home/slate?key={keys['public']}", data=json.dumps(slate_body()),
+                        headers={"Origin": SHOP, "Content-Type": "text/plain;charset=UTF-8"})
+    assert slate.status_code == 200 and slate.headers["Access-Control-Allow-Origin"] == SHOP
+    event, item = slate.get_json()["event_id"], slate.get_json()["slate"][0]["id"]
+    reward = client.post(f"/v1/events/{event}/rewards?key={keys['public']}", headers={"Origin": SHOP},
+                         data=json.dumps({"type": "click", "item": item, "id": "c-1"}), content_type="text/plain")
+    assert reward.status_code == 202 and reward.headers["Access-Control-Allow-Origin"] == SHOP
+    before = table_counts(db_path)
+    elsewhere = client.post(f"/v1/experiments/home/slate?key={keys['public']}", data=json.dumps(slate_body()),
+                            headers={"Origin": "https://evil.example"}, content_type="text/plain")
+    assert elsewhere.status_code == 403 and "Access-Control-Allow-Origin" not in elsewhere.headers
+    assert table_counts(db_path) == before  # a refused origin's simple request changes nothing
+
+
+def test_only_public_keys_may_travel_in_the_url(client, keys, db_path):
+    before = table_counts(db_path)
+    for role in ("shop", "admin"):
+        refused = client.post(f"/v1/experiments/home/slate?key={keys[role]}", json=slate_body())
+        assert refused.status_code == 401 and refused.get_json()["error"]["field"] == "key"
+        assert f"send this {role} key as 'Authorization: Bearer <key>'" in refused.get_json()["error"]["message"]
+    admin_route = client.get(f"/v1/experiments?key={keys['admin']}")  # other routes never read ?key=
+    assert admin_route.status_code == 401 and admin_route.get_json()["error"]["field"] == "Authorization"
+    assert table_counts(db_path) == before

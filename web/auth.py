@@ -56,9 +56,16 @@ def roles_for(endpoint: str | None) -> tuple[str, ...]:
 def check_api_key():
     """Before each ``/v1`` and ``/metrics`` request: missing or unknown key -> 401, wrong role -> 403."""
     if request.path == "/v1" or request.path.startswith("/v1/"):
-        g.api_key = access().authorize(bearer_token(), roles_for(request.endpoint))
-        if g.api_key is not None and g.api_key["role"] == PUBLIC:
-            public_keys.check(g.api_key)
+        token, in_url = bearer_token(), False
+        if token is None and request.endpoint in SHOP_ENDPOINTS and "key" in request.args:
+            token, in_url = request.args["key"], True  # a public key, so browsers send a simple request
+        key = access().authorize(token, roles_for(request.endpoint))
+        if in_url and key is not None and key["role"] != PUBLIC:
+            raise Unauthorized(f"only public keys may be sent in the URL (?key=), which ends up in logs: send this "
+                               f"{key['role']} key as 'Authorization: Bearer <key>', and replace it", field="key")
+        g.api_key = key
+        if key is not None and key["role"] == PUBLIC:
+            public_keys.check(key)
     elif request.path == "/metrics" and not metrics_open_to(request.remote_addr):
         g.api_key = access().authorize(bearer_token(), OPS_OR_ADMIN)
 

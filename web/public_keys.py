@@ -7,6 +7,12 @@ answers carry ``Access-Control-Allow-Origin`` only for an origin the calling key
 names. No other route answers CORS, so a browser page can never read anything else;
 a disallowed origin gets a 403 and no CORS headers. Calls with a public key are
 rate-limited per client address (``experiments.rate_limit``) before any other work.
+
+A public key may also come as ``?key=`` on these routes (``web.auth``), with a
+``text/plain`` body: a CORS "simple" request, which browsers send without a
+preflight, so a first slate and every reward (each has its own URL, so its own
+preflight) cost one round trip, not two. The origin check is the same either way,
+and a refused origin's request changes nothing.
 """
 from __future__ import annotations
 

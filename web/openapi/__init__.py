@@ -46,6 +46,11 @@ def document() -> dict:
                            "the experiments it names, and each client address gets a token bucket (429 with "
                            "Retry-After past it). With no key created the API is open and the server listens "
                            "on loopback only."},
+                "publicKeyInUrl": {"type": "apiKey", "in": "query", "name": "key",
+                                   "description": "A public key only, on the slate, reward and activate "
+                                                  "operations: browsers then send a simple CORS request (a "
+                                                  "text/plain JSON body) without a preflight. Any other key "
+                                                  "in the URL is a 401."},
                 "personalizerKey": {"type": "apiKey", "in": "header", "name": "Ocp-Apim-Subscription-Key",
                                     "description": "A Personalizer resource key (silent personalizer "
                                                    "create-resource); it names the experiment."},

@@ -28,7 +28,8 @@ _CANDIDATES = [{"id": "sku-1", "features": {"category": "shoes", "price": 49.0}}
 
 
 def _op(summary: str, roles: tuple, responses: dict, **extra) -> dict:
-    return {"summary": summary, "security": [{"bearer": []}], "x-roles": list(roles),
+    security = [{"bearer": []}, {"publicKeyInUrl": []}] if "public" in roles else [{"bearer": []}]
+    return {"summary": summary, "security": security, "x-roles": list(roles),
             "responses": {**responses, "4XX": ERRORS}, **extra}
 
 

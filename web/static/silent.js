@@ -10,7 +10,7 @@
 // accepted only from the shop's origins and only for the experiments it names. Shop and admin
 // keys must never reach a browser.
 //
-// slate() keeps to a time budget (default 50 ms, preflight included): when the service is slow,
+// slate() keeps to a time budget (default 50 ms, connecting included): when the service is slow,
 // down or refuses, it answers with the shop's own order (the candidates as given, or `fallback`)
 // and says why, so the page never waits on personalization. reward() and activate() send at once
 // (nothing is batched, so nothing is lost when the page unloads) with `keepalive`, so a click
@@ -53,8 +53,11 @@ export class SilentClient {
     this.onError = onError || (() => {});
   }
 
-  _headers() {
-    return { Authorization: `Bearer ${this.key}`, "Content-Type": "application/json" };
+  // The public key travels in the URL and the JSON as text/plain: a CORS "simple" request, which the
+  // browser sends without a preflight, so each call costs one round trip. (The service also answers
+  // preflights, for callers that send the key as 'Authorization: Bearer'.)
+  _url(path) {
+    return `${this.endpoint}${path}?key=${encodeURIComponent(this.key)}`;
   }
 
   _failed(call, reason, status, error) {
@@ -84,9 +87,9 @@ export class SilentClient {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     try {
-      const response = await fetch(`${this.endpoint}/v1/experiments/${encodeURIComponent(experiment)}/slate`, {
-        method: "POST", mode: "cors", credentials: "omit", headers: this._headers(),
-        body: JSON.stringify(request), signal: controller.signal,
+      const response = await fetch(this._url(`/v1/experiments/${encodeURIComponent(experiment)}/slate`), {
+        method: "POST", mode: "cors", credentials: "omit", body: JSON.stringify(request),
+        signal: controller.signal,
       });
       const answer = await response.json();
       if (!response.ok) return fallBack(`http ${response.status}`, response.status, answer.error);
@@ -123,9 +126,8 @@ export class SilentClient {
     for (let attempt = 0; attempt <= this.retries; attempt++) {
       let wait = BACKOFF_MS * 2 ** attempt;
       try {
-        const response = await fetch(this.endpoint + path, {
-          method: "POST", mode: "cors", credentials: "omit", keepalive: true,
-          headers: this._headers(), body: payload,
+        const response = await fetch(this._url(path), {
+          method: "POST", mode: "cors", credentials: "omit", keepalive: true, body: payload,
         });
         const answer = await response.json().catch(() => null);
         if (response.ok) return { ok: true, answer };
