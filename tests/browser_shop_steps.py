@@ -9,7 +9,8 @@ port its shop page is served from and where the page loads silent.js from:
 ``script`` is "service" (``SERVICE/static/silent.js``) or "copy" (the shop serves its own copy, as a shop that
 must render while the service is down does). ``endpoint`` overrides the service URL for one scenario. ``html``
 replaces the page (a documented example), ``ready`` the selector that says it has rendered; with ``links`` and
-``tries`` the page is loaded again (up to ``tries`` times) until it renders that many links.
+``tries`` the page is loaded again (up to ``tries`` times) until it renders that many links; ``then`` is a
+JavaScript function run on the rendered page, its result returned.
 """
 import json
 import os
@@ -38,6 +39,7 @@ const answer = await silent.slate("home-recs", {unit: "user-1", candidates: prod
                                                 context: {page: {type: "home"}}});
 window.answer = answer;
 window.failures = failures;
+window.silent = silent;
 const list = document.getElementById("recs");
 for (const id of answer.items) {
   const link = document.createElement("a");
@@ -119,6 +121,8 @@ def visit(context, scenario: dict) -> dict:
             break
     result = {"answer": answer, "rendered": rendered, "failures": page.evaluate("window.failures ?? null"),
               "errors": errors, "visits": visits}
+    if scenario.get("then"):  # more steps on the rendered page: a JavaScript function's awaited result
+        result["then"] = page.evaluate(scenario["then"])
     if scenario.get("click"):
         clicked = rendered[0]
         with page.expect_navigation():

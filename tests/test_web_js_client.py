@@ -124,3 +124,35 @@ def test_a_storefront_on_another_origin_renders_slates_and_posts_clicks_and_fall
     assert stopped["answer"]["fallback"] is True and stopped["answer"]["reason"] in ("network", "timeout")
     assert stopped["rendered"] == SHOP_ORDER
     assert stopped["answer"]["elapsed_ms"] < 50 + BUDGET_SLACK_MS
+
+
+def test_a_rate_limited_reward_waits_for_retry_after_and_arrives_once(tmp_path):
+    """One token per 5 s, bursts of 2: the slate and a click take both, an add-to-cart gets a 429 and is retried."""
+    db = str(tmp_path / "shop.db")
+    server = Server(db, env={"SILENT_PUBLIC_RATE_PER_SECOND": "0.2", "SILENT_PUBLIC_RATE_BURST": "2"})
+    page_port = free_port()
+    try:
+        assert call(server.base, "POST", "/v1/experiments", {"key": "home-recs", "slots": 3,
+                                                             "status": "running"})[0] == 201
+        public = silent("keys", "create", "--role", "public", "--experiment", "home-recs",
+                        "--origin", f"http://127.0.0.1:{page_port}", "--db", db)
+        admin = silent("keys", "create", "--role", "admin", "--db", db)
+        time.sleep(1.2)
+        then = """async () => {
+            const item = window.answer.items[0], started = performance.now();
+            const click = await window.silent.reward(window.answer.event_id, {type: "click", item, id: "c-1"});
+            const cart = await window.silent.reward(window.answer.event_id, {type: "add_to_cart", item, id: "a-1"});
+            return {click, cart, waited_ms: performance.now() - started};
+        }"""
+        seen = browse({"service": server.base, "key": public, "scenarios": [
+            {"name": "limited", "port": page_port, "script": "service", "timeout_ms": 5000, "then": then}]})
+        steps = seen["limited"]["then"]
+        assert seen["limited"]["answer"]["fallback"] is False
+        assert steps["click"]["ok"] and steps["cart"]["ok"], steps
+        assert steps["cart"]["answer"]["duplicate"] is False
+        assert 4000 <= steps["waited_ms"] < 9000  # Retry-After (5 s, read through CORS) was honoured
+        stored = rewards_stored(db)
+        assert sorted(kind for _, kind, _ in stored) == ["add_to_cart", "click"]
+        assert 'route="/v1/events/<event_id>/rewards",status="429"' in metrics(server.base, admin)
+    finally:
+        server.stop()
