@@ -1,6 +1,9 @@
 """The learner: joins decisions with their rewards once the window closes, learns in log order.
 
-One learner per database. For each experiment it keeps a VW policy and a cursor
+One learner per experiment at a time: on SQLite the learner lease covers the
+whole file; on PostgreSQL each experiment has its own lease, so learners on
+many hosts share the experiments and one takes over what a dead one held.
+For each experiment it keeps a VW policy and a cursor
 (the last decision sequence number learned). A published snapshot stores the
 model together with its cursor, so after a restart the learner loads the newest
 snapshot and continues after its cursor: no decision is learned twice, none is
@@ -86,6 +89,7 @@ class Learner:
         self.retention_seconds = retention_seconds
         self._tracks: dict[str, _Track] = {}
         self._token: int | None = None
+        self._tokens: dict[str, int] = {}  # per-experiment lease tokens (PostgreSQL)
         self._retention_at = float("-inf")
         self.tuner = Tuner(store, self.clock)  # acts only on experiments whose spec asks for auto-tuning
         self._lock = threading.Lock()
@@ -132,7 +136,7 @@ class Learner:
                 return learned  # another process is this database's learner
             try:
                 for row in self.store.list_experiments():
-                    if row["status"] != "draft":
+                    if row["status"] != "draft" and self._owns(row["key"]):
                         self._pass(row, learned, force_publish)
                     if self._loaded_since_park >= PARK_EVERY_LOADS:
                         self._park()  # within the pass too, so a pass over 1,000 experiments stays in budget
@@ -156,9 +160,31 @@ class Learner:
             self.archive.expire(row["key"], self.clock.now(), spec.data["retention"]["days"])
         self.tuner.after_pass(row, spec, track.cursor, learned[row["key"]])
 
+    def _owns(self, key: str) -> bool:
+        """Hold this experiment's own lease where the store has them; a new token means others may have published."""
+        if not self.lease_owner or not self.store.per_experiment_leases:
+            return True
+        token = self.store.acquire_lease(f"learner:{key}", self.lease_owner, self.clock.now(), self.lease_seconds)
+        if token != self._tokens.get(key):
+            if token is not None:
+                log.info("learner %s now owns %s (token %d)", self.lease_owner, key, token)
+            self._tracks.pop(key, None)
+            self._tokens.pop(key, None)
+            if token is not None:
+                self._tokens[key] = token
+        return token is not None
+
+    def _lease(self, key: str):
+        """The lease a publish of ``key`` is fenced by: (name, owner, token), or None without leases."""
+        if not self.lease_owner:
+            return None
+        if self.store.per_experiment_leases:
+            return f"learner:{key}", self.lease_owner, self._tokens.get(key)
+        return "learner", self.lease_owner, self._token
+
     def _hold_lease(self) -> bool:
         """Take or renew the learner lease; after losing it, forget every track (others may have published)."""
-        if not self.lease_owner:
+        if not self.lease_owner or self.store.per_experiment_leases:
             return True
         token = self.store.acquire_lease("learner", self.lease_owner, self.clock.now(), self.lease_seconds)
         if token != self._token:
@@ -210,7 +236,7 @@ class Learner:
         policy = self._policy(key, track, spec.policy_settings())
         if policy.waiting:
             return False  # still observing feature statistics: nothing learned yet, and a restart re-reads them
-        lease = ("learner", self.lease_owner, self._token) if self.lease_owner else None
+        lease = self._lease(key)
         batch, archived = self._archive_batch(key, spec, track, now), False
         try:
             archived = self.store.publish_model({
@@ -234,6 +260,11 @@ class Learner:
 
     def _refused(self, key: str, exc: PublishRefused) -> None:
         """A publish was fenced off: without the lease step back entirely, else start this track over."""
+        if exc.lease_lost and self.store.per_experiment_leases:
+            log.info("not publishing: %s; this learner leaves %s", exc, key)
+            self._tracks.pop(key, None)
+            self._tokens.pop(key, None)
+            return
         if exc.lease_lost:
             log.info("not publishing: %s; this learner steps back", exc)
             self._tracks.clear()
@@ -283,6 +314,9 @@ class Learner:
         if now - self._retention_at < self.retention_seconds:
             return
         self._retention_at = now
+        if self.lease_owner and self.store.per_experiment_leases and self.store.acquire_lease(
+                "retention", self.lease_owner, now, self.lease_seconds) is None:
+            return  # another learner of this database runs retention
         for key, counts in apply_retention(self.store, now).items():
             log.info("retention deleted %d decisions and %d rewards of %s", counts["decisions"],
                      counts["rewards"], key)
@@ -316,7 +350,7 @@ class Learner:
             self._thread = None
         self.run_once(force_publish=True)
         if self.lease_owner:
-            self.store.release_lease("learner", self.lease_owner)
+            self.store.release_leases(self.lease_owner)
 
     def run_forever(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Learn until ``stop`` is set, then publish; the body of the learner process."""

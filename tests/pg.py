@@ -16,6 +16,12 @@ import psycopg
 import pytest
 
 SERVER = os.environ.get("SILENT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+# Tests do not need their commits to survive a server crash: without waiting for each fsync they run faster.
+FAST = "?options=-csynchronous_commit%3Doff"
+
+
+def name_of(database_url: str) -> str:
+    return database_url.rsplit("/", 1)[1].split("?")[0]
 
 
 def url(name: str) -> str:
@@ -60,16 +66,16 @@ class Databases:
         name = f"{self.prefix}_{uuid.uuid4().hex[:10]}"
         with admin() as conn:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY WAL_LOG")
-        return url(name)
+        return url(name) + FAST
 
     @staticmethod
     def drop(database_url: str) -> None:
         with admin() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {name_of(database_url)} WITH (FORCE)")
 
     def release(self, database_url: str) -> None:
         """Drop a test's database soon (in the background)."""
-        self._drops.put(database_url.rsplit("/", 1)[1])
+        self._drops.put(name_of(database_url))
 
     def close(self) -> None:
         self._drops.put(None)

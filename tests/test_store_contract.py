@@ -86,16 +86,23 @@ def _model(version, cursor=0, learner="a"):
             "model": bytes([version]) * 10}
 
 
-def test_publishing_is_fenced_by_version_and_lease(store):
+def test_publishing_is_fenced_by_version_and_lease(store, db_path):
     now = time.time()
-    token = store.acquire_lease("learner", "a", now, 30)
-    assert store.acquire_lease("learner", "b", now, 30) is None
-    store.publish_model(_model(1), lease=("learner", "a", token))
-    with pytest.raises(PublishRefused) as refused:
-        store.publish_model(_model(1, learner="b"))
-    assert not refused.value.lease_lost
-    store.release_lease("learner", "a")
-    newer = store.acquire_lease("learner", "b", now, 30)
+    other = open_store(db_path)  # a second learner process
+    try:
+        token = store.acquire_lease("learner", "a", now, 30)
+        assert store.acquire_lease("learner", "a", now + 1, 30) == token
+        assert other.acquire_lease("learner", "b", now, 30) is None
+        assert store.live_lease("learner", now)["owner"] == "a"
+        store.publish_model(_model(1), lease=("learner", "a", token))
+        with pytest.raises(PublishRefused) as refused:
+            store.publish_model(_model(1, learner="b"))
+        assert not refused.value.lease_lost
+        store.release_lease("learner", "a")
+        assert store.live_lease("learner", now) is None
+        newer = other.acquire_lease("learner", "b", now, 30)
+    finally:
+        other.close()
     assert newer == token + 1
     with pytest.raises(PublishRefused) as refused:
         store.publish_model(_model(2), lease=("learner", "a", token))

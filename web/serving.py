@@ -109,8 +109,10 @@ def learner_main(config: dict) -> None:
 class Supervisor:
     """Start gunicorn and the learner; stop them in the order that loses nothing."""
 
-    def __init__(self, db: str, host: str, port: int, workers: int, config: dict | None = None):
-        self.db, self.host, self.port, self.workers = db, host, port, workers
+    def __init__(self, db: str, host: str, port: int, workers: int, config: dict | None = None,
+                 learner: bool = True):
+        """``learner=False`` serves only: learners run elsewhere (``silent learn``, on a PostgreSQL database)."""
+        self.db, self.host, self.port, self.workers, self.learner = db, host, port, workers, learner
         self.config = {**(config or {}), "DATABASE": db}
         self._children: dict[str, subprocess.Popen] = {}
         self._stopping = threading.Event()
@@ -131,7 +133,8 @@ class Supervisor:
             self._children["gunicorn"] = self._spawn("gunicorn", {
                 "options": gunicorn_options(self.host, self.port, self.workers),
                 "config": self.config}, watch_fd)
-            self._children["learner"] = self._spawn("learner", {"config": self.config}, watch_fd)
+            if self.learner:
+                self._children["learner"] = self._spawn("learner", {"config": self.config}, watch_fd)
         finally:
             os.close(watch_fd)
 

@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool
 from experiments.errors import Unavailable
 from experiments.store.interface import DuplicateKey, PublishRefused, describe as _safe
 from experiments.store.postgres_dialect import translate
+from experiments.store.postgres_leases import PostgresLeases
 from experiments.store.postgres_partitions import PostgresPartitions
 from experiments.store.postgres_schema import MIGRATIONS, VERSION
 from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads
@@ -105,7 +106,7 @@ class _Connection:
         return type("Done", (), {"rowcount": count})()
 
 
-class PostgresStore(PostgresPartitions, Store):
+class PostgresStore(PostgresLeases, PostgresPartitions, Store):
     """The store on PostgreSQL: a connection pool for statements, a transaction per ``transaction()`` block."""
 
     engine = "postgresql"
@@ -176,6 +177,7 @@ class PostgresStore(PostgresPartitions, Store):
                 self._local.held = None
 
     def close(self) -> None:
+        self.close_leases()
         self.pool.close()
 
     def db_now(self) -> float:
@@ -372,14 +374,6 @@ class PostgresStore(PostgresPartitions, Store):
             conn.execute("DELETE FROM models WHERE experiment = ? AND version <= ?", (key, version - keep))
         return False  # the Parquet archive is the SQLite engine's; PostgreSQL keeps the log itself
 
-    def _check_lease(self, conn, lease) -> None:
-        name, owner, token = lease
-        held = conn.execute("SELECT value FROM meta WHERE name = ? FOR UPDATE", (f"lease:{name}",)).fetchone()
-        holder = loads(held[0]) if held else {}
-        if holder.get("owner") != owner or holder.get("token") != token:
-            raise PublishRefused(f"the {name} lease now belongs to {holder.get('owner') or 'nobody'}",
-                                 lease_lost=True)
-
     def model_reset(self, experiment: str) -> tuple[int, int]:
         row = self.conn.execute("SELECT id, after_xid, after_seq FROM model_resets WHERE experiment = ?"
                                 " ORDER BY id DESC LIMIT 1", (experiment,)).fetchone()
@@ -412,7 +406,9 @@ class PostgresStore(PostgresPartitions, Store):
         return 0
 
     def checkpoint(self, full: bool = False) -> dict:
-        """PostgreSQL checkpoints its own write-ahead log."""
+        """Upkeep between learner passes: PostgreSQL folds its own write-ahead log; here the days ahead
+        get their partitions (a new day costs one CREATE per table, other passes nothing)."""
+        self.ensure_partitions(self.db_now())
         return {"wal_bytes": 0, "restarted": False}
 
     def backup(self, target: str, progress=None) -> dict:

@@ -87,11 +87,16 @@ CREATE TABLE sessions (hash text PRIMARY KEY, user_id bigint NOT NULL, created_a
 # Public client keys name their experiments and browser origins (JSON lists; NULL for other roles).
 V2_PUBLIC_KEYS = "ALTER TABLE api_keys ADD COLUMN experiments text, ADD COLUMN origins text;"
 
+# Leases are advisory locks; this table keeps each one's token (bumped on every change of owner) and holder.
+V3_LEASES = ("CREATE TABLE leases (name text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, process text,"
+             " at double precision);")
+
 # (version, name, SQL): applied in order, each in its own transaction. A SQLite migration that adds
 # or changes a table needs its twin here (tests/test_store_postgres.py compares the two schemas).
 MIGRATIONS = [
     (1, "core", V1_CORE),
     (2, "public_keys", V2_PUBLIC_KEYS),
+    (3, "leases", V3_LEASES),
 ]
 VERSION = MIGRATIONS[-1][0]
 # Tables whose primary key is a serial ``id`` (an INSERT into them reports the new id).

@@ -60,6 +60,7 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
     """All SQL of the service; one ``sqlite3`` connection per thread on one file."""
 
     engine = "sqlite"
+    per_experiment_leases = False  # one learner per file: it holds the "learner" lease for every experiment
 
     def __init__(self, path: str, busy_timeout_ms: int = 30_000, wal_autocheckpoint: int = 1000,
                  create: bool = True, wal_limit_bytes: int = WAL_LIMIT_BYTES,
@@ -383,6 +384,10 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
             if holder and holder["owner"] == owner:
                 conn.execute("UPDATE meta SET value = ? WHERE name = ?",
                              (dumps({**holder, "owner": "", "expires": 0}), f"lease:{name}"))
+
+    def release_leases(self, owner: str) -> None:
+        """Hand back the one lease a SQLite learner holds."""
+        self.release_lease("learner", owner)
 
     def live_lease(self, name: str, now: float) -> dict | None:
         """Return a lease's holder (owner, expires, token, process) while someone holds it, else None."""

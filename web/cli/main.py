@@ -33,8 +33,12 @@ def cli():
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="gunicorn worker processes  [default: number of cores]")
-def serve(db, host, port, workers):
-    """Serve the API: gunicorn workers plus exactly one learner process.
+@click.option("--no-learner", is_flag=True, help="Serve only; learners run elsewhere (silent learn).")
+def serve(db, host, port, workers, no_learner):
+    """Serve the API: gunicorn workers plus one learner process (none with --no-learner).
+
+    On PostgreSQL, any number of hosts serve one database; their learners share
+    the experiments, each owned by one learner at a time.
 
     SIGTERM or Ctrl+C drains in-flight requests, then the learner publishes
     what it learned; nothing accepted is lost.
@@ -59,14 +63,34 @@ def serve(db, host, port, workers):
     finally:
         store.close()
     workers = workers or default_workers()
-    supervisor = Supervisor(db, host, port, workers)
+    supervisor = Supervisor(db, host, port, workers, learner=not no_learner)
     supervisor.start()
-    click.echo(f"Silent Customizer on http://{host}:{port} (database {describe(db)}, {workers} workers + 1 learner); "
-               "Ctrl+C stops")
+    learners = "no learner" if no_learner else "1 learner"
+    click.echo(f"Silent Customizer on http://{host}:{port} (database {describe(db)}, {workers} workers + {learners});"
+               " Ctrl+C stops")
     click.echo(access_notice)
     code = supervisor.wait()
     click.echo("stopped; the learner saved what it learned")
     sys.exit(code)
+
+
+@cli.command()
+@DB_OPTION
+def learn(db):
+    """Run a learner alone, until SIGTERM or Ctrl+C, then publish what it learned.
+
+    On PostgreSQL start as many as you like, on any hosts: each experiment is
+    learned by one of them at a time, and another takes over within a pass when
+    its learner dies. On SQLite one learner holds the file's lease; others wait.
+
+    Example: silent learn --db postgresql://silent@db.internal/shop
+    """
+    from experiments.store import describe
+    from web.serving import learner_main
+
+    open_store(db, create=True).close()  # a clear error now, not in the loop
+    click.echo(f"Silent Customizer learner on {describe(db)}; Ctrl+C stops", err=True)
+    learner_main({"DATABASE": db})
 
 
 @cli.group()
