@@ -149,5 +149,19 @@ def test_access_keys_users_and_secrets(store):
     assert first == "one" and store.app_secret("signing", "two", 2.0) == "one"
 
 
+def test_public_keys_keep_what_they_name_and_are_listed_while_active(store):
+    """Preflights ask for every active public key's experiments and origins (JSON text, as the access code wrote it)."""
+    scope = {"experiments": '["home"]', "origins": '["https://shop.example"]'}
+    public = store.insert_api_key({"hash": "p1", "hint": "sk_public_", "role": "public", "label": "", "created_at": 1.0,
+                                   **scope})
+    store.insert_api_key({"hash": "s1", "hint": "sk_shop_", "role": "shop", "label": "", "created_at": 1.0})
+    listed = store.active_api_keys("public")
+    assert [k["id"] for k in listed] == [public]
+    assert (listed[0]["experiments"], listed[0]["origins"]) == (scope["experiments"], scope["origins"])
+    assert store.active_api_key("s1")["experiments"] is None
+    store.revoke_api_key(public, 2.0)
+    assert store.active_api_keys("public") == []
+
+
 def test_the_database_clock_is_close_to_this_hosts(store):
     assert abs(store.db_now() - time.time()) < 5
