@@ -46,7 +46,7 @@ def catalog_version(store) -> int:
 
 def _bump(conn) -> int:
     conn.execute("INSERT INTO meta (name, value) VALUES ('catalog_version', '1') ON CONFLICT(name) DO UPDATE"
-                 " SET value = CAST(value AS INTEGER) + 1")
+                 " SET value = CAST(meta.value AS INTEGER) + 1")
     return int(conn.execute("SELECT value FROM meta WHERE name = 'catalog_version'").fetchone()[0])
 
 

@@ -16,10 +16,12 @@ import fcntl
 import hashlib
 import os
 import secrets
+import tempfile
 import threading
 from dataclasses import dataclass
 
 from experiments.errors import ServiceError
+from experiments.store import is_url
 
 
 class TooManyAttempts(ServiceError):
@@ -94,6 +96,9 @@ class HashingSlots:
 
     def __init__(self, database: str, count: int):
         self.count = count
+        if is_url(database):  # slots guard this host's CPU: its processes share files in the temporary folder
+            digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+            database = os.path.join(tempfile.gettempdir(), f"silent-sign-in-{os.geteuid()}-{digest}")
         self.paths = [] if database == ":memory:" else [f"{database}.sign-in-{i}.lock" for i in range(count)]
         self._local = threading.BoundedSemaphore(count)  # threads of one process share its open files
 

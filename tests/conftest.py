@@ -18,6 +18,9 @@ from web import create_app
 
 def pytest_generate_tests(metafunc):
     engines = getattr(metafunc.module, "ENGINES", None)
+    marker = metafunc.definition.get_closest_marker("engines")
+    if marker:  # @pytest.mark.engines("sqlite"): a test of something only one engine has
+        engines = marker.args
     if engines and "db_path" in metafunc.fixturenames:
         metafunc.parametrize("db_path", engines, indirect=True)
 

@@ -8,8 +8,6 @@ a fresh schema would take a second.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import uuid
 
 import psycopg
@@ -41,14 +39,6 @@ class Databases:
     def __init__(self):
         self.prefix = f"silent_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.template: str | None = None
-        # Dropping a database takes a while; a thread does it while the next test runs.
-        self._drops: queue.Queue = queue.Queue()
-        self._dropper = threading.Thread(target=self._drop_queued, daemon=True)
-        self._dropper.start()
-
-    def _drop_queued(self) -> None:
-        while (name := self._drops.get()) is not None:
-            self.drop(url(name))
 
     def _make_template(self) -> str:
         from experiments.store import open_store
@@ -74,12 +64,11 @@ class Databases:
             conn.execute(f"DROP DATABASE IF EXISTS {name_of(database_url)} WITH (FORCE)")
 
     def release(self, database_url: str) -> None:
-        """Drop a test's database soon (in the background)."""
-        self._drops.put(name_of(database_url))
+        """Drop a test's database now: a drop in the background would hold an old transaction id open, and
+        hold back what a learner of the next test may read (rows older than every open transaction)."""
+        self.drop(database_url)
 
     def close(self) -> None:
-        self._drops.put(None)
-        self._dropper.join()
         if self.template:
             self.drop(url(self.template))
 

@@ -3,6 +3,9 @@ import pytest
 
 from tests.conftest import table_counts
 
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
+
+
 ITEMS = [{"id": f"sku-{i}", "features": {"category": f"c{i % 3}", "price": 10.0 + i}} for i in range(8)]
 
 

@@ -12,6 +12,9 @@ from tests.test_experiments_personalizer import Resource
 from web import create_app
 from web.settings import SETTINGS
 
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
+
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LIMIT_SETTINGS = ["MAX_REQUEST_FEATURES", "MAX_REQUEST_WORK", "MAX_REWARDS_PER_EVENT"]
 

@@ -13,6 +13,9 @@ from experiments.personalizer.requests import merge_features, renamed
 from tests.conftest import table_counts
 from web.personalizer import personalizer
 
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
+
+
 ACTIONS = [{"id": f"news-{i}", "features": [{"topic": t}, {"length": 100 + i}]}
            for i, t in enumerate(["sports", "politics", "tech", "music"])]
 CONTEXT = [{"user": {"tier": "gold"}}, {"time": "morning"}]
@@ -309,6 +312,7 @@ def test_log_properties_and_delete(resource):
     assert resource.app.extensions["silent"]["store"].counts("news")["decisions"] <= 1
 
 
+@pytest.mark.engines("sqlite")  # the Parquet archive is the SQLite engine's
 def test_deleting_logs_deletes_their_archive(resource, learner, clock):
     resource.json("PUT", "/configurations/service", 200, {"rewardWaitTime": "PT5S"})
     for _ in range(3):

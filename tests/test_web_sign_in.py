@@ -4,8 +4,11 @@ import os
 
 import pytest
 
+from experiments.sign_in import HashingSlots
 from tests.test_web_dashboard import PASSWORD, Dashboard, Form
 from web import create_app
+
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_limits_are_shared_by_every_worker_of_a_database(strict_app, db_path, cl
 
 def test_a_sign_in_finding_every_hashing_slot_taken_is_503_at_once(strict_app, db_path):
     """Another worker checking a password holds the slot: this one answers 503 instead of queueing."""
-    fd = os.open(f"{db_path}.sign-in-0.lock", os.O_RDWR | os.O_CREAT)
+    fd = os.open(HashingSlots(db_path, 1).paths[0], os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         busy = attempt(strict_app.test_client(), "alice", PASSWORD)

@@ -30,7 +30,7 @@ from experiments.store.interface import DuplicateKey, PublishRefused, describe a
 from experiments.store.postgres_dialect import translate
 from experiments.store.postgres_leases import PostgresLeases
 from experiments.store.postgres_partitions import PostgresPartitions
-from experiments.store.postgres_schema import MIGRATIONS, VERSION
+from experiments.store.postgres_schema import MIGRATIONS, SERIAL_ID, VERSION
 from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads
 
 SHIFT = 64  # a cursor packs (xid, seq) as xid << 64 | seq: seq < 2**63, so ints compare as the pairs do
@@ -400,6 +400,31 @@ class PostgresStore(PostgresLeases, PostgresPartitions, Store):
             conn.execute("DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM decisions"
                          " WHERE experiment = ?)", (experiment,))
             return conn.execute("DELETE FROM decisions WHERE experiment = ?", (experiment,)).rowcount
+
+    # -- copying a SQLite database in (experiments.store.copy) -------------------------------
+    def copy_rows(self, table: str, rows: list[dict]) -> None:
+        """Insert rows as they are, ids and sequence numbers included, in one transaction (decisions with their
+        event ids, so the batch shares one transaction id and batches follow each other in log order)."""
+        cols = list(rows[0])
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            cursor.executemany(sql, [[r[c] for c in cols] for r in rows])
+            if table == "decisions":
+                cursor.executemany("INSERT INTO event_ids (event_id, created_at) VALUES (%s, %s)",
+                                   [(r["event_id"], r["created_at"]) for r in rows])
+
+    def finish_copy(self) -> None:
+        """Move every sequence past the copied ids, and turn SQLite cursors (a seq) into (xid, seq) ones."""
+        with self.transaction() as conn:
+            conn.execute("SELECT setval('decisions_seq', greatest((SELECT max(seq) FROM decisions), 1))")
+            conn.execute("SELECT setval('rewards_id', greatest((SELECT max(id) FROM rewards), 1))")
+            for table in sorted(SERIAL_ID - {"rewards"}):
+                conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                             f" greatest((SELECT max(id) FROM {table}), 1))")
+            conn.execute("UPDATE models m SET cursor_xid = coalesce((SELECT max(xid)::text::bigint FROM decisions d"
+                         " WHERE d.seq <= m.cursor_seq), 0)")
+            conn.execute("UPDATE model_resets r SET after_xid = coalesce((SELECT max(xid)::text::bigint"
+                         " FROM decisions d WHERE d.seq <= r.after_seq), 0)")
 
     # -- what SQLite needs and PostgreSQL does itself ----------------------------------------
     def wal_bytes(self) -> int:

@@ -18,7 +18,7 @@ _OR_IGNORE = re.compile(r"INSERT OR IGNORE INTO", re.I)
 _INSERT_INTO = re.compile(r"^\s*INSERT INTO (\w+)", re.I)
 _JSON_EXTRACT = re.compile(r"json_extract\(([\w.]+), '\$([^']*)'\)", re.I)
 _JSON_LENGTH = re.compile(r"json_array_length\(([\w.]+)\)", re.I)
-_TEXT_COUNTER = re.compile(r"CAST\((\w+) AS INTEGER\) \+ 1", re.I)
+_TEXT_COUNTER = re.compile(r"CAST\(([\w.]+) AS INTEGER\) \+ 1", re.I)
 
 
 def _json_path(path: str) -> str:

@@ -187,6 +187,7 @@ from web.cli.operations import backup, forget, purge, restore  # noqa: E402
 for _command in (purge, forget, backup, restore):
     cli.add_command(_command)
 
+from web.cli.database import db  # noqa: E402
 from web.cli.simulate import demo, simulate  # noqa: E402
 
 
