@@ -6,14 +6,12 @@ import sys
 import time
 
 import numpy as np
-import vowpalwabbit
 
-from bandit.encoding import action_text, cb_lines, context_text
-from bandit.scaling import Scaler, parse_scaling
 from experiments.clock import DatabaseClock
 from experiments.service import Service
-from experiments.store import loads, open_store
+from experiments.store import open_store
 from tests.conftest import ITEMS, SEGMENTS, click_probability
+from tests.replay import bare_replay
 
 
 def learner(pg_url, log_path):
@@ -41,34 +39,6 @@ def wait_for(what, seconds=60.0):
             return value
         time.sleep(0.05)
     raise AssertionError(f"waited {seconds} s in vain")
-
-
-def bare_replay(store, args, handed_over_at: int) -> bytes:
-    """Learn the whole log in log order (the store's commit order) with a bare VW workspace.
-
-    The survivor went on from the snapshot the dead learner published last, so the
-    replay saves and reloads its workspace at that point as the survivor did (VW
-    does not keep every counter of a running workspace in its model file).
-    """
-    scaler = Scaler(parse_scaling({"default": "raw"}))
-    ws = vowpalwabbit.Workspace(args)
-    actions = scaler.texts([action_text(item) for item in ITEMS])
-    path = f"/tmp/silent-replay-{os.getpid()}.vw"
-    for i, row in enumerate(store.closed_decisions("e", 0, float("inf"), 1_000_000)):
-        if i == handed_over_at:
-            ws.save(path)
-            ws.finish()
-            ws = vowpalwabbit.Workspace(f"--quiet --ring_size 8 -i {path}")
-        first = loads(row["slate"])[0]
-        clicks = [r for r in store.rewards_for([row["seq"]]) if r["slot"] == 0]
-        ws.learn(cb_lines(scaler.text(context_text(loads(row["context"]))), actions,
-                          label=(first["index"], -sum(r["value"] for r in clicks), first["probability"])))
-    ws.save(path)
-    ws.finish()
-    with open(path, "rb") as fh:
-        data = fh.read()
-    os.remove(path)
-    return data
 
 
 def test_two_learners_share_an_experiment_one_at_a_time_and_the_survivor_takes_over(pg_url, tmp_path):
@@ -104,7 +74,7 @@ def test_two_learners_share_an_experiment_one_at_a_time_and_the_survivor_takes_o
         assert survivor.wait(timeout=60) == 0
         final = store.latest_model("e")
         assert final["learner"] == taken["owner"] and final["learned"] == 300
-        assert final["model"] == bare_replay(store, final["args"], last_of_dead["learned"])
+        assert final["model"] == bare_replay(store, "e", ITEMS, final["args"], last_of_dead["learned"])
         assert store.counts("e") == {"decisions": 300, "rewards": store.counts("e")["rewards"]}
     finally:
         for proc in procs:
