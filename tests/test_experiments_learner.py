@@ -4,9 +4,11 @@ import pytest
 
 from experiments.labels import slot_rewards
 from experiments.learner import Learner
-from experiments.store import Store
+from experiments.store import open_store
 from tests.conftest import ITEMS, SEGMENTS, BEST_ITEM, click_probability
 from web import create_app
+
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
 
 
 @pytest.mark.parametrize("rewards, aggregation, expected", [
@@ -115,6 +117,6 @@ def test_a_new_learner_on_the_same_file_continues_from_the_snapshot(shop, rng, a
     shop.create("two", reward={"wait_seconds": 1})
     drive(shop, "two", 20, rng, learn_every=1000)
     shop.learn(seconds=2)
-    store = Store(app.config["DATABASE"])
+    store = open_store(app.config["DATABASE"])
     assert Learner(store, clock).run_once(force_publish=True) == {"two": 0}
     store.close()

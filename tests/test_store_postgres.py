@@ -19,8 +19,8 @@ def store(pg_url):
 
 
 def closed_when_settled(store, cursor, closed_by, count, limit=100):
-    """Closed decisions once ``count`` are readable: a transaction open anywhere on the server (another
-    test's, another database's) holds the snapshot's xmin back, and rows wait for it, as a learner would."""
+    """Closed decisions once ``count`` are readable: a transaction still open in this database (another
+    test's connection) holds the horizon back, and rows wait for it, as a learner would."""
     deadline = time.monotonic() + 60
     while True:
         rows = store.closed_decisions("e", cursor, closed_by, limit)

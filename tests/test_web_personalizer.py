@@ -11,9 +11,12 @@ import pytest
 
 from tests.live import Server, free_port
 
+
 personalizer = pytest.importorskip("azure.ai.personalizer")
 from azure.core.credentials import AzureKeyCredential  # noqa: E402
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError  # noqa: E402
+
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
 
 SEGMENTS = ["new", "returning", "loyal"]
 BEST = {"new": "deal-0", "returning": "deal-2", "loyal": "deal-3"}

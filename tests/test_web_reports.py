@@ -8,6 +8,8 @@ import vowpalwabbit
 from tests.conftest import ITEMS, SEGMENTS, click_probability, table_counts
 from web.cli import cli
 
+ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
+
 
 @pytest.fixture
 def home(shop):

@@ -7,8 +7,8 @@ here unchanged through ``_Connection``, which speaks PostgreSQL's dialect
 - Commit order. A sequence number is not commit order: a later ``seq`` can commit
   first, and a reader of ``seq > cursor`` would skip the earlier row for good. Each
   decision carries its transaction id (``xid``), and the learner reads only rows
-  older than every transaction still open (``pg_snapshot_xmin``), in (xid, seq)
-  order. A learner cursor is that pair packed into one int (``pack``), so cursors
+  older than every transaction still open that could write here (``HORIZON``),
+  in (xid, seq) order. A learner cursor is that pair packed into one int (``pack``), so cursors
   compare as the log's commit order; models and resets store both halves.
 - Decisions and rewards are partitioned by day (``postgres_partitions``).
 - Publishing is a compare-and-set on the next model version, as on SQLite, and
@@ -34,6 +34,14 @@ from experiments.store.postgres_schema import MIGRATIONS, SERIAL_ID, VERSION
 from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads
 
 SHIFT = 64  # a cursor packs (xid, seq) as xid << 64 | seq: seq < 2**63, so ints compare as the pairs do
+# The oldest transaction that may still commit a decision: every row older than it is in, for good. That is
+# the oldest transaction open in this statement's snapshot, leaving out those still running in another database
+# (they cannot write here, and a server shared with other databases must not hold learning back); one that has
+# ended since the snapshot was taken counts, since its rows are not in this snapshot.
+HORIZON = ("snap AS (SELECT pg_current_snapshot() AS s), horizon AS (SELECT coalesce(min(x),"
+           " (SELECT pg_snapshot_xmax(s) FROM snap)) AS xid FROM snap, pg_snapshot_xip(s) AS x"
+           " WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid = xid(x)"
+           " AND a.datname IS DISTINCT FROM current_database()))")
 MIGRATION_LOCK = 7_346_112_001  # the advisory lock that serialises processes migrating at once
 XID8_OID = 5069
 
@@ -308,10 +316,10 @@ class PostgresStore(PostgresLeases, PostgresPartitions, Store):
         """
         xid, seq = unpack(after)
         rows = self.query(
-            "SELECT seq, xid, event_id, context, candidate_set, slate, window_closes_at, defer_activation,"
-            " activated_at, learning_mode, model_slate, slot_context FROM decisions"
+            f"WITH {HORIZON} SELECT seq, xid, event_id, context, candidate_set, slate, window_closes_at,"
+            " defer_activation, activated_at, learning_mode, model_slate, slot_context FROM decisions"
             " WHERE experiment = ? AND (xid, seq) > (?::text::xid8, ?)"
-            " AND xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid, seq LIMIT ?",
+            " AND xid < (SELECT xid FROM horizon) ORDER BY xid, seq LIMIT ?",
             (experiment, str(xid), seq, limit))
         for i, row in enumerate(rows):
             row["cursor"] = pack(row.pop("xid"), row["seq"])
