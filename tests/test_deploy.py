@@ -42,7 +42,14 @@ def test_the_image_the_unit_and_compose_run_silent_serve_with_options_it_accepts
 
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     service = compose["services"]["silent"]
-    serve_args(service["command"])
+    command = serve_args(service["command"])
+    database = command[command.index("--db") + 1]
+    assert database == "postgresql://silent:silent@postgres:5432/silent"  # the service beside it, by its name
+    postgres = compose["services"]["postgres"]
+    assert service["depends_on"] == {"postgres": {"condition": "service_healthy"}} and postgres["healthcheck"]
+    env = postgres["environment"]
+    assert database == f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/{env['POSTGRES_DB']}"
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"] and "postgres-data" in compose["volumes"]
     assert "silent-data:/data" in service["volumes"] and "silent-data" in compose["volumes"]
     assert service["environment"]["SILENT_SECURE_COOKIES"] in ("true", "false")
 
