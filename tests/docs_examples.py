@@ -1,11 +1,11 @@
 """Run the console examples of a Markdown file as a reader would, and say where they differ.
 
-A ```` ```console ```` block holds ``$ command`` lines (a line ending in ``\\`` continues the
-command), each followed by the output it shows. The commands of one file run in order in one
+A ```` ```console ```` block holds ``$ command`` lines (a line ending in ``\\``, or inside an open
+quote, continues the command), each followed by the output it shows. The commands of one file run in order in one
 bash session in a fresh folder, so files, variables and servers made by one example serve the
 next. Other fenced blocks whose info string names a file (```` ```python file=rank.py ````) are
 written to the folder when the reader reaches them. ``silent serve`` starts a live server on a
-free port, and ``localhost:8000`` in later commands reaches it. Compared after masking times,
+free port, and ``localhost:8000`` in later commands and files reaches it. Compared after masking times,
 32-digit ids and API keys on both sides; ``...`` in a shown output stands for anything. JSON is
 compared without the whitespace between its tokens, so a long answer may be shown wrapped.
 """
@@ -66,7 +66,7 @@ def steps(path: Path) -> list:
             while i < len(lines):
                 if lines[i].startswith("$ "):
                     command, start = [lines[i][2:]], line + i
-                    while command[-1].endswith("\\") and i + 1 < len(lines):
+                    while incomplete("\n".join(command)) and i + 1 < len(lines):
                         i += 1
                         command.append(lines[i])
                     found.append(Example(start, "\n".join(command)))
@@ -75,6 +75,17 @@ def steps(path: Path) -> list:
                     found[-1].expected.append(lines[i])
                 i += 1
     return found
+
+
+def incomplete(command: str) -> bool:
+    """A command continues on the next line after a trailing backslash or inside an open quote."""
+    if command.endswith("\\"):
+        return True
+    try:
+        shlex.split(command)
+    except ValueError:
+        return True
+    return False
 
 
 def mask(text: str) -> str:
@@ -132,13 +143,12 @@ class Session:
         self.servers: list[subprocess.Popen] = []
         self.port: int | None = None
 
-    def run(self, command: str, shown_lines: int = 0, timeout: float = 600) -> tuple[int, str]:
+    def run(self, command: str, shown_lines: int = 0, timeout: float = 300) -> tuple[int, str]:
         """Run one command as typed; return its exit status and its output (stdout and stderr).
 
         A server's output goes on while it runs: its first ``shown_lines`` lines are its output.
         """
-        if self.port:
-            command = ADDRESS.sub(lambda m: m.group(0).replace("8000", str(self.port)), command)
+        command = self.local(command)
         serve = SERVE.match(command)
         if serve:
             return self._serve(shlex.split(serve.group(1)), shown_lines)
@@ -149,6 +159,10 @@ class Session:
         found = re.search(rf"{marker} (\d+)\n".encode(), output)
         assert found, f"no end of output after {timeout} s: {output[-2000:]!r}"
         return int(found.group(1)), self._shown(output[:found.start()])
+
+    def local(self, text: str) -> str:
+        """Point ``localhost:8000`` at the live server the examples started."""
+        return ADDRESS.sub(lambda m: m.group(0).replace("8000", str(self.port)), text) if self.port else text
 
     def _shown(self, output: bytes) -> str:
         text = output.decode("utf-8", "replace")
@@ -213,7 +227,7 @@ def run_file(path: Path, folder: Path, skip=()) -> list[str]:
     try:
         for step in steps(path):
             if isinstance(step, File):
-                (folder / step.name).write_text(step.text)
+                (folder / step.name).write_text(session.local(step.text))
                 continue
             if any(step.command.startswith(prefix) for prefix in skip):
                 continue

@@ -1,6 +1,7 @@
 """The silent CLI through click's runner on a real SQLite file."""
 import json
 import pathlib
+import re
 
 import click
 
@@ -46,17 +47,21 @@ def walk(group, prefix=()):
             yield prefix + (name,), command
 
 
-def test_every_command_has_help_with_an_example_and_is_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
+def test_every_command_has_help_with_an_example_and_every_option_is_in_the_cli_reference():
+    reference = (ROOT / "docs" / "cli.md").read_text()
     for path, command in walk(cli):
         assert command.help and "Example: silent" in command.help, path
-        assert path[-1] in readme, f"silent {' '.join(path)} is not documented in README.md"
+        line = next((line for line in reference.splitlines() if line.startswith(f"silent {' '.join(path)} ")), None)
+        assert line, f"silent {' '.join(path)} is not in docs/cli.md"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert max(param.opts, key=len) in re.findall(r"--[a-z-]+", line), (path, param.opts)
 
 
-def test_every_setting_has_help_and_is_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
+def test_every_setting_has_help_and_is_in_the_reference():
+    readme = (ROOT / "docs" / "cli.md").read_text()
     names = [name for name, _, _ in SETTINGS]
     assert len(names) == len(set(names))
     for name, _, help_text in SETTINGS:
         assert help_text.endswith("."), name
-        assert f"SILENT_{name}" in readme, f"setting {name} is not documented in README.md"
+        assert f"SILENT_{name}" in readme, f"setting {name} is not documented in docs/cli.md"
