@@ -3,7 +3,8 @@
 The document is data in ``native``, ``personalizer`` and ``schemas``; a test checks
 that every registered route is described there and that every example is answered
 as documented, and a fuzzer drives every operation from it. Adding a route means
-describing it here.
+describing it here, and then `silent openapi --format markdown -o docs/api.md` (a test keeps
+that reference equal to this document).
 
 May import ``experiments`` and ``bandit`` (for the bounds they enforce), ``web.api`` and
 ``web.personalizer`` (for the path versions); nothing imports from here but ``create_app`` and the
