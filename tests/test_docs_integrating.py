@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 from tests.live import Server, call, free_port
-from tests.test_docs_operations import matches
+from tests.docs_examples import wildcard as matches
 from tests.test_web_js_client import browse, rewards_stored
 from web.cli import cli
 
