@@ -143,10 +143,11 @@ class Session:
         self.servers: list[subprocess.Popen] = []
         self.port: int | None = None
 
-    def run(self, command: str, shown_lines: int = 0, timeout: float = 300) -> tuple[int, str]:
+    def run(self, command: str, shown_lines: int = 0, timeout: float = 900) -> tuple[int, str]:
         """Run one command as typed; return its exit status and its output (stdout and stderr).
 
-        A server's output goes on while it runs: its first ``shown_lines`` lines are its output.
+        A server's output goes on while it runs: its first ``shown_lines`` lines are its output. The
+        timeout is generous: ``silent demo`` takes minutes on a loaded 2-core machine.
         """
         command = self.local(command)
         serve = SERVE.match(command)
