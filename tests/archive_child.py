@@ -1,4 +1,5 @@
-"""A learner process with an archive, for the kill -9 tests: ``python -m tests.archive_child DB FOLDER [CRASH]``.
+"""A learner process with an archive, for the kill -9 tests: ``python -m tests.archive_child DB FOLDER [CRASH]``
+(DB: a SQLite file or a PostgreSQL URL).
 
 It learns and archives until every decision is archived, then exits 0. ``CRASH``
 is ``fsync:N`` (die at the N-th fsync: files written, nothing committed) or
@@ -13,7 +14,7 @@ import time
 from experiments.clock import SystemClock
 from experiments.learner import Learner
 from experiments.reporting.archive import Archive
-from experiments.store import Store
+from experiments.store import open_store
 
 
 def die_at(name: str, n: int) -> None:
@@ -31,11 +32,12 @@ def main(db: str, folder: str, crash: str = "") -> None:
     if crash:
         name, n = crash.split(":")
         die_at(name, int(n))
-    store = Store(db)
+    store = open_store(db)
     total = store.counts("exp")["decisions"]
     learner = Learner(store, SystemClock(), archive=Archive(store, folder, batch_rows=250, after_seconds=0.0))
     print("started", flush=True)
-    while store.archive_position("exp") < store.query_one("SELECT max(seq) AS s FROM decisions")["s"] or not total:
+    last = store.position_of(store.query_one("SELECT max(seq) AS s FROM decisions")["s"])
+    while store.archive_position("exp") < last or not total:
         learner.run_once(force_publish=True)
         time.sleep(0.01)
     store.close()

@@ -62,6 +62,9 @@ def rewards(rows: list[tuple], seed: int) -> list[tuple]:
 def write(store, key: str, rows: list[tuple], reward_rows: list[tuple]) -> None:
     """Insert decisions and rewards as the service would have logged them."""
     digest = store.candidate_set(CANDIDATES)
+    for table, times in (("decisions", [at for _, _, _, at, _, _ in rows]), ("rewards", [r[4] for r in reward_rows])):
+        for day in sorted({int((T0 + at) // 86400) for at in times}):  # PostgreSQL: the days' partitions
+            getattr(store, "ensure_partition", lambda *_: None)(table, day * 86400.0)
     with store.transaction() as conn:
         conn.executemany(
             "INSERT INTO decisions (seq, event_id, experiment, unit, variant, model_version, spec_version, context,"
@@ -70,6 +73,9 @@ def write(store, key: str, rows: list[tuple], reward_rows: list[tuple]) -> None:
               "[]", dumps([{"slot": k, "id": CANDIDATES[i]["id"], "index": i, "probability": p}
                            for k, (i, p) in enumerate(slate)]), T0 + at, T0 + at + WAIT)
              for seq, variant, unit, at, slate, segment in rows])
+        if getattr(store, "engine", "sqlite") == "postgresql":  # its unique event ids live in a table of their own
+            conn.executemany("INSERT INTO event_ids (event_id, created_at) VALUES (?, ?)",
+                             [(f"{key}-{seq}", T0 + at) for seq, _, _, at, _, _ in rows])
         conn.executemany(
             "INSERT INTO rewards (event_id, experiment, decision_seq, reward_key, type, item, slot, value,"
             " received_at, late, duplicates) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -87,7 +93,8 @@ def train(store, key: str, rows: list[tuple], count: int = 300) -> None:
         policy.learn(context_text({"user": {"segment": segment}}), actions, chosen,
                      [float(seq % 5 == 0)] * len(chosen))
     store.publish_model({"experiment": key, "version": 1, "args": settings.args(), "spec_version": 1,
-                        "cursor_seq": rows[-1][0], "learned": count, "created_at": T0 + 3600, "model": policy.save()})
+                        "cursor_seq": store.position_of(rows[-1][0]), "learned": count, "created_at": T0 + 3600,
+                        "model": policy.save()})
     policy.close()
 
 

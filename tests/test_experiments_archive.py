@@ -24,10 +24,11 @@ from experiments.reporting.archive import Archive
 from experiments.reporting.exports import export
 from experiments.reporting.reports import parse_window, report
 from experiments.service import Service
-from experiments.store import Store
+from experiments.store import Store, open_store
 from tests import report_log
 
 ROOT = Path(__file__).resolve().parent.parent
+ENGINES = ("sqlite", "postgresql")  # the tests that take ``db_path`` archive from either engine
 GOLDEN = json.loads(open(os.path.join(os.path.dirname(__file__), "golden", "reports.json")).read())
 
 
@@ -54,17 +55,20 @@ def plain(result: dict) -> dict:
     return result
 
 
-def logged_store(tmp_path, name: str, case: dict) -> Store:
-    store = Store(str(tmp_path / f"{name}.db"))
+def logged_store(tmp_path, name: str, case: dict, db: str | None = None) -> Store:
+    """The case's log in a SQLite file named ``name``, or in the database ``db`` (a file or a PostgreSQL URL)."""
+    store = open_store(db or str(tmp_path / f"{name}.db"))
     report_log.create(store, "exp", slots=case["slots"], default=case["default"], aggregation=case["aggregation"])
     report_log.build(store, "exp", n=case["n"], slots=case["slots"], seed=case["seed"])
     return store
 
 
-def archive_upto(store, folder, cursor: int, batch_rows: int = 300, **options) -> Archive:
-    """Archive every closed decision up to ``cursor`` in batches, as the learner would."""
+def archive_upto(store, folder, upto_seq: int, batch_rows: int = 300, **options) -> Archive:
+    """Archive every closed decision up to the one with ``upto_seq`` (the last one when past it) in batches,
+    as the learner would."""
     archive = Archive(store, str(folder), batch_rows=batch_rows, after_seconds=0.0, **options)
     spec = store.get_experiment("exp")["spec"]
+    cursor = store.position_of(min(upto_seq, store.query_one("SELECT max(seq) AS s FROM decisions")["s"]))
     while True:
         batch = archive.prepare("exp", spec["reward"], cursor, report_log.T0 + 10 * 86400, report_log.T0, force=True)
         if batch is None:
@@ -81,11 +85,11 @@ def test_duckdb_report_equals_the_report_it_replaced(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["max_default05_day_range", "sampled_ope"])
-def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_path, name):
+def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_path, name, db_path):
     case = GOLDEN[name]["case"]
-    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case, db_path)
     archive = archive_upto(split, tmp_path / "archive", 700)
-    assert split.archive_position("exp") == 700
+    assert split.archive_position("exp") == split.position_of(700)
     boundary = split.get_decision("exp-700")["created_at"]
     spec = split.get_experiment("exp")["spec"]
     for args in (case["args"], {"start": boundary - 20000, "end": boundary + 20000, "ope_sample": 300},
@@ -105,7 +109,7 @@ def test_archive_plus_live_equals_live_only_whole_and_across_the_boundary(tmp_pa
     assert whole.files and whole.read_files == []  # a full-range report reads summaries, no decisions file
     whole.close()
     archive_upto(split, tmp_path / "archive", 10**9)
-    assert split.archive_position("exp") == 1200
+    assert split.archive_position("exp") == split.position_of(1200)
     assert_same(plain(report(live, "exp", **case["args"])), plain(report(split, "exp", archive=archive,
                                                                          **case["args"])))
 
@@ -182,9 +186,9 @@ def test_changed_reward_rules_recompute_archived_rows(tmp_path):
                                                                          ope_sample=300)))
 
 
-def test_late_rewards_after_archiving_stay_live_and_count_as_late(tmp_path):
+def test_late_rewards_after_archiving_stay_live_and_count_as_late(tmp_path, db_path):
     case = GOLDEN["sum_default0_hour"]["case"]
-    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case, db_path)
     archive = archive_upto(split, tmp_path / "archive", 10**9)
     before = report(split, "exp", archive=archive, ope_sample=300)
     for store in (live, split):
@@ -217,24 +221,25 @@ def test_archive_files_are_plain_hive_partitioned_parquet(tmp_path):
     assert first["candidates"] == json.dumps(report_log.CANDIDATES, separators=(",", ":"))
 
 
-def test_two_writers_racing_for_one_range_commit_once(tmp_path):
+def test_two_writers_racing_for_one_range_commit_once(tmp_path, db_path):
     case = GOLDEN["first_one_slot"]["case"]
-    store = logged_store(tmp_path, "live", case)
+    store = logged_store(tmp_path, "live", case, db_path)
     spec = store.get_experiment("exp")["spec"]
     first, second = (Archive(store, str(tmp_path / "archive"), batch_rows=500, after_seconds=0.0) for _ in range(2))
-    a, b = (w.prepare("exp", spec["reward"], 10**9, report_log.T0 + 10 * 86400, report_log.T0, force=True)
+    cursor = store.latest_model("exp")["cursor_seq"]
+    a, b = (w.prepare("exp", spec["reward"], cursor, report_log.T0 + 10 * 86400, report_log.T0, force=True)
             for w in (first, second))
     assert store.commit_archive(a.commit()) and not store.commit_archive(b.commit())
     first.finish(a, True)
     second.finish(b, False)
     names = [n for _, _, files in os.walk(tmp_path / "archive") for n in files]
     assert len(names) == len(a.files) and not any(n.startswith(".pending") for n in names)
-    assert store.archive_position("exp") == a.upto_seq == 500
+    assert store.archive_position("exp") == a.upto_seq == store.position_of(500)
 
 
-def test_archive_retention_drops_old_days_and_their_decisions_from_reports(tmp_path):
+def test_archive_retention_drops_old_days_and_their_decisions_from_reports(tmp_path, db_path):
     case = GOLDEN["sum_default0_hour"]["case"]
-    store = logged_store(tmp_path, "live", case)
+    store = logged_store(tmp_path, "live", case, db_path)
     archive = archive_upto(store, tmp_path / "archive", 10**9)
     archive.retention_days = 1.5
     deleted = archive.expire("exp", report_log.T0 + 3 * 86400)  # keeps 2026-01-02 onwards
@@ -243,6 +248,21 @@ def test_archive_retention_drops_old_days_and_their_decisions_from_reports(tmp_p
     result = report(store, "exp", archive=archive, ope_sample=100)
     assert result["range"]["first_decision"].startswith("2026-01-02")
     assert archive.expire("exp", report_log.T0 + 3 * 86400 + 60) == 0  # at most once an hour
+
+
+def test_a_deletion_while_a_batch_is_written_keeps_it_from_committing(tmp_path, db_path):
+    """Erasure (or retention) deleting decisions after a batch read them: the batch must not list them."""
+    case = GOLDEN["first_one_slot"]["case"]
+    store = logged_store(tmp_path, "live", case, db_path)
+    archive = Archive(store, str(tmp_path / "archive"), batch_rows=10**6, after_seconds=0.0)
+    batch = archive.prepare("exp", store.get_experiment("exp")["spec"]["reward"],
+                            store.latest_model("exp")["cursor_seq"], report_log.T0 + 10 * 86400, report_log.T0,
+                            force=True)
+    assert batch is not None and store.forget_unit(store.get_decision("exp-3")["unit"])["decisions"] > 0
+    assert not store.commit_archive(batch.commit())
+    archive.finish(batch, False)
+    assert store.archive_position("exp") == 0 and not store.archive_files("exp")
+    assert archive_upto(store, tmp_path / "archive", 10**9).files("exp")  # the next batch reads what is kept
 
 
 def test_a_failing_archive_never_stops_publishing(tmp_path):
@@ -271,20 +291,23 @@ def archived_rows(store, folder) -> tuple:
     return in_list, on_disk
 
 
-def past_log(tmp_path, n: int) -> Store:
+def past_log(db: str, n: int) -> Store:
     """A store whose ``n`` decisions' reward windows all closed days ago (for real-time learners)."""
-    store = Store(str(tmp_path / "kill.db"))
+    store = open_store(db)
     report_log.create(store, "exp")
     rows = report_log.decisions(n, 2, seed=5)
     start = time.time() - 10 * 86400 - report_log.T0
     rows = [(seq, variant, unit, at + start, slate, segment) for seq, variant, unit, at, slate, segment in rows]
     report_log.write(store, "exp", rows, report_log.rewards(rows, seed=5))
+    deadline = time.monotonic() + 60  # PostgreSQL: until no transaction open on the server is older than them
+    while len(store.closed_decisions("exp", 0, time.time(), n)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
     return store
 
 
-def test_exactly_once_across_kill_9_of_the_learner(tmp_path):
-    store, folder, n = past_log(tmp_path, 1000), tmp_path / "archive", 1000
-    child = [sys.executable, "-m", "tests.archive_child", store.path, str(folder)]
+def test_exactly_once_across_kill_9_of_the_learner(tmp_path, db_path):
+    store, folder, n = past_log(db_path, 1000), tmp_path / "archive", 1000
+    child = [sys.executable, "-m", "tests.archive_child", db_path, str(folder)]
     for crash in ("fsync:2", "replace:2", "replace:1"):  # before a commit; between a commit and its renames
         done = subprocess.run(child + [crash], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == -signal.SIGKILL, done.stderr
@@ -297,34 +320,35 @@ def test_exactly_once_across_kill_9_of_the_learner(tmp_path):
         proc.wait(timeout=30)
     done = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert store.archive_position("exp") == n
+    assert store.archive_position("exp") == store.position_of(n)
     assert archived_rows(store, folder) == ((n, n), (n, n))
-    assert store.latest_model("exp")["cursor_seq"] == n
+    assert store.latest_model("exp")["cursor_seq"] == store.position_of(n)
 
 
-def test_a_takeover_continues_where_the_last_learner_stopped(tmp_path):
-    store, folder, n = past_log(tmp_path, 1500), tmp_path / "archive", 1500
+def test_a_takeover_continues_where_the_last_learner_stopped(tmp_path, db_path):
+    store, folder, n = past_log(db_path, 1500), tmp_path / "archive", 1500
     clock = VirtualClock(time.time())
     first, second = (Learner(store, clock, lease_owner=owner, lease_seconds=30,
                              archive=Archive(store, str(folder), batch_rows=200, after_seconds=0.0))
                      for owner in ("host-a", "host-b"))
     for _ in range(3):
         first.run_once(force_publish=True)
-    assert 0 < store.archive_position("exp") < n
+    assert 0 < store.archive_position("exp") < store.position_of(n)
     spec = store.get_experiment("exp")["spec"]
-    orphan = first.archive.prepare("exp", spec["reward"], n, clock.now(), clock.now())  # then host-a dies
+    orphan = first.archive.prepare("exp", spec["reward"], store.position_of(n), clock.now(),
+                                   clock.now())  # then host-a dies
     assert orphan is not None and os.path.exists(folder / orphan.files[0]["pending"])
     assert second.run_once() == {}  # host-a's lease still holds
     clock.advance(31)
-    while store.archive_position("exp") < n:
+    while store.archive_position("exp") < store.position_of(n):
         assert second.run_once(force_publish=True) != {}
     assert archived_rows(store, folder) == ((n, n), (n, n))
     assert first.run_once(force_publish=True) == {}  # host-a, back from the dead, no longer owns anything
 
 
-def test_exports_read_archive_and_live_once_and_parquet_stands_alone(tmp_path):
+def test_exports_read_archive_and_live_once_and_parquet_stands_alone(tmp_path, db_path):
     case = GOLDEN["max_default05_day_range"]["case"]
-    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case)
+    live, split = logged_store(tmp_path, "live", case), logged_store(tmp_path, "split", case, db_path)
     archive = archive_upto(split, tmp_path / "archive", 500)
     window = {"start": report_log.T0 + 3600, "end": report_log.T0 + 2.5 * 86400}
     texts = []

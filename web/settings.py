@@ -28,7 +28,7 @@ SETTINGS = [
     ("SECRET_KEY", "", "Signs dashboard session cookies; empty means one generated and kept in the database, "
                        "so every worker shares it."),
     ("ARCHIVE_DIR", "", "Folder of the Parquet archive of learned decisions that reports read; empty: beside the "
-                        "database file (shop.db -> shop-archive); 'off': no archive."),
+                        "database file (shop.db -> shop-archive), none for a PostgreSQL URL; 'off': no archive."),
     ("ARCHIVE_AFTER_SECONDS", 600.0, "Archive decisions once the oldest waiting one's reward window closed this "
                                      "long ago (or ARCHIVE_BATCH_ROWS wait), so files stay few and large."),
     ("ARCHIVE_BATCH_ROWS", 200_000, "Most decisions the learner archives in one go (one file per day touched)."),

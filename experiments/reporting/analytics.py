@@ -78,7 +78,7 @@ def archived_files(store, window: Window, archive) -> tuple[object, list[str], d
     if missing:
         raise Unavailable(f"{len(missing)} archive files listed in the database are not in {archive.folder}"
                           f" (first: {missing[0]}); is ARCHIVE_DIR (--archive) right?", field="archive")
-    uncovered = [f for e, f in zip(entries, files) if index is None or e["last_seq"] > index.upto_seq]
+    uncovered = [f for e, f in zip(entries, files) if not units.covers(index, e)]
     return position, files, {dataset: _companions(archive, entries, files, listed[dataset])
                              for dataset in COMPANIONS}, (index, uncovered)
 

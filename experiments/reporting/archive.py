@@ -34,7 +34,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from experiments.errors import InvalidField
 from experiments.labels import slot_rewards
 from experiments.reporting import units
 from experiments.store import loads
@@ -100,13 +99,9 @@ def default_folder(database: str) -> str | None:
 
 
 def open_archive(store, database: str, folder: str = "", **options) -> "Archive | None":
-    """The archive of a database: in ``folder``, or beside the database file when empty; None when "off"."""
+    """The archive of a database: in ``folder``, or beside the database file when empty; None when "off",
+    and for a PostgreSQL URL without a folder (there is no file to put it beside)."""
     if folder == "off":
-        return None
-    if getattr(store, "engine", "sqlite") != "sqlite":
-        if folder:
-            raise InvalidField("archive", "the Parquet archive works with the SQLite engine; PostgreSQL keeps the"
-                               " whole log itself (set --archive off)")
         return None
     folder = folder or default_folder(database)
     return Archive(store, folder, **options) if folder else None
@@ -263,7 +258,7 @@ class Archive:
                 if not rows:
                     break
                 self._write_chunk(batch, rows, reward_spec, writers, token)
-                batch.upto_seq = rows[-1]["seq"]
+                batch.upto_seq = rows[-1]["position"]  # the learner's kind of cursor: a packed (xid, seq) on PG
             for day, (writer, _) in writers.items():
                 writer.close()
             self._summarize(batch, token)
@@ -278,10 +273,11 @@ class Archive:
         return batch
 
     def _write_chunk(self, batch: Batch, rows: list[dict], reward_spec: dict, writers: dict, token: str) -> None:
-        low, high = rows[0]["seq"], rows[-1]["seq"]
+        seqs = {row["seq"] for row in rows}  # in seq order only on SQLite: PostgreSQL archives in commit order
         rewards: dict[int, list[dict]] = {}
-        for reward in self.store.on_time_rewards(batch.experiment, low, high):
-            rewards.setdefault(reward["decision_seq"], []).append(reward)
+        for reward in self.store.on_time_rewards(batch.experiment, min(seqs), max(seqs)):
+            if reward["decision_seq"] in seqs:
+                rewards.setdefault(reward["decision_seq"], []).append(reward)
         batch.on_time += sum(len(v) for v in rewards.values())
         candidates = self.store.candidate_texts(row["candidate_set"] for row in rows)
         by_day: dict[str, list[dict]] = {}

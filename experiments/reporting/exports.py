@@ -102,8 +102,8 @@ def _tables(store, log: "ArchivedRows", reward_spec: dict):
     for batch in log.batches(CHUNK):
         seqs = batch.column("seq").to_pylist()
         yield _with_extras(batch, w.key, [late.get(seq, []) for seq in seqs])
-    after = log.position
-    while rows := store.export_chunk(w.key, w.start, w.end, after, CHUNK):
+    after = 0
+    while rows := store.export_chunk(w.key, w.start, w.end, log.position, after, CHUNK):
         on_time, late = defaultdict(list), defaultdict(list)
         for reward in store.export_rewards(w.key, rows[0]["seq"], rows[-1]["seq"]):
             (late if reward["late"] else on_time)[reward["decision_seq"]].append(reward)

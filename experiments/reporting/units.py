@@ -10,8 +10,9 @@ index (one row per unit, not per decision) plus the files written since.
 
 The index is a cache derived from the listed decisions files, never a source of
 truth: its Parquet metadata names every file it covers with its row count, and a
-reader uses it only when exactly those files are listed with those counts below
-its ``upto_seq``. An erasure or a purge rewrites files (their counts change) and
+reader uses it only when all of those files are still listed with those counts
+(the other listed files are newer, whatever their seqs: PostgreSQL archives in
+commit order, not seq order, and their rows are read). An erasure or a purge rewrites files (their counts change) and
 deletes the index (it holds the erased units' keys); retention unlists files; in
 every case the report counts from the rows, exactly, until the learner rebuilds
 the index after its next archive batch.
@@ -96,16 +97,23 @@ def _read(path: str) -> UnitsIndex | None:
 
 
 def find(archive, key: str, entries: list[dict]) -> UnitsIndex | None:
-    """The newest index that covers exactly the listed ``entries`` up to its seq (all of the experiment's)."""
+    """The newest index whose files are all still listed among ``entries`` (all of the experiment's) with the
+    rows it counted: no retention, erasure or purge touched them since. The other listed files are newer."""
+    listed = _identity(entries)
     for _, path in _indexes(archive, key):
         index = _read(path)
-        if index is not None and index.covered == _identity(entries, index.upto_seq):
+        if index is not None and index.covered <= listed:
             return index
     return None
 
 
-def _identity(entries: list[dict], upto_seq: int) -> frozenset:
-    return frozenset((e["path"], int(e["rows"])) for e in entries if e["last_seq"] <= upto_seq)
+def covers(index: UnitsIndex | None, entry: dict) -> bool:
+    """Whether a listed file's units are in the index."""
+    return index is not None and (entry["path"], int(entry["rows"])) in index.covered
+
+
+def _identity(entries: list[dict]) -> frozenset:
+    return frozenset((e["path"], int(e["rows"])) for e in entries)
 
 
 def refresh(archive, store, key: str, tail_rows: int = TAIL_ROWS, units_per_pass: int = UNITS_PER_PASS) -> str | None:
@@ -118,8 +126,7 @@ def refresh(archive, store, key: str, tail_rows: int = TAIL_ROWS, units_per_pass
     if not entries:
         return None
     index = find(archive, key, entries)
-    upto = index.upto_seq if index else 0
-    tail = [e for e in entries if e["last_seq"] > upto]
+    tail = [e for e in entries if not covers(index, e)]
     covered_rows = sum(e["rows"] for e in entries) - sum(e["rows"] for e in tail)
     if sum(e["rows"] for e in tail) < max(tail_rows, TAIL_SHARE * covered_rows):
         return None

@@ -27,11 +27,13 @@ from psycopg_pool import ConnectionPool
 
 from experiments.errors import Unavailable
 from experiments.store.interface import DuplicateKey, PublishRefused, describe as _safe
+from experiments.store.postgres_archive import COUNT_DELETION, PostgresArchive
 from experiments.store.postgres_dialect import translate
 from experiments.store.postgres_leases import PostgresLeases
 from experiments.store.postgres_partitions import PostgresPartitions
 from experiments.store.postgres_schema import MIGRATIONS, SERIAL_ID, VERSION
 from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads
+from experiments.store.sqlite_archive import ArchiveConflict
 
 SHIFT = 64  # a cursor packs (xid, seq) as xid << 64 | seq: seq < 2**63, so ints compare as the pairs do
 # The oldest transaction that may still commit a decision: every row older than it is in, for good. That is
@@ -114,7 +116,7 @@ class _Connection:
         return type("Done", (), {"rowcount": count})()
 
 
-class PostgresStore(PostgresLeases, PostgresPartitions, Store):
+class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
     """The store on PostgreSQL: a connection pool for statements, a transaction per ``transaction()`` block."""
 
     engine = "postgresql"
@@ -380,7 +382,14 @@ class PostgresStore(PostgresLeases, PostgresPartitions, Store):
                                      lease_lost=False)
             insert(conn, "models", row)
             conn.execute("DELETE FROM models WHERE experiment = ? AND version <= ?", (key, version - keep))
-        return False  # the Parquet archive is the SQLite engine's; PostgreSQL keeps the log itself
+            if archive is None:
+                return False
+            try:
+                with self._local.held.transaction():  # a savepoint: a batch that lost its race leaves the model
+                    self._commit_archive(conn, archive)
+            except ArchiveConflict:
+                return False
+            return True
 
     def model_reset(self, experiment: str) -> tuple[int, int]:
         row = self.conn.execute("SELECT id, after_xid, after_seq FROM model_resets WHERE experiment = ?"
@@ -407,6 +416,8 @@ class PostgresStore(PostgresLeases, PostgresPartitions, Store):
             conn.execute("DELETE FROM unattributed_rewards WHERE experiment = ?", (experiment,))
             conn.execute("DELETE FROM event_ids WHERE event_id IN (SELECT event_id FROM decisions"
                          " WHERE experiment = ?)", (experiment,))
+            conn.execute("DELETE FROM archive_files WHERE experiment = ?", (experiment,))  # the caller deletes them
+            conn.execute(COUNT_DELETION)  # an archive batch read before this must not commit
             return conn.execute("DELETE FROM decisions WHERE experiment = ?", (experiment,)).rowcount
 
     # -- copying a SQLite database in (experiments.store.copy) -------------------------------

@@ -13,6 +13,8 @@ import time
 
 import psycopg.errors
 
+from experiments.store.postgres_archive import COUNT_DELETION
+
 DAY = 86400
 AHEAD_DAYS = 3
 PURGE_BATCH = 500
@@ -89,6 +91,7 @@ class PostgresPartitions:
                     counts["rewards"] += conn.execute(
                         f"DELETE FROM rewards WHERE decision_seq IN (SELECT seq FROM {name})").rowcount
                     conn.execute("DELETE FROM event_ids WHERE created_at >= ? AND created_at < ?", (low, high))
+                    conn.execute(COUNT_DELETION)  # an archive batch read before this must not commit
                     self._drop_partition(conn, "decisions", name)
                 continue
             while True:
@@ -114,6 +117,7 @@ class PostgresPartitions:
         seqs = [r[0] for r in rows]
         if not seqs:
             return
+        conn.execute(COUNT_DELETION)  # an archive batch read before this must not commit
         counts["rewards"] += conn.execute("DELETE FROM rewards WHERE decision_seq = ANY(?)", (seqs,)).rowcount
         conn.execute("DELETE FROM event_ids WHERE event_id = ANY(?)", ([r[2] for r in rows],))
         counts["decisions"] += conn.execute("DELETE FROM decisions WHERE seq = ANY(?)", (seqs,)).rowcount

@@ -91,12 +91,16 @@ V2_PUBLIC_KEYS = "ALTER TABLE api_keys ADD COLUMN experiments text, ADD COLUMN o
 V3_LEASES = ("CREATE TABLE leases (name text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, process text,"
              " at double precision);")
 
+# The archive's position is a learner cursor, (xid, seq): seq alone is not commit order.
+V4_ARCHIVE_POSITION_XID = "ALTER TABLE archive_positions ADD COLUMN xid bigint NOT NULL DEFAULT 0;"
+
 # (version, name, SQL): applied in order, each in its own transaction. A SQLite migration that adds
 # or changes a table needs its twin here (tests/test_store_postgres.py compares the two schemas).
 MIGRATIONS = [
     (1, "core", V1_CORE),
     (2, "public_keys", V2_PUBLIC_KEYS),
     (3, "leases", V3_LEASES),
+    (4, "archive_position_xid", V4_ARCHIVE_POSITION_XID),
 ]
 VERSION = MIGRATIONS[-1][0]
 # Tables whose primary key is a serial ``id`` (an INSERT into them reports the new id).

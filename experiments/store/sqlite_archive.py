@@ -4,6 +4,11 @@ Engine-neutral methods (mixed into ``Store``): the archive writer reads closed
 decisions with their on-time rewards and commits its position and file list;
 reports read, in one snapshot, the archive's position and files and the live
 rows past that position. Nothing here knows about Parquet or DuckDB.
+
+A *position* is where the learner's cursor is: a sequence number here, a packed
+(xid, seq) on PostgreSQL, where commit order is not seq order. The few methods
+that compare positions (``_position_after``, ``_position_upto`` and the ones
+that store or read a position) are what the PostgreSQL engine overrides.
 """
 from __future__ import annotations
 
@@ -23,18 +28,32 @@ class SqliteArchive:
     """Archive and report queries of the SQLite engine (a mixin of ``Store``)."""
 
     # -- the archive writer ----------------------------------------------------------------------
-    def archive_position(self, experiment: str) -> int:
-        """Return the sequence number up to which the experiment's decisions are archived (0: none)."""
-        row = self.conn.execute("SELECT seq FROM archive_positions WHERE experiment = ?", (experiment,)).fetchone()
-        return row[0] if row else 0
+    @staticmethod
+    def _position_after(alias: str, position: int) -> tuple[str, list]:
+        """SQL (and its parameters) for decisions ``alias`` past a position: not archived by it."""
+        return f"{alias}seq > ?", [position]
 
-    def decisions_to_archive(self, experiment: str, after_seq: int, upto_seq: int, closed_by: float,
+    @staticmethod
+    def _position_upto(alias: str, position: int) -> tuple[str, list]:
+        """SQL (and its parameters) for decisions ``alias`` at or before a position: archived by it."""
+        return f"{alias}seq <= ?", [position]
+
+    def position_of(self, seq: int) -> int:
+        """The position of a logged decision: where a cursor that has just passed it stands."""
+        return seq
+
+    def archive_position(self, experiment: str) -> int:
+        """Return the position up to which the experiment's decisions are archived (0: none)."""
+        return self._archive_position_in(self.conn, experiment)
+
+    def decisions_to_archive(self, experiment: str, after: int, upto: int, closed_by: float,
                              limit: int) -> list[dict]:
-        """Return whole decision rows with seq in (after_seq, upto_seq] in log order, up to the first still open."""
+        """Return whole decision rows between two positions, (after, upto], in log order, up to the first
+        still open; each with its own ``position``."""
         rows = self.query(
-            f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions NOT INDEXED"
+            f"SELECT {', '.join(DECISION_COLUMNS)}, seq AS position FROM decisions NOT INDEXED"
             " WHERE seq > ? AND seq <= ? AND experiment = ? ORDER BY seq LIMIT ?",
-            (after_seq, upto_seq, experiment, limit))
+            (after, upto, experiment, limit))
         for i, row in enumerate(rows):
             if row["window_closes_at"] > closed_by:
                 return rows[:i]
@@ -69,9 +88,8 @@ class SqliteArchive:
         Returns False when another writer moved the position first or no model covers the range.
         """
         with self.transaction() as conn:
-            cursor = conn.execute("SELECT cursor_seq FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1",
-                                  (archive["experiment"],)).fetchone()
-            if cursor is None or cursor[0] < archive["upto_seq"]:
+            cursor = self._published_cursor(conn, archive["experiment"])
+            if cursor is None or cursor < archive["upto_seq"]:
                 return False
             try:
                 self._commit_archive(conn, archive)
@@ -90,12 +108,9 @@ class SqliteArchive:
             raise ArchiveConflict(f"archive of {key} moved past {after}")
         if archive.get("deletions", 0) != self.log_deletions(conn):
             raise ArchiveConflict(f"decisions were deleted (retention, erasure) while the archive of {key} was written")
-        on_time = conn.execute("SELECT count(*) FROM rewards WHERE experiment = ? AND late = 0"
-                               " AND decision_seq > ? AND decision_seq <= ?", (key, after, upto)).fetchone()[0]
-        if on_time != archive["on_time"]:
+        if self._on_time_between(conn, key, after, upto) != archive["on_time"]:
             raise ArchiveConflict(f"rewards of {key} changed while its archive was written")
-        conn.execute("INSERT OR REPLACE INTO archive_positions (experiment, seq, updated_at) VALUES (?, ?, ?)",
-                     (key, upto, archive["created_at"]))
+        self._set_archive_position(conn, key, upto, archive["created_at"])
         conn.executemany(
             "INSERT INTO archive_files (experiment, dataset, day, path, pending, first_seq, last_seq, rows, bytes,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -115,6 +130,24 @@ class SqliteArchive:
     def _archive_position_in(conn, experiment: str) -> int:
         row = conn.execute("SELECT seq FROM archive_positions WHERE experiment = ?", (experiment,)).fetchone()
         return row[0] if row else 0
+
+    @staticmethod
+    def _set_archive_position(conn, experiment: str, position: int, at: float) -> None:
+        conn.execute("INSERT OR REPLACE INTO archive_positions (experiment, seq, updated_at) VALUES (?, ?, ?)",
+                     (experiment, position, at))
+
+    @staticmethod
+    def _published_cursor(conn, experiment: str) -> int | None:
+        """The newest published model's cursor: the archive never passes what a model has learned."""
+        row = conn.execute("SELECT cursor_seq FROM models WHERE experiment = ? ORDER BY version DESC LIMIT 1",
+                           (experiment,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _on_time_between(conn, experiment: str, after: int, upto: int) -> int:
+        """Count the on-time rewards of the decisions between two positions, (after, upto]."""
+        return conn.execute("SELECT count(*) FROM rewards WHERE experiment = ? AND late = 0"
+                            " AND decision_seq > ? AND decision_seq <= ?", (experiment, after, upto)).fetchone()[0]
 
     def archive_files(self, experiment: str | None = None, dataset: str = "decisions",
                       before_day: str | None = None) -> list[dict]:
@@ -157,15 +190,16 @@ class SqliteArchive:
         finally:
             conn.execute("COMMIT")
 
-    def live_decisions(self, experiment: str, start: float, end: float, after_seq: int) -> list[tuple]:
+    def live_decisions(self, experiment: str, start: float, end: float, position: int) -> list[tuple]:
         """Return (seq, created_at, unit, variant, model_version, slots, first id) of unarchived decisions."""
+        after, params = self._position_after("", position)
         return self.conn.execute(
             "SELECT seq, created_at, unit, variant, coalesce(model_version, 0), json_array_length(slate),"
             " coalesce(json_extract(slate, '$[0].id'), '') FROM decisions"
-            " WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ? ORDER BY seq",
-            (experiment, start, end, after_seq)).fetchall()
+            f" WHERE experiment = ? AND created_at >= ? AND created_at < ? AND {after} ORDER BY seq",
+            (experiment, start, end, *params)).fetchall()
 
-    def live_rewards(self, experiment: str, start: float, end: float, after_seq: int) -> list[tuple]:
+    def live_rewards(self, experiment: str, start: float, end: float, position: int) -> list[tuple]:
         """Return (seq, slot, value, type, late, duplicates) of rewards the archive does not hold, in arrival order.
 
         That is every reward of an unarchived decision, and the late rewards of
@@ -174,30 +208,37 @@ class SqliteArchive:
         select = ("SELECT r.decision_seq, r.slot, r.value, r.type, r.late, r.duplicates, r.received_at, r.id"
                   " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq WHERE r.experiment = ?"
                   " AND d.created_at >= ? AND d.created_at < ?")
+        (after, after_params), (upto, upto_params) = (self._position_after("d.", position),
+                                                      self._position_upto("d.", position))
         rows = self.conn.execute(
-            f"{select} AND r.decision_seq > ? UNION ALL {select} AND r.late = 1 AND r.decision_seq <= ?"
-            " ORDER BY 7, 8", (experiment, start, end, after_seq, experiment, start, end, after_seq)).fetchall()
+            f"{select} AND {after} UNION ALL {select} AND r.late = 1 AND {upto} ORDER BY 7, 8",
+            (experiment, start, end, *after_params, experiment, start, end, *upto_params)).fetchall()
         return [row[:6] for row in rows]
 
-    def live_sample(self, experiment: str, start: float, end: float, after_seq: int, multiplier: int,
+    def live_sample(self, experiment: str, start: float, end: float, position: int, multiplier: int,
                     modulus: int, threshold: int) -> list[dict]:
         """Return unarchived decisions whose (seq * multiplier) % modulus < threshold, in log order."""
+        after, params = self._position_after("", position)
         return self.query(
             "SELECT seq, variant, context, candidate_set, slate FROM decisions"
-            " WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ? AND (seq * ?) % ? < ?"
-            " ORDER BY seq", (experiment, start, end, after_seq, multiplier, modulus, threshold))
+            f" WHERE experiment = ? AND created_at >= ? AND created_at < ? AND {after} AND (seq * ?) % ? < ?"
+            " ORDER BY seq", (experiment, start, end, *params, multiplier, modulus, threshold))
 
-    def count_decisions_after(self, experiment: str, start: float, end: float, after_seq: int) -> int:
-        """Count the window's decisions after ``after_seq`` (the ones not archived)."""
+    def count_decisions_after(self, experiment: str, start: float, end: float, position: int) -> int:
+        """Count the window's decisions past ``position`` (the ones not archived)."""
+        after, params = self._position_after("", position)
         return self.conn.execute(
-            "SELECT count(*) FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ?",
-            (experiment, start, end, after_seq)).fetchone()[0]
+            f"SELECT count(*) FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND {after}",
+            (experiment, start, end, *params)).fetchone()[0]
 
-    def export_chunk(self, experiment: str, start: float, end: float, after_seq: int, limit: int) -> list[dict]:
-        """Return up to ``limit`` whole decision rows of the window after ``after_seq``, in log order."""
+    def export_chunk(self, experiment: str, start: float, end: float, position: int, after_seq: int,
+                     limit: int) -> list[dict]:
+        """Return up to ``limit`` whole decision rows of the window past ``position`` (not archived) and
+        after ``after_seq`` (the previous chunk), in seq order."""
+        after, params = self._position_after("", position)
         return self.query(
-            "SELECT * FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND seq > ?"
-            " ORDER BY seq LIMIT ?", (experiment, start, end, after_seq, limit))
+            f"SELECT * FROM decisions WHERE experiment = ? AND created_at >= ? AND created_at < ? AND {after}"
+            " AND seq > ? ORDER BY seq LIMIT ?", (experiment, start, end, *params, after_seq, limit))
 
     def export_rewards(self, experiment: str, low_seq: int, high_seq: int) -> list[dict]:
         """Return every reward of the experiment's decisions in [low_seq, high_seq] with its late flag, oldest first."""
@@ -205,13 +246,14 @@ class SqliteArchive:
             f"SELECT {REWARD_COLUMNS}, late FROM rewards WHERE experiment = ? AND decision_seq BETWEEN ? AND ?"
             " ORDER BY received_at, id", (experiment, low_seq, high_seq))
 
-    def late_rewards_of_archived(self, experiment: str, start: float, end: float, upto_seq: int) -> list[dict]:
-        """Return the late rewards of archived decisions (seq <= ``upto_seq``) made in [start, end), oldest first."""
+    def late_rewards_of_archived(self, experiment: str, start: float, end: float, position: int) -> list[dict]:
+        """Return the late rewards of archived decisions (up to ``position``) made in [start, end), oldest first."""
+        upto, params = self._position_upto("d.", position)
         return self.query(
             f"SELECT {', '.join('r.' + c.strip() for c in REWARD_COLUMNS.split(','))} FROM rewards r"
-            " JOIN decisions d ON d.seq = r.decision_seq WHERE r.experiment = ? AND r.late = 1"
-            " AND r.decision_seq <= ? AND d.created_at >= ? AND d.created_at < ? ORDER BY r.received_at, r.id",
-            (experiment, upto_seq, start, end))
+            f" JOIN decisions d ON d.seq = r.decision_seq WHERE r.experiment = ? AND r.late = 1"
+            f" AND {upto} AND d.created_at >= ? AND d.created_at < ? ORDER BY r.received_at, r.id",
+            (experiment, *params, start, end))
 
     def published_models(self, experiment: str, start: float, end: float) -> list[dict]:
         """Return the model snapshots published in [start, end), oldest first."""
