@@ -326,11 +326,14 @@ def test_exactly_once_across_kill_9_of_the_learner(tmp_path, db_path):
 
 
 def test_a_takeover_continues_where_the_last_learner_stopped(tmp_path, db_path):
+    """Two hosts, each with its own store: host-a learns and archives part of the log, leaves a pending batch
+    and dies (its lease expires on SQLite; its lease connection ends on PostgreSQL); host-b goes on."""
     store, folder, n = past_log(db_path, 1500), tmp_path / "archive", 1500
+    other = open_store(db_path)
     clock = VirtualClock(time.time())
-    first, second = (Learner(store, clock, lease_owner=owner, lease_seconds=30,
-                             archive=Archive(store, str(folder), batch_rows=200, after_seconds=0.0))
-                     for owner in ("host-a", "host-b"))
+    first, second = (Learner(s, clock, lease_owner=owner, lease_seconds=30,
+                             archive=Archive(s, str(folder), batch_rows=200, after_seconds=0.0))
+                     for s, owner in ((store, "host-a"), (other, "host-b")))
     for _ in range(3):
         first.run_once(force_publish=True)
     assert 0 < store.archive_position("exp") < store.position_of(n)
@@ -340,10 +343,12 @@ def test_a_takeover_continues_where_the_last_learner_stopped(tmp_path, db_path):
     assert orphan is not None and os.path.exists(folder / orphan.files[0]["pending"])
     assert second.run_once() == {}  # host-a's lease still holds
     clock.advance(31)
+    getattr(store, "close_leases", lambda: None)()  # PostgreSQL: the dead host's session ends
     while store.archive_position("exp") < store.position_of(n):
         assert second.run_once(force_publish=True) != {}
     assert archived_rows(store, folder) == ((n, n), (n, n))
     assert first.run_once(force_publish=True) == {}  # host-a, back from the dead, no longer owns anything
+    other.close()
 
 
 def test_exports_read_archive_and_live_once_and_parquet_stands_alone(tmp_path, db_path):
