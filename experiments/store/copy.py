@@ -5,8 +5,9 @@ and every model its cursor. Decisions are copied in log order, a batch per
 transaction, so their transaction ids grow with their sequence numbers and a
 model's cursor (a SQLite ``seq``) becomes the (xid, seq) of the same decision:
 the learner on PostgreSQL goes on exactly where the one on SQLite stopped. The
-Parquet archive's file list stays behind (the archive is the SQLite engine's;
-the live log it was written from is copied whole).
+Parquet archive's file list stays behind (the live log it was written from is
+copied whole; given an archive folder, the learner on PostgreSQL archives it
+again from the start, in its own commit order).
 """
 from __future__ import annotations
 
