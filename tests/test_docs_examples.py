@@ -37,7 +37,30 @@ def operations_log(folder: Path) -> None:
     store.close()
 
 
-SETUPS = {"operations.md": operations_log}
+def production_move(folder: Path) -> None:
+    """docs/production.md: a 300-decision ``shop.db`` to move, and an empty PostgreSQL database ``shop`` (made
+    afresh) to move it into."""
+    from tests import pg
+
+    clock = VirtualClock()
+    store = Store(str(folder / "shop.db"))
+    service = Service(store, clock)
+    service.create_experiment({"key": "home-recs", "status": "running", "reward": {"wait_seconds": 600}})
+    for i in range(300):
+        answer = service.decide("home-recs", {"unit": f"user-{i % 60}", "candidates": ITEMS,
+                                              "context": {"user": {"segment": f"s{i % 3}"}}})
+        if i % 3 == 0:
+            service.record_reward(answer["event_id"], {"type": "click", "item": answer["slate"][0]["id"]})
+        clock.advance(30)
+    clock.advance(601)
+    Learner(store, clock).run_once(force_publish=True)
+    store.close()
+    with pg.admin() as conn:
+        conn.execute("DROP DATABASE IF EXISTS shop WITH (FORCE)")
+        conn.execute("CREATE DATABASE shop")
+
+
+SETUPS = {"operations.md": operations_log, "production.md": production_move}
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])

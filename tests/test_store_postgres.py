@@ -149,3 +149,16 @@ def test_both_engines_have_the_same_tables_and_columns(store, tmp_path):
             continue
         assert found.get(table, set()) - (extra.get(table) or set()) == columns, table
     assert set(found) - set(expected) == {"event_ids", "leases"}
+
+
+def test_log_inserts_skip_the_fsync_wait_and_everything_else_waits_unless_the_url_says(pg_url):
+    plain = pg_url.split("?")[0]  # the tests' URLs set synchronous_commit themselves
+    store, durable = open_store(plain), open_store(plain + "?options=-csynchronous_commit%3Don")
+    try:
+        assert store.conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+        with store.transaction() as conn:
+            assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        assert durable.conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    finally:
+        store.close()
+        durable.close()
