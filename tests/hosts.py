@@ -34,6 +34,16 @@ def _wait_for_port(address: str, port: int, seconds: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on {address}:{port}")
 
 
+def _free_subnet() -> str:
+    """A 10.231.N subnet no interface of this machine uses (another test run may hold one)."""
+    try:
+        taken = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        taken = ""
+    free = [n for n in range(1, 255) if f" 10.231.{n}." not in taken]
+    return f"10.231.{random.choice(free)}"
+
+
 class Hosts:
     """``count`` hosts; ``command(i, argv)`` runs argv on host i, ``address(i)`` is where it can be reached."""
 
@@ -44,7 +54,7 @@ class Hosts:
             os.makedirs(path, exist_ok=True)
         tag = f"{os.getpid() % 100000}{random.randrange(100):02d}"
         self.bridge, self.spaces, self.relay = f"sbr{tag}", [f"silent-{tag}-{i}" for i in range(count)], None
-        self.subnet = f"10.231.{random.randrange(1, 255)}"
+        self.subnet = _free_subnet()
         self._made: list[tuple[str, ...]] = []
         if os.geteuid() == 0 and shutil.which("ip") and shutil.which("socat"):
             try:
