@@ -45,10 +45,19 @@ class Databases:
 
         name = f"{self.prefix}_template"
         with admin() as conn:
+            self._sweep(conn)
             conn.execute(f"CREATE DATABASE {name}")
         open_store(url(name)).close()  # migrate once; every clone starts from here
         self.template = name
         return name
+
+    @staticmethod
+    def _sweep(conn) -> None:
+        """Drop the databases of test sessions on this machine whose process is gone (killed before its teardown)."""
+        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'silent\\_test\\_%'").fetchall():
+            pid = name.split("_")[2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def fresh(self) -> str:
         """Return the URL of a new, migrated, empty database."""
