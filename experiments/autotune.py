@@ -182,9 +182,10 @@ class Tuner:
 
     def _start(self, experiment: dict, spec, cursor: int, state: _State) -> _Round | None:
         window = spec.learning["autotune"]["window"]
+        until = self.store.learned_through_seq(experiment["key"], cursor)  # a cursor is not a seq on PostgreSQL
         start, middle = (self.store.query_one(
             "SELECT seq FROM decisions WHERE experiment = ? AND seq <= ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
-            (experiment["key"], cursor, offset)) for offset in (window, window // 2))
+            (experiment["key"], until, offset)) for offset in (window, window // 2))
         if start is None:
             return None  # not enough log yet
         options = alternatives(spec.data)
@@ -192,7 +193,7 @@ class Tuner:
         tracks = [Track("live", spec)] + [Track(label, apply_patch(spec.data, patch)[0]) for label, patch in tried]
         state.rounds += 1
         state.since = 0
-        return _Round(experiment["key"], experiment["version"], state.rounds, start["seq"], cursor, middle["seq"],
+        return _Round(experiment["key"], experiment["version"], state.rounds, start["seq"], until, middle["seq"],
                       tried, Replay(self.store, tracks, spec.reward), position=start["seq"])
 
     def _advance(self, current: _Round) -> int:

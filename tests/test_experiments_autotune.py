@@ -1,4 +1,4 @@
-"""Auto-tuning on a real SQLite log and real VW: alternatives, a switch on evidence, its history entry, undo, budget."""
+"""Auto-tuning on a real log (SQLite and PostgreSQL) and real VW: alternatives, a switch on evidence, its history entry, undo, budget."""
 import re
 
 import pytest
@@ -10,6 +10,7 @@ from tests.test_experiments_learner import drive
 from tests.test_experiments_learning import bare_replay
 from tests.test_web_dashboard import PASSWORD, Dashboard
 
+ENGINES = ("sqlite", "postgresql")
 TUNED = {"enabled": True, "window": 600, "every": 600, "budget": 50}
 
 

@@ -77,6 +77,9 @@ def test_closed_decisions_come_in_log_order_and_stop_at_the_first_open_window(st
     assert [r["event_id"] for r in store.closed_decisions("e", cursors[0], 150.0, 1)] == ["pv-1"]
     assert [r["event_id"] for r in store.closed_decisions("e", cursors[-1], 300.0, 100)] == ["pv-2", "pv-3"]
     assert store.backlog("e", cursors[-1]) == 2
+    assert store.learned_through_seq("e", cursors[-1]) == rows[-1]["seq"]  # what counterfactual replays may use
+    everything = store.closed_decisions("e", 0, 300.0, 100)
+    assert store.learned_through_seq("e", everything[-1]["cursor"]) == max(r["seq"] for r in everything)
     assert store.closed_decisions("other", 0, 300.0, 100) == []
 
 

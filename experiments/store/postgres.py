@@ -350,6 +350,18 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
         return self.query("SELECT decision_seq, slot, value FROM rewards WHERE late = 0 AND decision_seq = ANY(?)"
                           " ORDER BY received_at, id", (list(seqs),))
 
+    def learned_through_seq(self, experiment: str, cursor: int) -> int:
+        """Return a seq such that every decision up to it is behind the learner cursor.
+
+        Sequence numbers are not commit order here, so that is one below the smallest
+        seq still ahead of the cursor (or the newest seq when nothing is ahead).
+        """
+        xid, seq = unpack(cursor)
+        ahead, newest = self.conn.execute(
+            "SELECT (SELECT min(seq) FROM decisions WHERE experiment = ? AND (xid, seq) > (?::text::xid8, ?)),"
+            " (SELECT max(seq) FROM decisions WHERE experiment = ?)", (experiment, str(xid), seq, experiment)).fetchone()
+        return ahead - 1 if ahead is not None else (newest or 0)
+
     def backlog(self, experiment: str, cursor: int) -> int:
         """Count the experiment's decisions after a learner cursor."""
         xid, seq = unpack(cursor)

@@ -331,6 +331,10 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
                 return rows[:i]
         return rows
 
+    def learned_through_seq(self, experiment: str, cursor: int) -> int:
+        """Return a seq such that every decision up to it is behind the learner cursor: the cursor itself here."""
+        return cursor
+
     def backlog(self, experiment: str, cursor: int) -> int:
         """Count the experiment's decisions after a learner cursor."""
         return self.conn.execute("SELECT count(*) FROM decisions WHERE experiment = ? AND seq > ?",
