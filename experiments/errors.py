@@ -14,6 +14,17 @@ class ServiceError(Exception):
         self.field = field
 
 
+class RetryLater(ServiceError):
+    """A limit on how often, not on what: the same request succeeds after ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InvalidField(ServiceError):
     status = 400
     code = "invalid_field"

@@ -25,22 +25,15 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from experiments.errors import ServiceError
+from experiments.errors import RetryLater
 
 SLOTS = 16_384  # addresses tracked at once (about 400 KB of file)
 PROBES = 8  # slots looked at per address
 RECORD = struct.Struct("<Qdd")  # address hash (0: free), tokens, last update (clock seconds)
 
 
-class RateLimited(ServiceError):
+class RateLimited(RetryLater):
     """Over the per-address rate; ``retry_after`` is the whole seconds until the next token."""
-
-    status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

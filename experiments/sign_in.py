@@ -20,30 +20,21 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
-from experiments.errors import ServiceError
+from experiments.errors import RetryLater
 from experiments.store import is_url
 
 
-class TooManyAttempts(ServiceError):
+class TooManyAttempts(RetryLater):
     """Over the limit of failed sign-ins; ``retry_after`` says when the oldest one stops counting."""
 
-    status = 429
     code = "too_many_attempts"
 
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-class Busy(ServiceError):
+class Busy(RetryLater):
     """Every password-checking slot is taken; try again in a moment."""
 
     status = 503
     code = "busy"
-
-    def __init__(self, message: str, retry_after: int = 1):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
