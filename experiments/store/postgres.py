@@ -311,18 +311,8 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
         self.ensure_partition("rewards", row["received_at"])
         with self.transaction(durable=False) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 1))", (row["event_id"],))
-            existing = conn.execute("SELECT id FROM rewards WHERE event_id = ? AND reward_key = ?",
-                                    (row["event_id"], row["reward_key"])).fetchone()
-            if existing:
-                conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
-            elif max_per_event is not None and conn.execute(
-                    "SELECT count(*) FROM rewards WHERE event_id = ?", (row["event_id"],)).fetchone()[0] >= max_per_event:
-                return None, False
-            else:
-                insert(conn, "rewards", row)
-        stored = self.query_one("SELECT * FROM rewards WHERE event_id = ? AND reward_key = ?",
-                                (row["event_id"], row["reward_key"]))
-        return stored, existing is not None
+            duplicate = self._add_reward(conn, row, max_per_event)
+        return self._stored_reward(row, duplicate)
 
     def closed_decisions(self, experiment: str, after: int, closed_by: float, limit: int) -> list[dict]:
         """Return decisions after the cursor in commit order, stopping at the first still open.

@@ -297,19 +297,30 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
         ``max_per_event`` distinct rewards.
         """
         with self.transaction() as conn:
-            existing = conn.execute(
-                "SELECT id FROM rewards WHERE event_id = ? AND reward_key = ?", (row["event_id"], row["reward_key"])
-            ).fetchone()
-            if existing:
-                conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
-            elif max_per_event is not None and conn.execute(
-                    "SELECT count(*) FROM rewards WHERE event_id = ?", (row["event_id"],)).fetchone()[0] >= max_per_event:
-                return None, False
-            else:
-                insert(conn, "rewards", row)
+            duplicate = self._add_reward(conn, row, max_per_event)
+        return self._stored_reward(row, duplicate)
+
+    @staticmethod
+    def _add_reward(conn, row: dict, max_per_event: int | None) -> bool | None:
+        """Insert or count a duplicate in ``conn``'s transaction; return whether it was one, None when over the limit."""
+        existing = conn.execute(
+            "SELECT id FROM rewards WHERE event_id = ? AND reward_key = ?", (row["event_id"], row["reward_key"])
+        ).fetchone()
+        if existing:
+            conn.execute("UPDATE rewards SET duplicates = duplicates + 1 WHERE id = ?", (existing[0],))
+            return True
+        if max_per_event is not None and conn.execute(
+                "SELECT count(*) FROM rewards WHERE event_id = ?", (row["event_id"],)).fetchone()[0] >= max_per_event:
+            return None
+        insert(conn, "rewards", row)
+        return False
+
+    def _stored_reward(self, row: dict, duplicate: bool | None) -> tuple[dict | None, bool]:
+        if duplicate is None:
+            return None, False
         stored = self.query_one("SELECT * FROM rewards WHERE event_id = ? AND reward_key = ?",
                                 (row["event_id"], row["reward_key"]))
-        return stored, existing is not None
+        return stored, duplicate
 
     def closed_decisions(self, experiment: str, after_seq: int, closed_by: float, limit: int) -> list[dict]:
         """Return decisions after ``after_seq`` in log order, stopping at the first still open.
