@@ -267,6 +267,6 @@ def test_docs_list_exactly_the_allowed_options_and_their_example_holds(client):
     text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
     table = text[text.index("| group | options |"):text.index("Values must have")]
     assert set(re.findall(r"`--(\w+)`", table)) == set(ALLOWED)
-    body, answer = re.search(r"-d '(\{.*?\})'\n(\{.*?\})\n", text, re.S).groups()
+    body, answer = re.search(r"-d '(\{[^\n]*vw_args[^\n]*\})'\n(\{[^\n]*\})\n", text).groups()
     response = client.post("/v1/experiments", json=json.loads(body))
     assert response.status_code == 400 and response.get_json() == json.loads(answer)
