@@ -19,22 +19,28 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def operations_log(folder: Path) -> None:
-    """docs/operations.md: 2,000 decisions of 400 shoppers, one every 30 s from 2026-01-01T00:00Z, every third
-    one clicked, learned and archived beside ``shop.db`` as a running service leaves them."""
+def shop_log(folder: Path, decisions: int, shoppers: int, archive: bool) -> None:
+    """A ``shop.db`` as a running service leaves it: ``decisions`` of ``shoppers``, one every 30 s from
+    2026-01-01T00:00Z, every third one clicked, then learned (and archived beside it when asked)."""
     clock = VirtualClock()
     store = Store(str(folder / "shop.db"))
     service = Service(store, clock)
     service.create_experiment({"key": "home-recs", "status": "running", "reward": {"wait_seconds": 600}})
-    for i in range(2000):
-        answer = service.decide("home-recs", {"unit": f"user-{i % 400}", "candidates": ITEMS,
+    for i in range(decisions):
+        answer = service.decide("home-recs", {"unit": f"user-{i % shoppers}", "candidates": ITEMS,
                                               "context": {"user": {"segment": f"s{i % 3}"}}})
         if i % 3 == 0:
             service.record_reward(answer["event_id"], {"type": "click", "item": answer["slate"][0]["id"]})
         clock.advance(30)
     clock.advance(601)
-    Learner(store, clock, archive=open_archive(store, str(folder / "shop.db"))).run_once(force_publish=True)
+    Learner(store, clock, archive=open_archive(store, str(folder / "shop.db")) if archive else None
+            ).run_once(force_publish=True)
     store.close()
+
+
+def operations_log(folder: Path) -> None:
+    """docs/operations.md: 2,000 decisions of 400 shoppers, learned and archived."""
+    shop_log(folder, 2000, 400, archive=True)
 
 
 def production_move(folder: Path) -> None:
@@ -42,19 +48,7 @@ def production_move(folder: Path) -> None:
     afresh) to move it into."""
     from tests import pg
 
-    clock = VirtualClock()
-    store = Store(str(folder / "shop.db"))
-    service = Service(store, clock)
-    service.create_experiment({"key": "home-recs", "status": "running", "reward": {"wait_seconds": 600}})
-    for i in range(300):
-        answer = service.decide("home-recs", {"unit": f"user-{i % 60}", "candidates": ITEMS,
-                                              "context": {"user": {"segment": f"s{i % 3}"}}})
-        if i % 3 == 0:
-            service.record_reward(answer["event_id"], {"type": "click", "item": answer["slate"][0]["id"]})
-        clock.advance(30)
-    clock.advance(601)
-    Learner(store, clock).run_once(force_publish=True)
-    store.close()
+    shop_log(folder, 300, 60, archive=False)
     with pg.admin() as conn:
         conn.execute("DROP DATABASE IF EXISTS shop WITH (FORCE)")
         conn.execute("CREATE DATABASE shop")
