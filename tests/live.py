@@ -98,12 +98,13 @@ def alive(pids) -> set[int]:
 
 
 def wait_for(predicate, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    """Return the predicate's first truthy value, polled every 50 ms for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
+        time.sleep(0.05)
+    raise AssertionError(f"condition not reached in {timeout} s")
 
 

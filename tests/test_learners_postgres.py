@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from experiments.clock import DatabaseClock
 from experiments.service import Service
 from experiments.store import open_store
 from tests.conftest import ITEMS, SEGMENTS, click_probability
+from tests.live import wait_for as live_wait_for
 from tests.replay import bare_replay
 
 
@@ -31,14 +33,7 @@ def drive(service, start, n, rng):
             service.record_reward(answer["event_id"], {"type": "click", "item": first})
 
 
-def wait_for(what, seconds=60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"waited {seconds} s in vain")
+wait_for = partial(live_wait_for, timeout=60.0)
 
 
 def test_two_learners_share_an_experiment_one_at_a_time_and_the_survivor_takes_over(pg_url, tmp_path):
@@ -62,7 +57,7 @@ def test_two_learners_share_an_experiment_one_at_a_time_and_the_survivor_takes_o
         owner.wait()
         killed_at = time.monotonic()
         taken = wait_for(lambda: (h := store.live_lease("learner:e", time.time())) and h["token"] > holder["token"]
-                         and h, seconds=30)
+                         and h, timeout=30)
         assert taken["process"]["pid"] == survivor.pid
         assert time.monotonic() - killed_at < 5  # the server drops a dead session's locks at once
         last_of_dead = store.latest_model("e", with_blob=False)  # the survivor goes on from here

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import psycopg
@@ -24,7 +25,7 @@ import psycopg
 from experiments.store import open_store
 from tests.conftest import ITEMS, SEGMENTS, click_probability
 from tests.hosts import Hosts
-from tests.live import free_port
+from tests.live import free_port, wait_for as live_wait_for
 from tests.replay import bare_replay
 
 SERVING, LEARNERS, PORT = 3, 2, 8000
@@ -32,14 +33,7 @@ FAST = {"SILENT_LEARNER_INTERVAL_SECONDS": "0.1", "SILENT_LEARNER_GRACE_SECONDS"
         "SILENT_MODEL_REFRESH_SECONDS": "0.2", "SILENT_SPEC_REFRESH_SECONDS": "0.2"}
 
 
-def wait_for(what, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"waited {seconds} s in vain")
+wait_for = partial(live_wait_for, timeout=30.0)
 
 
 def request(conn, method, path, body=None, key=None):

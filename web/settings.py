@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 SETTINGS = [
-    ("DATABASE", "silent.db", "Path of the SQLite database file."),
+    ("DATABASE", "silent.db", "A SQLite database file, or a postgresql:// URL (docs/production.md)."),
     ("MAX_BODY_BYTES", 1_048_576, "Largest request body accepted; larger ones get 413."),
     ("MAX_MODEL_BYTES", 67_108_864, "Largest model file PUT /personalizer/model accepts; larger ones get 413."),
     ("MAX_REQUEST_FEATURES", 10_000, "Most features one slate or rank request may carry: context, candidates (an "
