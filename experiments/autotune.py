@@ -11,10 +11,15 @@ warm-up, so the estimates are of trained learners, not of guesses), then each
 decision of the second half is scored before it is learned. When the round ends, the alternative
 whose doubly robust gain over the live settings is largest among those whose
 confidence interval lies above zero (Bonferroni-corrected for the alternatives
-tried) becomes the experiment's settings: a history entry by ``autotune`` with
-every alternative's estimates. The learner then rebuilds the model from the log,
-as after any settings change. ``undo`` restores what a switch changed and turns
-auto-tuning off.
+tried) becomes a candidate. It is switched to only if the next round, on a later
+window of the log, finds it better again (a replay of a few thousand decisions
+through fresh learners is noisy, and one lucky window must not steer a model
+that learned from all of them): a history entry by ``autotune`` with every
+alternative's estimates and the round it confirms. Each setting (interactions,
+learning rate, decay, exploration, scaling) is switched at most once while
+auto-tuning stays on, so tuning cannot walk a setting step by step to an
+extreme. The learner then rebuilds the model from the log, as after any
+settings change. ``undo`` restores what a switch changed and turns auto-tuning off.
 
 CPU is bounded in work, not seconds: a round advances only as the learner
 learns, by at most ``budget`` decision replays (one learner scoring and learning
@@ -102,6 +107,27 @@ def alternatives(spec: dict) -> list[tuple[str, dict]]:
     return found
 
 
+def setting(patch: dict) -> str:
+    """Return the one setting an alternative's patch changes: ``exploration`` or the learning field's name.
+
+    >>> setting({"learning": {"decay": 0.3}}), setting({"exploration": {"algorithm": "squarecb", "gamma_scale": 25}})
+    ('decay', 'exploration')
+    """
+    return "exploration" if "exploration" in patch else next(iter(patch["learning"]))
+
+
+def switched_settings(history: list[dict]) -> set[str]:
+    """The settings auto-tuning switched since it was last turned on or reconfigured (newest entries first)."""
+    out = set()
+    for entry in reversed(history):
+        change = entry["change"] if isinstance(entry["change"], dict) else {}
+        if entry["actor"] == ACTOR and "autotune" in change:
+            out.add(setting({k: change[k] for k in ("learning", "exploration") if k in change}))
+        elif "autotune" in change.get("learning", {}) or "undo" in change:
+            break
+    return out
+
+
 # -- rounds --------------------------------------------------------------------------------------
 @dataclass
 class _Round:
@@ -129,9 +155,12 @@ class _State:
     """What the tuner remembers of one experiment between passes."""
 
     rounds: int = 0
+    began: bool = False  # a round was due once: later ones wait for ``every`` decisions
     since: int = 0  # decisions learned since the last round started
     current: _Round | None = None
     last: dict | None = None  # the last finished round's summary
+    candidate: dict | None = None  # the last round's winner, switched to if the next round confirms it
+    offered: int = 0  # alternatives tried so far: rounds go round the list
     learned: int = 0  # decisions the learner took while a round was running
     replays: int = 0  # decision replays (one learner, one decision) the rounds did: at most budget * learned
 
@@ -168,7 +197,7 @@ class Tuner:
             self._close(state)  # the settings changed under the round: its live track is not live any more
             current = None
         if current is None:
-            if state.since < settings["every"] and state.rounds:
+            if state.since < settings["every"] and state.began:
                 return None
             current = state.current = self._start(experiment, spec, cursor, state)
             if current is None:
@@ -188,11 +217,21 @@ class Tuner:
             (experiment["key"], until, offset)) for offset in (window, window // 2))
         if start is None:
             return None  # not enough log yet
-        options = alternatives(spec.data)
-        tried = [options[(state.rounds * PER_ROUND + i) % len(options)] for i in range(min(PER_ROUND, len(options)))]
+        state.began, state.since = True, 0
+        done = switched_settings(self.store.history(experiment["key"]))
+        options = [(label, patch) for label, patch in alternatives(spec.data) if setting(patch) not in done]
+        candidate = state.candidate
+        if candidate is not None and candidate["spec_version"] != experiment["version"]:
+            candidate = state.candidate = None  # proposed for settings that are not live any more
+        tried = [(candidate["label"], candidate["patch"])] if candidate else []
+        others = [option for option in options if not candidate or option[0] != candidate["label"]]
+        while others and len(tried) < min(PER_ROUND, len(others) + bool(candidate)):
+            tried.append(others[state.offered % len(others)])
+            state.offered += 1
+        if not tried:
+            return None  # every setting was switched once already
         tracks = [Track("live", spec)] + [Track(label, apply_patch(spec.data, patch)[0]) for label, patch in tried]
         state.rounds += 1
-        state.since = 0
         return _Round(experiment["key"], experiment["version"], state.rounds, start["seq"], until, middle["seq"],
                       tried, Replay(self.store, tracks, spec.reward), position=start["seq"])
 
@@ -222,12 +261,20 @@ class Tuner:
                    "alpha": alpha, "live": {"dr": live["dr"]},
                    "alternatives": [{"label": c["policy"], "patch": dict(current.tried)[c["policy"]], "dr": c["dr"],
                                      "gain": c["difference"]["dr"]} for c in compared]}
-        chosen = _winner(summary)
-        summary["chosen"] = chosen["label"] if chosen else None
+        winner = _winner(summary)
+        candidate, state.candidate = state.candidate, None
+        confirmed = candidate is not None and _confirmed(summary, candidate["label"])
+        summary["chosen"] = candidate["label"] if confirmed else None
+        if confirmed:
+            summary["confirms"] = {"round": candidate["round"], "gain": candidate["gain"]}
+        elif winner is not None:
+            summary["candidate"] = winner["label"]  # to be confirmed by the next round
+            state.candidate = {"label": winner["label"], "patch": winner["patch"], "gain": winner["gain"],
+                               "round": current.number, "spec_version": current.spec_version}
         state.last = summary
-        if chosen is None:
+        if not confirmed:
             return None
-        return self._switch(experiment, chosen["patch"], summary)
+        return self._switch(experiment, candidate["patch"], summary)
 
     def _switch(self, experiment: dict, patch: dict, summary: dict) -> dict | None:
         try:
@@ -251,12 +298,20 @@ class Tuner:
             state.current = None
 
 
-def _winner(summary: dict) -> dict | None:
-    """The alternative with the largest DR gain whose interval excludes a loss, from enough decisions."""
+def _better(summary: dict) -> list[dict]:
+    """The alternatives whose DR gain interval excludes a loss, from enough decisions."""
     if summary["window"]["scored"] < MIN_DECISIONS:
-        return None
-    sure = [a for a in summary["alternatives"] if a["gain"]["low"] is not None and a["gain"]["low"] > 0]
-    return max(sure, key=lambda a: a["gain"]["value"], default=None)
+        return []
+    return [a for a in summary["alternatives"] if a["gain"]["low"] is not None and a["gain"]["low"] > 0]
+
+
+def _winner(summary: dict) -> dict | None:
+    """The alternative with the largest DR gain among those surely better."""
+    return max(_better(summary), key=lambda a: a["gain"]["value"], default=None)
+
+
+def _confirmed(summary: dict, label: str) -> bool:
+    return any(a["label"] == label for a in _better(summary))
 
 
 # -- undo ----------------------------------------------------------------------------------------

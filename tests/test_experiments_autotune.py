@@ -4,7 +4,7 @@ import re
 import pytest
 
 from bandit.scaling import parse_scaling
-from experiments.autotune import ACTOR, alternatives
+from experiments.autotune import ACTOR, alternatives, switched_settings
 from experiments.spec import parse_spec
 from tests.test_experiments_learner import drive
 from tests.test_experiments_learning import bare_replay
@@ -31,7 +31,7 @@ def test_alternatives_stay_near_the_live_settings():
 def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_undone(shop, rng, app, client):
     shop.create("tuned", reward={"wait_seconds": 1}, exploration={"algorithm": "epsilon", "epsilon": 1.0},
                 learning={"update_seconds": 1, "autotune": TUNED}, traffic={"holdout": 0.0})
-    drive(shop, "tuned", 800, rng, learn_every=100)
+    drive(shop, "tuned", 1400, rng, learn_every=100)  # a round proposes, the next confirms
     history = client.get("/v1/experiments/tuned/history").get_json()["history"]
     switch = next(h for h in history if h["actor"] == ACTOR)
     summary = switch["change"]["autotune"]
@@ -40,17 +40,19 @@ def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_un
     assert summary["window"]["scored"] == 300 and summary["alpha"] == pytest.approx(0.05 / 4)
     chosen = next(a for a in summary["alternatives"] if a["label"] == summary["chosen"])
     assert chosen["gain"]["low"] > 0 and len(summary["alternatives"]) == 4
-    assert all(a["gain"]["low"] <= 0 or a is chosen or a["gain"]["value"] <= chosen["gain"]["value"]
-               for a in summary["alternatives"])
+    assert summary["round"] == 2 and summary["confirms"]["round"] == 1 and summary["confirms"]["gain"]["low"] > 0
 
     shop.learn(seconds=2)  # the switch rebuilds the model from the log with the new settings
     store = app.extensions["silent"]["store"]
     model = store.latest_model("tuned")
-    assert "--epsilon 0.5" in model["args"] and model["learned"] == 800
+    assert "--epsilon 0.5" in model["args"] and model["learned"] == 1400
     assert model["model"] == bare_replay(store, "tuned", parse_scaling({"default": "raw"}), model["args"])
 
     work = shop.learner.tuner.work("tuned")
     assert 0 < work["replays"] <= TUNED["budget"] * work["learned"]
+    drive(shop, "tuned", 1200, rng, learn_every=100)  # exploration was switched once: later rounds leave it be
+    later = shop.learner.tuner.last_round("tuned")
+    assert later["round"] > summary["round"] and not any("exploration" in a["patch"] for a in later["alternatives"])
 
     assert client.post("/v1/experiments/tuned/autotune/undo", json={"version": 1}).status_code == 400
     assert client.post("/v1/experiments/tuned/autotune/undo", json={"version": 99}).status_code == 404
@@ -61,6 +63,19 @@ def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_un
     assert undone["spec"]["learning"]["autotune"] == {**TUNED, "enabled": False, "budget": 50.0}
     last = client.get("/v1/experiments/tuned/history").get_json()["history"][-1]
     assert last["change"]["undo"] == {"version": switch["version"]} and last["actor"] != ACTOR
+
+
+def test_each_setting_is_switched_once_until_tuning_is_turned_on_again():
+    def entry(actor, change):
+        return {"actor": actor, "change": change}
+
+    on = entry("api", {"learning": {"autotune": {"enabled": True}}})
+    rate = entry(ACTOR, {"learning": {"learning_rate": 0.25}, "autotune": {}})
+    more = entry(ACTOR, {"exploration": {"algorithm": "squarecb", "gamma_scale": 25.0}, "autotune": {}})
+    assert switched_settings([on, rate, entry("api", {"name": "x"}), more]) == {"learning_rate", "exploration"}
+    assert switched_settings([rate, on, more]) == {"exploration"}  # turned on again after the rate's switch
+    assert switched_settings([rate, entry("alice", {"learning": {"autotune": {"enabled": False}}, "undo": {}})]) \
+        == set()
 
 
 def test_the_budget_bounds_the_work_and_a_paused_experiment_is_not_tuned(shop, rng):
