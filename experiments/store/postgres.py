@@ -382,31 +382,18 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
                 row["model"] = bytes(row["model"])
         return row
 
-    def publish_model(self, row: dict, keep: int = 20, lease: tuple[str, str, int] | None = None,
-                      archive: dict | None = None) -> bool:
-        """Publish the next version: a compare-and-set on ``version`` and, with ``lease``, its token."""
+    # publish_model is SQLite's, with these parts of it (the lease check is PostgresLeases')
+    @staticmethod
+    def _lock_versions(conn, key: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 2))", (key,))
+
+    @staticmethod
+    def _stored_model(row: dict) -> dict:
         xid, seq = unpack(row["cursor_seq"])
-        row = {**row, "cursor_seq": seq, "cursor_xid": xid}
-        key, version = row["experiment"], row["version"]
-        with self.transaction() as conn:
-            if lease is not None:
-                self._check_lease(conn, lease)
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 2))", (key,))
-            newest = conn.execute("SELECT coalesce(max(version), 0) FROM models WHERE experiment = ?",
-                                  (key,)).fetchone()[0]
-            if newest != version - 1:
-                raise PublishRefused(f"version {version} of {key} does not follow the newest, {newest}",
-                                     lease_lost=False)
-            insert(conn, "models", row)
-            conn.execute("DELETE FROM models WHERE experiment = ? AND version <= ?", (key, version - keep))
-            if archive is None:
-                return False
-            try:
-                with self._local.held.transaction():  # a savepoint: a batch that lost its race leaves the model
-                    self._commit_archive(conn, archive)
-            except ArchiveConflict:
-                return False
-            return True
+        return {**row, "cursor_seq": seq, "cursor_xid": xid}
+
+    def _savepoint(self, conn):
+        return self._local.held.transaction()
 
     def model_reset(self, experiment: str) -> tuple[int, int]:
         row = self.conn.execute("SELECT id, after_xid, after_seq FROM model_resets WHERE experiment = ?"

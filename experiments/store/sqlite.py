@@ -457,30 +457,54 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
         key, version = row["experiment"], row["version"]
         with self.transaction() as conn:
             if lease is not None:
-                name, owner, token = lease
-                held = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
-                holder = loads(held[0]) if held else {}
-                if holder.get("owner") != owner or holder.get("token") != token:
-                    raise PublishRefused(f"the {name} lease now belongs to {holder.get('owner') or 'nobody'}",
-                                         lease_lost=True)
+                self._check_lease(conn, lease)
+            self._lock_versions(conn, key)
             newest = conn.execute("SELECT coalesce(max(version), 0) FROM models WHERE experiment = ?",
                                   (key,)).fetchone()[0]
             if newest != version - 1:
                 raise PublishRefused(f"version {version} of {key} does not follow the newest, {newest}",
                                      lease_lost=False)
-            insert(conn, "models", row)
+            insert(conn, "models", self._stored_model(row))
             conn.execute("DELETE FROM models WHERE experiment = ? AND version <= ?", (key, version - keep))
             if archive is None:
                 return False
-            conn.execute("SAVEPOINT archive")
             try:
-                self._commit_archive(conn, archive)
+                with self._savepoint(conn):  # a batch that lost its race leaves the model published
+                    self._commit_archive(conn, archive)
             except ArchiveConflict:
-                conn.execute("ROLLBACK TO archive")
                 return False
-            finally:
-                conn.execute("RELEASE archive")
             return True
+
+    # The engine's parts of a publish (PostgreSQL overrides them).
+    @staticmethod
+    def _check_lease(conn, lease: tuple[str, str, int]) -> None:
+        """Refuse unless ``lease`` = (name, owner, token) is still its owner's, with the same token."""
+        name, owner, token = lease
+        held = conn.execute("SELECT value FROM meta WHERE name = ?", (f"lease:{name}",)).fetchone()
+        holder = loads(held[0]) if held else {}
+        if holder.get("owner") != owner or holder.get("token") != token:
+            raise PublishRefused(f"the {name} lease now belongs to {holder.get('owner') or 'nobody'}",
+                                 lease_lost=True)
+
+    @staticmethod
+    def _lock_versions(conn, key: str) -> None:
+        """Serialise publishers of ``key`` (on SQLite the write transaction already does)."""
+
+    @staticmethod
+    def _stored_model(row: dict) -> dict:
+        return row
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _savepoint(conn):
+        conn.execute("SAVEPOINT archive")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO archive")
+            raise
+        finally:
+            conn.execute("RELEASE archive")
 
     # -- activation, model resets, log deletion ------------------------------
     def activate_decision(self, event_id: str, now: float) -> bool:
