@@ -12,23 +12,20 @@ Prints JSON. Everything runs on this machine, so the client and the database sha
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
-import numpy as np
 from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.load import candidates, free_port, post, stop, wait_until_up  # noqa: E402
+from benchmarks.load import candidates, free_port, post, run_python_client, stop, wait_until_up  # noqa: E402
 
 
 def serve(db: str, count: int, folder: str) -> list[tuple[subprocess.Popen, int]]:
@@ -44,38 +41,6 @@ def serve(db: str, count: int, folder: str) -> list[tuple[subprocess.Popen, int]
     return servers
 
 
-def load(ports: list[int], path: str, body: dict, seconds: float, connections: int) -> dict:
-    payload = json.dumps(body)
-    latencies, lock, errors, end = [], threading.Lock(), [0], time.time() + seconds
-
-    def client(port):
-        conn, local = None, []
-        while time.time() < end:
-            start = time.perf_counter()
-            try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("POST", path, payload, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    errors[0] += 1
-            except (OSError, http.client.HTTPException):
-                conn = None
-                continue
-            local.append(time.perf_counter() - start)
-        with lock:
-            latencies.extend(local)
-
-    threads = [threading.Thread(target=client, args=(ports[i % len(ports)],)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ms = np.array(latencies) * 1000
-    return {"requests_per_second": round(len(ms) / seconds, 1), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "non_200": errors[0]}
-
-
 def serving(db: str, processes: int, folder: str, args) -> dict:
     servers = serve(db, processes, folder)
     try:
@@ -83,8 +48,9 @@ def serving(db: str, processes: int, folder: str, args) -> dict:
         post(port, "/v1/experiments", {"key": "load", "slots": 1, "status": "running", "reward": {"wait_seconds": 5}})
         body = {"context": {"user": {"segment": "returning", "country": "DE"}, "page": {"type": "home"}},
                 "candidates": candidates(args.candidates)}
-        load([p for _, p in servers], "/v1/experiments/load/slate", body, 2, args.connections)  # warm up
-        return load([p for _, p in servers], "/v1/experiments/load/slate", body, args.seconds, args.connections)
+        run_python_client([p for _, p in servers], "/v1/experiments/load/slate", body, 2, args.connections)  # warm up
+        return run_python_client([p for _, p in servers], "/v1/experiments/load/slate", body, args.seconds,
+                                 args.connections)
     finally:
         for proc, _ in servers:
             stop(proc)

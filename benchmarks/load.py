@@ -87,34 +87,38 @@ def run_wrk(port: int, path: str, body: dict, seconds: int, connections: int) ->
             "non_2xx": int(errors.group(1)) if errors else 0, "generator": "wrk"}
 
 
-def run_python_client(port: int, path: str, body: dict, seconds: int, connections: int) -> dict:
-    """A keep-alive client per connection, for machines without wrk."""
+def run_python_client(ports, path: str, body: dict, seconds: float, connections: int) -> dict:
+    """A keep-alive client per connection, for machines without wrk; connections take ``ports`` in turn."""
+    ports = [ports] if isinstance(ports, int) else ports
     payload = json.dumps(body)
-    latencies, lock, stop = [], threading.Lock(), time.time() + seconds
+    latencies, failed, lock, stop = [], [0], threading.Lock(), time.time() + seconds
 
-    def client():
-        conn, local = None, []
+    def client(port):
+        conn, local, errors = None, [], 0
         while time.time() < stop:
             start = time.perf_counter()
             try:
                 conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("POST", path, payload, {"Content-Type": "application/json"})
-                conn.getresponse().read()
+                response = conn.getresponse()
+                response.read()
             except (OSError, http.client.HTTPException):
                 conn = None
                 continue
+            errors += not 200 <= response.status < 300
             local.append(time.perf_counter() - start)
         with lock:
             latencies.extend(local)
+            failed[0] += errors
 
-    threads = [threading.Thread(target=client) for _ in range(connections)]
+    threads = [threading.Thread(target=client, args=(ports[i % len(ports)],)) for i in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     ms = np.array(latencies) * 1000
     return {"requests_per_second": round(len(ms) / seconds, 1), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "non_2xx": 0, "generator": "python"}
+            "p99_ms": round(float(np.percentile(ms, 99)), 2), "non_2xx": failed[0], "generator": "python"}
 
 
 def drive(port, path, body, seconds, connections) -> dict:
