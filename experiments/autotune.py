@@ -85,7 +85,7 @@ def alternatives(spec: dict) -> list[tuple[str, dict]]:
     >>> from experiments.spec import parse_spec
     >>> [label for label, _ in alternatives(parse_spec({"key": "k"}, check_vw=False).data)]
     ['add UPA', 'forget faster (decay 0.3)', 'less exploration (gamma_scale 100)', \
-'learning rate 1', 'scaling log', 'learning rate 0.25', 'more exploration (gamma_scale 25)']
+'learning rate 1', 'scaling raw', 'learning rate 0.25', 'more exploration (gamma_scale 25)']
     """
     learning, exploration = spec["learning"], spec["exploration"]
     decay, rate = learning["decay"], learning["learning_rate"]

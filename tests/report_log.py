@@ -25,7 +25,8 @@ def create(store, key: str, slots: int = 2, default: float = 0.0, aggregation: s
     Service(store, VirtualClock(T0)).create_experiment({
         "key": key, "status": "running", "slots": slots, "exploration": {"algorithm": "epsilon", "epsilon": 0.2},
         "reward": {"wait_seconds": WAIT, "default": default, "aggregation": aggregation,
-                   "events": dict(TYPES)}, "traffic": {"holdout": 0.2}, **spec})
+                   "events": dict(TYPES)}, "traffic": {"holdout": 0.2},
+        "learning": {"scaling": {"default": "raw"}}, **spec})  # the golden reports' models saw raw numbers
 
 
 def decisions(n: int, slots: int, seed: int, days: float = 3.0, first_seq: int = 1) -> list[tuple]:

@@ -16,9 +16,9 @@ from tests.conftest import ITEMS
 from tests.test_experiments_learner import drive
 
 
-def test_learning_defaults_keep_vw_decay_and_autotuning_off():
+def test_learning_defaults_log_scale_numbers_keep_vw_decay_and_autotuning_off():
     learning = parse_spec({"key": "k"}).data["learning"]
-    assert learning["scaling"] == {"default": "raw", "features": {}}
+    assert learning["scaling"] == {"default": "log", "features": {}}
     assert learning["decay"] == 0.5
     assert learning["autotune"] == {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0}
     settings = parse_spec({"key": "k", "learning": {"decay": 0.25}}).policy_settings()

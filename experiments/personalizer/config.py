@@ -40,7 +40,9 @@ DEFAULT_POLICY = {"exploration": {"algorithm": "epsilon", "epsilon": 0.2},
 DEFAULT_SPEC = {
     "kind": "items",
     "exploration": DEFAULT_POLICY["exploration"],
-    "learning": {**DEFAULT_POLICY["learning"], "update_seconds": 60.0, "mode": "online"},
+    # Personalizer hands VW the numbers as sent, so an exported model ranks Personalizer's own way
+    "learning": {**DEFAULT_POLICY["learning"], "update_seconds": 60.0, "mode": "online",
+                 "scaling": {"default": "raw", "features": {}}},
     "reward": {"wait_seconds": 600.0, "default": 0.0, "aggregation": "first"},
     "traffic": {"holdout": 0.0},
 }

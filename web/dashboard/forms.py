@@ -170,7 +170,8 @@ def form_from_spec(spec: dict) -> dict:
     for section in ("learning", "reward", "traffic"):
         merged = {**DEFAULTS[section], **spec.get(section, {})}
         for name, value in merged.items():
-            values[f"{section}.{name}"] = value if isinstance(value, str) else json.dumps(value)
+            values[f"{section}.{name}"] = (value if isinstance(value, str) else "" if value is None  # by kind
+                                           else json.dumps(value))
     learning = {**DEFAULTS["learning"], **spec.get("learning", {})}
     values["learning.interactions"] = " ".join(learning["interactions"])
     values["learning.scaling.default"] = learning["scaling"]["default"]
