@@ -3,6 +3,7 @@
 Usage: python benchmarks/learning.py [--events 20000] [--seeds 0 1 ... 9] [--scenarios items slate strategies drift]
                                      [--autotune off on] [--jobs 2] [--learning JSON] [--output FILE]
                                      [--runs FILE [--recorded-only]] [--table]
+       python benchmarks/learning.py --compare FILE [FILE ...]
 
 Every scenario and seed runs the simulated shop through the real service and
 learner (``experiments.simulation.runner``, in-process on virtual time, the spec
@@ -22,6 +23,10 @@ stopped and a grid can be run in pieces (each run is reproducible bit for bit
 for its seed); the report covers every run of the file that the options select.
 Runs go seed by seed (every scenario with auto-tuning off, then on), so a grid
 stopped part way has the same seeds for every scenario and setting.
+``--compare`` runs nothing: it prints one Markdown row per learning setting
+(``--learning``) that the run files hold, auto-tuning off: each scenario's
+mean and worst seed, and the mean's difference from the defaults on the same
+seeds: how defaults such as ``decay`` were chosen.
 """
 from __future__ import annotations
 
@@ -288,10 +293,56 @@ def build_report(runs: list, events: int, seeds: list, scenarios: list, learning
             "runs": runs}
 
 
+def comparison_table(rows: list) -> str:
+    """One Markdown row per learning setting (auto-tuning off): mean / worst seed per scenario it ran.
+
+    A row covers the seeds that all its scenarios ran; each cell adds, in brackets, the difference of
+    its mean from the defaults' mean on those same seeds.
+    """
+    by_setting: dict[str, dict] = {}
+    for row in rows:
+        case = row["case"]
+        if not case["autotune"]:
+            setting = json.dumps(case["learning"], sort_keys=True)
+            by_setting.setdefault(setting, {})[(case["scenario"], case["seed"])] = row["run"]
+    defaults = by_setting.get("{}", {})
+    names = [name for name in GOALS if any(scenario == name for runs in by_setting.values() for scenario, _ in runs)]
+    lines = ["| learning settings | seeds | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    for setting, runs in by_setting.items():
+        ran = [name for name in names if any(scenario == name for scenario, _ in runs)]
+        seeds = sorted(set.intersection(*({seed for scenario, seed in runs if scenario == name} for name in ran)))
+        cells = []
+        for name in names:
+            if name not in ran:
+                cells.append("")
+                continue
+            lifts = [runs[(name, seed)]["normalized_lift"] for seed in seeds]
+            cell = f"{np.mean(lifts):.3f} / {min(lifts):.3f}"
+            if setting != "{}" and all((name, seed) in defaults for seed in seeds):
+                cell += f" ({np.mean(lifts) - np.mean([defaults[(name, seed)]['normalized_lift'] for seed in seeds]):+.3f})"
+            if name == "drift":
+                recovered = sum((runs[(name, seed)]["drift"]["recovery_events"] or float("inf"))
+                                <= GOALS[name]["recovery_events"] for seed in seeds)
+                cell += f", {recovered} recovered"
+            cells.append(cell)
+        label = "defaults" if setting == "{}" else f"`{setting}`"
+        lines.append(f"| {label} | {_span(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _span(seeds: list) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+
+
+def recorded_rows(runs_file: str) -> list:
+    """Every line a ``--runs`` file holds: the case and its run, in file order."""
+    with open(runs_file, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def recorded_runs(runs_file: str) -> list:
     """Every run a ``--runs`` file holds, in file order."""
-    with open(runs_file, encoding="utf-8") as fh:
-        return [json.loads(line)["run"] for line in fh if line.strip()]
+    return [row["run"] for row in recorded_rows(runs_file)]
 
 
 def main() -> None:
@@ -307,9 +358,14 @@ def main() -> None:
     parser.add_argument("--recorded-only", action="store_true",
                         help="run nothing: report the runs the --runs file holds (a grid in progress)")
     parser.add_argument("--table", action="store_true", help="print the per-seed Markdown table, not the JSON")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="FILE",
+                        help="run nothing: compare the learning settings the run files hold (mean / worst seed)")
     parser.add_argument("--runs", default=None, help="append each finished run here (JSON lines); runs already "
                                                      "there with the same settings are reused, not run again")
     args = parser.parse_args()
+    if args.compare:
+        print(comparison_table([row for name in args.compare for row in recorded_rows(name)]))
+        return
     cases = [{"scenario": name, "seed": seed, "autotune": autotune == "on", "events": args.events,
               "learning": args.learning, "label": f"{name} seed {seed} autotune {autotune}",
               "quiet": args.jobs > 1} for seed in args.seeds for autotune in args.autotune for name in args.scenarios]

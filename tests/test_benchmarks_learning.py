@@ -7,12 +7,14 @@ re-running the grid fails here.
 """
 import pathlib
 
-from benchmarks.learning import GOALS, build_report, markdown_table, recorded_runs
+from benchmarks.learning import GOALS, build_report, comparison_table, markdown_table, recorded_rows, recorded_runs
+from bandit.simulation import SCENARIOS
 from experiments.spec import parse_spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "learning-runs.jsonl"
-PUBLISHED = ("docs/learning.md", "benchmarks/README.md")
+SETTINGS_RUNS = ROOT / "benchmarks" / "learning-settings-runs.jsonl"  # other learning settings, auto-tuning off
+PUBLISHED = ("README.md", "docs/learning.md", "benchmarks/README.md")
 
 
 def recorded_report() -> dict:
@@ -25,15 +27,37 @@ def test_every_published_learning_table_is_the_recorded_grid():
         assert table in (ROOT / name).read_text(), f"{name}: learning table differs from {RUNS.name} (--table)"
 
 
+def test_the_published_comparison_of_learning_settings_is_the_recorded_runs():
+    table = comparison_table(recorded_rows(str(RUNS)) + recorded_rows(str(SETTINGS_RUNS)))
+    for name in ("docs/learning.md", "benchmarks/README.md"):
+        assert table in (ROOT / name).read_text(), f"{name}: comparison differs from the run files (--compare)"
+
+
+def current_defaults(scenario: str, learning: dict | None = None) -> dict:
+    """The spec defaults a run of ``scenario`` gets (some are by kind), with ``learning`` over them."""
+    return parse_spec({"key": "d", "kind": SCENARIOS[scenario]["kind"], "arms": [{"id": "a"}],
+                       "learning": learning or {}}).data
+
+
 def test_recorded_runs_used_the_current_defaults_and_replayed_identically():
-    defaults = parse_spec({"key": "defaults"}).data
     runs = recorded_runs(str(RUNS))
     assert runs
     for run in runs:
         settings = run["final_settings"]
         assert run["replay"] and all(check["identical"] for check in run["replay"]), run["seed"]
         if not run["autotune"]:  # an auto-tuned run ends on settings it chose
+            defaults = current_defaults(run["scenario"])
             learning = {k: v for k, v in settings["learning"].items() if k != "hash_bits"}  # sized per experiment
             expected = {k: v for k, v in defaults["learning"].items() if k != "hash_bits"}
             assert settings["exploration"] == defaults["exploration"] and learning == expected, (
                 f"{run['scenario']} seed {run['seed']} ran other defaults: re-run the grid")
+
+
+def test_runs_of_other_settings_differ_from_the_current_defaults_only_in_those_settings():
+    for row in recorded_rows(str(SETTINGS_RUNS)):
+        case, settings = row["case"], row["run"]["final_settings"]
+        expected = current_defaults(case["scenario"], case["learning"])
+        learning = {k: v for k, v in settings["learning"].items() if k != "hash_bits"}
+        assert not case["autotune"] and settings["exploration"] == expected["exploration"], case
+        assert learning == {k: v for k, v in expected["learning"].items() if k != "hash_bits"}, (
+            f"{case}: ran other settings than these over the current defaults: re-run it")
