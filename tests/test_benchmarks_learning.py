@@ -35,7 +35,8 @@ def test_the_published_comparison_of_learning_settings_is_the_recorded_runs():
 
 def current_defaults(scenario: str, learning: dict | None = None) -> dict:
     """The spec defaults a run of ``scenario`` gets (some are by kind), with ``learning`` over them."""
-    return parse_spec({"key": "d", "kind": SCENARIOS[scenario]["kind"], "arms": [{"id": "a"}],
+    kind = SCENARIOS[scenario]["kind"]
+    return parse_spec({"key": "d", "kind": kind, "arms": [{"id": "a"}, {"id": "b"}] if kind == "strategies" else [],
                        "learning": learning or {}}).data
 
 
