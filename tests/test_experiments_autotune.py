@@ -46,7 +46,8 @@ def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_un
     store = app.extensions["silent"]["store"]
     model = store.latest_model("tuned")
     assert "--epsilon 0.5" in model["args"] and model["learned"] == 1400
-    assert model["model"] == bare_replay(store, "tuned", parse_scaling({"default": "raw"}), model["args"])
+    scaling = parse_scaling(switch["spec"]["learning"]["scaling"])
+    assert model["model"] == bare_replay(store, "tuned", scaling, model["args"])
 
     work = shop.learner.tuner.work("tuned")
     assert 0 < work["replays"] <= TUNED["budget"] * work["learned"]
