@@ -1,8 +1,10 @@
 """Learning settings in the spec: numeric scaling, forgetting (decay), auto-tuning; and what the learner makes of them."""
 import json
 import math
+import os
 import pathlib
 import re
+import tempfile
 
 import pytest
 import vowpalwabbit
@@ -92,11 +94,12 @@ def bare_replay(store, key, scaling, args) -> bytes:
         clicks = [r for r in store.rewards_for([row["seq"]]) if r["slot"] == 0]
         label = (first["index"], -sum(r["value"] for r in clicks), first["probability"])
         ws.learn(cb_lines(scaler.text(context_text(loads(row["context"]))), actions, label=label))
-    path = store.path + ".replay.vw"
-    ws.save(path)
-    ws.finish()
-    with open(path, "rb") as fh:
-        return fh.read()
+    with tempfile.TemporaryDirectory() as folder:  # store.path is a URL on PostgreSQL
+        path = os.path.join(folder, "replay.vw")
+        ws.save(path)
+        ws.finish()
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
 def test_standardised_features_are_learned_and_served_with_the_observed_statistics(shop, rng, app):

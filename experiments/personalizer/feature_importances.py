@@ -16,8 +16,8 @@ id, which this service learns from as a feature, under ``action``.
 from __future__ import annotations
 
 import logging
-import threading
 
+from experiments import background
 from experiments.errors import NotFound
 from experiments.personalizer.errors import PersonalizerError
 from experiments.personalizer.evaluations import parse_job
@@ -89,8 +89,7 @@ class PersonalizerFeatureImportances:
                 "INSERT INTO personalizer_feature_importances (experiment, id, name, start_time, end_time, status,"
                 " done, total, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'running', 0, 0, ?, ?)",
                 (key, feature_importance_id, contract["name"], contract["start"], contract["end"], now, now))
-        threading.Thread(target=self.run, args=(key, feature_importance_id), daemon=True,
-                         name=f"silent-feature-importance-{key}").start()
+        background.start(self.run, key, feature_importance_id, name=f"silent-feature-importance-{key}")
 
     def run(self, key: str, feature_importance_id: str) -> None:
         """Compute a stored job now (after any other replay of this process) and keep its result or error."""
@@ -98,11 +97,17 @@ class PersonalizerFeatureImportances:
         if row is None:
             return  # deleted before it started: nothing to compute, nowhere to keep a result
         while not REPLAY_SLOT.acquire(timeout=HEARTBEAT_SECONDS):
+            if background.stopping():
+                return self._update(key, feature_importance_id, status="failed", error=background.INTERRUPTED,
+                                    updated_at=self.clock.now())
             self._update(key, feature_importance_id, updated_at=self.clock.now())
         try:
             window = Window(key, row["start_time"], row["end_time"], 3600)
             result = feature_importance(self.store, window, self.clock.now(), self._progress(key, feature_importance_id))
             self._update(key, feature_importance_id, status="done", scores=dumps(result["features"]),
+                         updated_at=self.clock.now())
+        except background.Stopped:
+            self._update(key, feature_importance_id, status="failed", error=background.INTERRUPTED,
                          updated_at=self.clock.now())
         except Exception as exc:  # a failed job is reported on its row, never lost silently
             log.exception("feature importance %s of %s failed", feature_importance_id, key)
@@ -115,6 +120,7 @@ class PersonalizerFeatureImportances:
         last = [float("-inf")]
 
         def progress(done: int, total: int) -> None:
+            background.check()
             now = self.clock.now()
             if now - last[0] >= HEARTBEAT_SECONDS or done == total:
                 last[0] = now
@@ -129,8 +135,8 @@ class PersonalizerFeatureImportances:
     def _expire_stale(self, key: str) -> None:
         self.store.conn.execute(
             "UPDATE personalizer_feature_importances SET status = 'failed',"
-            " error = 'interrupted: the process computing it stopped'"
-            " WHERE experiment = ? AND status = 'running' AND updated_at < ?", (key, self.clock.now() - STALE_SECONDS))
+            " error = ? WHERE experiment = ? AND status = 'running' AND updated_at < ?",
+            (background.INTERRUPTED, key, self.clock.now() - STALE_SECONDS))
 
     def _row(self, key: str, feature_importance_id: str, required: bool = True) -> dict | None:
         row = self.store.query_one("SELECT * FROM personalizer_feature_importances WHERE experiment = ? AND id = ?",

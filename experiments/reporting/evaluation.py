@@ -26,6 +26,7 @@ import numpy as np
 from bandit import estimators
 from bandit.encoding import context_text
 from bandit.policy import Policy
+from experiments import background
 from experiments.reporting import offpolicy
 from experiments.clock import SystemClock
 from experiments.errors import InvalidField, NotFound
@@ -300,14 +301,15 @@ class Evaluations:
     def submit(self, key: str, body, request: Request | None = None) -> dict:
         """Create an evaluation and run it in a background thread; return it as queued."""
         view = self.create(key, body, request)
-        threading.Thread(target=self.run, args=(view["id"],), name=f"silent-evaluation-{view['id']}",
-                         daemon=True).start()
+        background.start(self.run, view["id"], name=f"silent-evaluation-{view['id']}")
         return view
 
     def run(self, evaluation_id: int, progress: Callable[[int, int], None] | None = None) -> dict:
         """Run a queued evaluation now (waiting for any other to finish); store and return its view."""
         row = self._row(evaluation_id)
         while not REPLAY_SLOT.acquire(timeout=HEARTBEAT_SECONDS):
+            if background.stopping():
+                return self._interrupted(row, evaluation_id)
             self._update(evaluation_id, updated_at=self.clock.now())
         try:
             self._update(evaluation_id, status="running", started_at=self.clock.now(), updated_at=self.clock.now())
@@ -316,6 +318,8 @@ class Evaluations:
             result = replay(self.store, request, self.clock.now(), self._progress(evaluation_id, progress))
             self._update(evaluation_id, status="done", result=dumps(result), finished_at=self.clock.now(),
                          updated_at=self.clock.now())
+        except background.Stopped:
+            return self._interrupted(row, evaluation_id)
         except Exception as exc:  # a failed run is reported on its row, never lost silently
             log.exception("evaluation %s failed", evaluation_id)
             self._update(evaluation_id, status="failed", error=str(exc) or type(exc).__name__,
@@ -328,6 +332,7 @@ class Evaluations:
         last = [float("-inf")]
 
         def progress(done: int, total: int) -> None:
+            background.check()
             if callback:
                 callback(done, total)
             now = self.clock.now()
@@ -335,6 +340,11 @@ class Evaluations:
                 last[0] = now
                 self._update(evaluation_id, done=done, total=total, updated_at=now)
         return progress
+
+    def _interrupted(self, row: dict, evaluation_id: int) -> dict:
+        now = self.clock.now()
+        self._update(evaluation_id, status="failed", error=background.INTERRUPTED, finished_at=now, updated_at=now)
+        return self.get(row["experiment"], evaluation_id)
 
     def _update(self, evaluation_id: int, **values) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)
@@ -348,9 +358,9 @@ class Evaluations:
 
     def _expire_stale(self, key: str) -> None:
         self.store.conn.execute(
-            "UPDATE evaluations SET status = 'failed', error = 'interrupted: the process running it stopped',"
-            " finished_at = ? WHERE experiment = ? AND status IN ('queued', 'running') AND updated_at < ?",
-            (self.clock.now(), key, self.clock.now() - STALE_SECONDS))
+            "UPDATE evaluations SET status = 'failed', error = ?, finished_at = ?"
+            " WHERE experiment = ? AND status IN ('queued', 'running') AND updated_at < ?",
+            (background.INTERRUPTED, self.clock.now(), key, self.clock.now() - STALE_SECONDS))
 
     def get(self, key: str, evaluation_id: int) -> dict:
         """Return one evaluation of an experiment with its progress and, once done, its result."""
