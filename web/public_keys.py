@@ -80,8 +80,13 @@ def cors_headers(response: Response) -> Response:
         return response
     if request.endpoint not in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
         return response
-    response.vary.add("Origin")
+    if "Vary" in response.headers:
+        response.vary.add("Origin")
+    else:
+        response.headers["Vary"] = "Origin"  # the same, without parsing an absent header (a hot path)
     origin, key = request.headers.get("Origin"), g.get("api_key")
+    if not origin:
+        return response  # not a browser's cross-origin call: nothing to allow
     if key is None:  # refused before a key was known (401): readable where a public key would be
         readable = _access().keys_configured() and _access().origin_allowed(origin, _route_experiment())
     else:
