@@ -117,7 +117,7 @@ def setting(patch: dict) -> str:
 
 
 def switched_settings(history: list[dict]) -> set[str]:
-    """The settings auto-tuning switched since it was last turned on or reconfigured (newest entries first)."""
+    """The settings auto-tuning switched since it was last turned on, reconfigured or undone (newest back)."""
     out = set()
     for entry in reversed(history):
         change = entry["change"] if isinstance(entry["change"], dict) else {}

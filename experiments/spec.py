@@ -222,6 +222,8 @@ def _learning(value, kind: str) -> dict:
 
 
 def _scaling(value) -> dict:
+    if isinstance(value, dict) and "default" not in value:  # a new object replaces the old whole: the default fills in
+        value = {**value, "default": DEFAULTS["learning"]["scaling"]["default"]}
     try:
         return parse_scaling(value).to_dict()
     except SettingError as exc:

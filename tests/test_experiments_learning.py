@@ -21,6 +21,10 @@ from tests.test_experiments_learner import drive
 def test_learning_defaults_log_scale_numbers_keep_vw_decay_and_autotuning_off():
     learning = parse_spec({"key": "k"}).data["learning"]
     assert learning["scaling"] == {"default": "log", "features": {}}
+    given = parse_spec({"key": "k", "learning": {"scaling": {"features": {"action.price": "standard"}}}})
+    assert given.data["learning"]["scaling"] == {"default": "log", "features": {"action.price": "standard"}}
+    assert parse_spec({"key": "k", "kind": "strategies", "arms": [{"id": "a"}, {"id": "b"}]}).data["learning"][
+        "learning_rate"] == 0.25 and learning["learning_rate"] == 0.5
     assert learning["decay"] == 0.5
     assert learning["autotune"] == {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0}
     settings = parse_spec({"key": "k", "learning": {"decay": 0.25}}).policy_settings()

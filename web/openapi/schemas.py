@@ -6,8 +6,10 @@ so the document cannot drift from what the service accepts.
 from __future__ import annotations
 
 from bandit.exploration import EXPLORATIONS
+from bandit.scaling import MAX_BUCKETS, MAX_FEATURES as MAX_SCALED, MODES as SCALING_MODES
 from bandit.vw_args import MAX_LENGTH as MAX_VW_ARGS
-from experiments.spec import AGGREGATIONS, KINDS, LEARNING_MODES, MAX_ARMS, MAX_ID_LENGTH, MAX_SLOTS, STATUSES
+from experiments.spec import (AGGREGATIONS, HASH_BITS_RANGE, KINDS, LEARNING_MODES, MAX_ARMS, MAX_ID_LENGTH, MAX_SLOTS,
+                              STATUSES)
 
 
 def ref(name: str) -> dict:
@@ -83,12 +85,32 @@ _EXPLORATION = {
                    "cover": {"type": "integer", "minimum": 1, "maximum": 100},
                    "psi": {"type": "number", "minimum": 0}, "nounif": {"type": "boolean"}},
 }
+_SCALE = {"oneOf": [{"enum": list(SCALING_MODES)},
+                    {"type": "object", "additionalProperties": False, "required": ["buckets"],
+                     "properties": {"buckets": {"type": "array", "items": {"type": "number"}, "minItems": 1,
+                                                "maxItems": MAX_BUCKETS}}}]}
 _LEARNING = {
     "type": "object", "additionalProperties": False,
     "properties": {
         "interactions": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z:]{2,3}$"},
                          "description": "Namespace crossings by first letter: two letters `-q`, three `--cubic`."},
-        "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        "learning_rate": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 100,
+                          "description": "VW's `-l`; omitted or null: 0.5 for `items`, 0.25 for `strategies`."},
+        "decay": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "VW's `--power_t` (0.5): how fast each feature's rate shrinks; lower forgets faster."},
+        "scaling": {"type": "object", "additionalProperties": False,
+                    "properties": {"default": _SCALE, "features": {"type": "object", "maxProperties": MAX_SCALED,
+                                                                   "additionalProperties": _SCALE}},
+                    "description": "How numbers are scaled: a `default` (`log` unless given) and modes per "
+                                   "feature path such as `action.price` (docs/learning.md)."},
+        "autotune": {"type": "object", "additionalProperties": False,
+                     "properties": {"enabled": {"type": "boolean"},
+                                    "window": {"type": "integer", "minimum": 500, "maximum": 100_000},
+                                    "every": {"type": "integer", "minimum": 100, "maximum": 10_000_000},
+                                    "budget": {"type": "number", "minimum": 0.5, "maximum": 100}},
+                     "description": "Settings tuned by counterfactual replays of the recent log (opt-in)."},
+        "hash_bits": {"type": ["integer", "null"], "minimum": HASH_BITS_RANGE[0], "maximum": HASH_BITS_RANGE[1],
+                      "description": "2^bits weights; omitted or null: 18 for `items`, 16 for `strategies`."},
         "update_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
         "vw_args": {"type": "string", "maxLength": MAX_VW_ARGS,
                     "description": "More VW learning options, from an allowlist (docs/security.md)."},
