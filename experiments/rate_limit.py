@@ -6,7 +6,9 @@ tokens refilled at ``per_second``; a call takes one or gets a 429 saying when th
 next token is there. The buckets live in a fixed-size file beside the database,
 mapped into each process and updated under an exclusive file lock, so every
 gunicorn worker draws from the same bucket for a few microseconds per call (a table
-would put a write, and the database's write lock, on every slate).
+would put a write, and the database's write lock, on every slate). On PostgreSQL,
+where hosts share nothing but the database, ``StoreBuckets`` keeps them in an
+unlogged table instead: one upsert of one row per call, no lock beyond that row.
 
 The file is a small open-addressed hash table. A bucket that has refilled to
 ``burst`` is the same as no bucket, so its slot is free for another address; when
@@ -42,6 +44,31 @@ class Rate:
     burst: float = 100.0
 
 
+def _digest(address: str, signed: bool = False) -> int:
+    return int.from_bytes(hashlib.blake2b(address.encode(), digest_size=8).digest(), "little", signed=signed)
+
+
+def _limited(rate: Rate, tokens: float) -> RateLimited:
+    retry = max(1, math.ceil((1.0 - tokens) / rate.per_second))
+    return RateLimited(f"too many calls from this address with a public key (at most {rate.per_second:g} a second, "
+                       f"bursts of {rate.burst:g}); try again in {retry} s", retry)
+
+
+class StoreBuckets:
+    """The same buckets kept by the database (``take_token``): on PostgreSQL every host draws from one bucket."""
+
+    def __init__(self, store, rate: Rate):
+        if rate.per_second <= 0 or rate.burst < 1:
+            raise ValueError("a rate needs per_second > 0 and burst >= 1")
+        self.store, self.rate = store, rate
+
+    def take(self, address: str) -> None:
+        """Take one token from the address's bucket, or raise ``RateLimited``."""
+        allowed, tokens = self.store.take_token(_digest(address, signed=True), self.rate.per_second, self.rate.burst)
+        if not allowed:
+            raise _limited(self.rate, tokens)
+
+
 class TokenBuckets:
     """Take tokens per address; ``path`` None keeps the buckets in this process only (in-memory databases)."""
 
@@ -54,7 +81,7 @@ class TokenBuckets:
 
     def take(self, address: str) -> None:
         """Take one token from the address's bucket, or raise ``RateLimited``."""
-        digest = int.from_bytes(hashlib.blake2b(address.encode(), digest_size=8).digest(), "little") or 1
+        digest = _digest(address) or 1
         now = self.clock.now()
         with self._lock, self._locked() as table:
             offset = self._slot(table, digest, now) * RECORD.size
@@ -63,10 +90,7 @@ class TokenBuckets:
             allowed = tokens >= 1.0
             RECORD.pack_into(table, offset, digest, tokens - 1.0 if allowed else tokens, now)
         if not allowed:
-            retry = max(1, math.ceil((1.0 - tokens) / self.rate.per_second))
-            raise RateLimited(f"too many calls from this address with a public key (at most "
-                              f"{self.rate.per_second:g} a second, bursts of {self.rate.burst:g}); "
-                              f"try again in {retry} s", retry)
+            raise _limited(self.rate, tokens)
 
     def _refilled(self, tokens: float, at: float, now: float) -> float:
         return min(self.rate.burst, tokens + max(0.0, now - at) * self.rate.per_second)

@@ -2,7 +2,6 @@
 import json
 import multiprocessing
 import os
-import tempfile
 
 import pytest
 
@@ -258,20 +257,38 @@ def test_the_browser_client_is_served_to_any_origin(client):
     assert "Access-Control-Allow-Origin" not in client.get("/static/dashboard.js").headers
 
 
-def test_the_buckets_file_sits_beside_the_database_or_per_host_for_a_url(tmp_path):
+def test_the_buckets_file_sits_beside_the_database_or_where_configured():
     from web.public_keys import rate_file
 
     base = {"PUBLIC_RATE_FILE": ""}
     assert rate_file({**base, "DATABASE": "/srv/shop.db"}) == "/srv/shop.db.public-rate"
     assert rate_file({**base, "DATABASE": ":memory:"}) is None
-    url = rate_file({**base, "DATABASE": "postgresql://postgres@127.0.0.1:5432/test"})
-    assert url.startswith(tempfile.gettempdir()) and "postgres" not in url  # no part of the URL in a file name
     assert rate_file({"PUBLIC_RATE_FILE": "/run/silent/rate", "DATABASE": "/srv/shop.db"}) == "/run/silent/rate"
-    buckets = TokenBuckets(url, Rate(per_second=1.0, burst=1), VirtualClock())
-    buckets.take("192.0.2.7")
-    with pytest.raises(RateLimited):
-        buckets.take("192.0.2.7")
-    os.unlink(url)
+
+
+@pytest.mark.engines("postgresql")
+def test_on_postgresql_every_host_draws_from_the_same_bucket(db_path):
+    """Two apps on one database, as two hosts: an address's burst of 3 is 3 calls in all, not 3 on each."""
+    hosts = [create_app({"DATABASE": db_path, "PUBLIC_RATE_PER_SECOND": 0.01, "PUBLIC_RATE_BURST": 3.0})
+             for _ in range(2)]
+    assert hosts[0].test_client().post("/v1/experiments", json={"key": "home", "status": "running"}).status_code == 201
+    key = hosts[0].extensions["silent"]["access"].create_key("public", experiments=["home"], origins=[SHOP])["key"]
+
+    def slate(host, address):
+        return host.test_client().post("/v1/experiments/home/slate", json=slate_body(), environ_base={
+            "REMOTE_ADDR": address}, headers={"Authorization": f"Bearer {key}", "Origin": SHOP})
+
+    assert [slate(hosts[n % 2], "10.0.0.1").status_code for n in range(3)] == [200, 200, 200]
+    limited = slate(hosts[1], "10.0.0.1")
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 100
+    assert slate(hosts[0], "10.0.0.1").status_code == 429
+    assert slate(hosts[1], "10.0.0.2").status_code == 200  # another address has its own bucket
+    store = hosts[0].extensions["silent"]["store"]
+    assert store.drop_full_buckets(300.0) == 0  # both drained just now: kept
+    store.conn.execute("UPDATE rate_buckets SET at = at - 301")
+    assert store.drop_full_buckets(300.0) == 2  # full again after 3 tokens / 0.01 per second: nothing to keep
+    for host in hosts:
+        host.extensions["silent"]["store"].close()
 
 
 def test_a_buckets_file_of_another_user_is_refused(tmp_path):

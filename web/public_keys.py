@@ -16,14 +16,10 @@ and a refused origin's request changes nothing.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-
 from flask import Response, current_app, g, request
 
 from experiments.auth import PUBLIC, check_public_call
-from experiments.rate_limit import Rate, RateLimited, TokenBuckets
+from experiments.rate_limit import Rate, RateLimited, StoreBuckets, TokenBuckets
 from experiments.store import is_url
 from web.errors import error_response
 
@@ -104,23 +100,27 @@ def rate_limited(exc: RateLimited):
 
 
 def rate_file(config) -> str | None:
-    """Where the buckets live: ``PUBLIC_RATE_FILE``, else beside a SQLite file; per host for a PostgreSQL URL."""
+    """Where a file of buckets lives: ``PUBLIC_RATE_FILE``, else beside a SQLite file."""
     database = config["DATABASE"]
     if config["PUBLIC_RATE_FILE"]:
         return config["PUBLIC_RATE_FILE"]
     if database == ":memory:":
         return None  # one process, nothing to share
-    if is_url(database):  # no file beside a URL: every host limits on its own
-        digest = hashlib.sha256(database.encode()).hexdigest()[:16]
-        return os.path.join(tempfile.gettempdir(), f"silent-public-rate-{os.geteuid()}-{digest}")
     return f"{database}.public-rate"
 
 
 def register(app) -> None:
-    """Hang the shared token buckets on the app and hook preflights and CORS headers in (before key checks)."""
+    """Hang the shared token buckets on the app and hook preflights and CORS headers in (before key checks).
+
+    On PostgreSQL the buckets are in the database, shared by every host; on SQLite in a file that
+    every process of the database maps (``PUBLIC_RATE_FILE`` chooses a file on either).
+    """
     rate = Rate(per_second=app.config["PUBLIC_RATE_PER_SECOND"], burst=app.config["PUBLIC_RATE_BURST"])
-    app.extensions["silent"]["rate_limit"] = TokenBuckets(rate_file(app.config), rate,
-                                                          app.extensions["silent"]["clock"])
+    if is_url(app.config["DATABASE"]) and not app.config["PUBLIC_RATE_FILE"]:
+        app.extensions["silent"]["rate_limit"] = StoreBuckets(app.extensions["silent"]["store"], rate)
+    else:
+        app.extensions["silent"]["rate_limit"] = TokenBuckets(rate_file(app.config), rate,
+                                                              app.extensions["silent"]["clock"])
     app.register_error_handler(RateLimited, rate_limited)
     app.before_request(preflight)
     app.after_request(cors_headers)

@@ -47,7 +47,7 @@ SETTINGS = [
     ("PUBLIC_RATE_BURST", 100.0, "Calls one client address may make with a public key in a burst, before "
                                  "PUBLIC_RATE_PER_SECOND applies."),
     ("PUBLIC_RATE_FILE", "", "File of the public keys' rate buckets, shared by the workers that open it; empty: "
-                             "beside the SQLite database, or for a PostgreSQL URL one per host in the temp folder."),
+                             "beside the SQLite database, and on PostgreSQL in the database, shared by every host."),
     ("PUBLIC_PREFLIGHT_MAX_AGE", 600, "Seconds a browser may cache the answer to a public route's CORS preflight."),
     ("METRICS_OPEN_TO", "", "Comma-separated client addresses that may read /metrics without a key once API "
                             "keys exist (say, the Prometheus host); others need an ops or admin key."),

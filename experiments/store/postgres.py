@@ -18,6 +18,7 @@ here unchanged through ``_Connection``, which speaks PostgreSQL's dialect
 from __future__ import annotations
 
 import contextlib
+import random
 import functools
 import threading
 
@@ -27,14 +28,14 @@ from psycopg.types.numeric import FloatLoader, IntLoader
 from psycopg_pool import ConnectionPool
 
 from experiments.errors import Unavailable
-from experiments.store.interface import DuplicateKey, PublishRefused, describe as _safe
+from experiments.store.interface import DuplicateKey, describe as _safe
 from experiments.store.postgres_archive import COUNT_DELETION, PostgresArchive
 from experiments.store.postgres_dialect import translate
 from experiments.store.postgres_leases import PostgresLeases
 from experiments.store.postgres_partitions import PostgresPartitions
 from experiments.store.postgres_schema import MIGRATIONS, SERIAL_ID, VERSION
-from experiments.store.sqlite import INSERT_SET, Store, dumps, insert, loads
-from experiments.store.sqlite_archive import ArchiveConflict
+from experiments.store.sqlite import INSERT_SET, Store, dumps, insert
+from experiments.store.sqlite import loads  # noqa: F401  (postgres_leases takes it from here)
 
 SHIFT = 64  # a cursor packs (xid, seq) as xid << 64 | seq: seq < 2**63, so ints compare as the pairs do
 # The oldest transaction that may still commit a decision: every row older than it is in, for good. That is
@@ -204,6 +205,30 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
     def close(self) -> None:
         self.close_leases()
         self.pool.close()
+
+    def take_token(self, address: int, per_second: float, burst: float) -> tuple[bool, float]:
+        """Take a token from an address's bucket, shared by every host, on the database's clock.
+
+        Returns whether the call may go on and the tokens the bucket held (refilled) before it.
+        Buckets idle long enough to be full again are dropped now and then, so the table holds
+        only the addresses calling lately.
+        """
+        level = "least(?, b.tokens + greatest(0.0, excluded.at - b.at) * ?)"
+        allowed, tokens = self.conn.execute(
+            "INSERT INTO rate_buckets AS b (address, tokens, allowed, at)"
+            " VALUES (?, ? - 1, true, extract(epoch FROM clock_timestamp())::float8)"
+            f" ON CONFLICT (address) DO UPDATE SET allowed = {level} >= 1,"
+            f" tokens = {level} - CASE WHEN {level} >= 1 THEN 1 ELSE 0 END, at = excluded.at"
+            " RETURNING allowed, tokens",
+            (address, burst, burst, per_second, burst, per_second, burst, per_second)).fetchone()
+        if random.random() < 1 / 1024:  # about one call in a thousand sweeps the full buckets away
+            self.drop_full_buckets(burst / per_second)
+        return allowed, tokens + 1 if allowed else tokens
+
+    def drop_full_buckets(self, refill_seconds: float) -> int:
+        """Delete the buckets idle long enough to be full again (the same as no bucket); return how many."""
+        return self.conn.execute("DELETE FROM rate_buckets WHERE at < extract(epoch FROM clock_timestamp()) - ?",
+                                 (refill_seconds,)).rowcount
 
     def db_now(self) -> float:
         """The database clock, in epoch seconds: one clock for every host."""

@@ -94,6 +94,12 @@ V3_LEASES = ("CREATE TABLE leases (name text PRIMARY KEY, owner text NOT NULL, t
 # The archive's position is a learner cursor, (xid, seq): seq alone is not commit order.
 V4_ARCHIVE_POSITION_XID = "ALTER TABLE archive_positions ADD COLUMN xid bigint NOT NULL DEFAULT 0;"
 
+# Public keys' token buckets per client address, shared by every host (SQLite keeps them in a file mapped by
+# its processes). UNLOGGED: a crash may empty them, which only lets a burst through again.
+V5_RATE_BUCKETS = ("CREATE UNLOGGED TABLE rate_buckets (address bigint PRIMARY KEY, tokens double precision NOT NULL,"
+                   " allowed boolean NOT NULL, at double precision NOT NULL);"
+                   " CREATE INDEX rate_buckets_at ON rate_buckets (at);")
+
 # (version, name, SQL): applied in order, each in its own transaction. A SQLite migration that adds
 # or changes a table needs its twin here (tests/test_store_postgres.py compares the two schemas).
 MIGRATIONS = [
@@ -101,6 +107,7 @@ MIGRATIONS = [
     (2, "public_keys", V2_PUBLIC_KEYS),
     (3, "leases", V3_LEASES),
     (4, "archive_position_xid", V4_ARCHIVE_POSITION_XID),
+    (5, "rate_buckets", V5_RATE_BUCKETS),
 ]
 VERSION = MIGRATIONS[-1][0]
 # Tables whose primary key is a serial ``id`` (an INSERT into them reports the new id).
