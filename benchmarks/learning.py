@@ -177,6 +177,11 @@ def run_case(case: dict) -> dict:
     return out
 
 
+def _recovered(recovery_events: int | None) -> bool:
+    """Whether the drift's changed segment recovered within the goal (None: never)."""
+    return recovery_events is not None and recovery_events <= GOALS["drift"]["recovery_events"]
+
+
 def _lifts(runs: list, autotune: bool) -> dict:
     return {r["seed"]: r["normalized_lift"] for r in runs if r["autotune"] == autotune}
 
@@ -194,8 +199,7 @@ def scenario_summary(name: str, runs: list) -> dict:
         if name == "drift":
             recovery = {r["seed"]: r["drift"]["recovery_events"] for r in runs if r["autotune"] == autotune}
             figures["recovery_events"] = recovery
-            figures["recovered_within_goal"] = sum(v is not None and v <= GOALS[name]["recovery_events"]
-                                                   for v in recovery.values())
+            figures["recovered_within_goal"] = sum(map(_recovered, recovery.values()))
         else:
             figures["goal_met"] = figures["mean"] >= GOALS[name]["mean"] and figures["worst"] >= GOALS[name]["worst"]
         out["autotune_on" if autotune else "autotune_off"] = figures
@@ -225,11 +229,8 @@ def run_cases(cases: list, jobs: int, runs_file: str | None, recorded_only: bool
     """
     done = {}
     if runs_file and os.path.exists(runs_file):
-        with open(runs_file, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    done[_case_key(row["case"])] = row["run"]
+        for row in recorded_rows(runs_file):
+            done[_case_key(row["case"])] = row["run"]
     if recorded_only:
         return [done[_case_key(case)] for case in cases if _case_key(case) in done]
     todo = [case for case in cases if _case_key(case) not in done]
@@ -321,8 +322,7 @@ def comparison_table(rows: list) -> str:
             if setting != "{}" and all((name, seed) in defaults for seed in seeds):
                 cell += f" ({np.mean(lifts) - np.mean([defaults[(name, seed)]['normalized_lift'] for seed in seeds]):+.3f})"
             if name == "drift":
-                recovered = sum((runs[(name, seed)]["drift"]["recovery_events"] or float("inf"))
-                                <= GOALS[name]["recovery_events"] for seed in seeds)
+                recovered = sum(_recovered(runs[(name, seed)]["drift"]["recovery_events"]) for seed in seeds)
                 cell += f", {recovered} recovered"
             cells.append(cell)
         label = "defaults" if setting == "{}" else f"`{setting}`"

@@ -43,6 +43,10 @@ class Rate:
     per_second: float = 10.0
     burst: float = 100.0
 
+    def __post_init__(self):
+        if self.per_second <= 0 or self.burst < 1:
+            raise ValueError("a rate needs per_second > 0 and burst >= 1")
+
 
 def _digest(address: str, signed: bool = False) -> int:
     return int.from_bytes(hashlib.blake2b(address.encode(), digest_size=8).digest(), "little", signed=signed)
@@ -58,8 +62,6 @@ class StoreBuckets:
     """The same buckets kept by the database (``take_token``): on PostgreSQL every host draws from one bucket."""
 
     def __init__(self, store, rate: Rate):
-        if rate.per_second <= 0 or rate.burst < 1:
-            raise ValueError("a rate needs per_second > 0 and burst >= 1")
         self.store, self.rate = store, rate
 
     def take(self, address: str) -> None:
@@ -73,8 +75,6 @@ class TokenBuckets:
     """Take tokens per address; ``path`` None keeps the buckets in this process only (in-memory databases)."""
 
     def __init__(self, path: str | None, rate: Rate, clock):
-        if rate.per_second <= 0 or rate.burst < 1:
-            raise ValueError("a rate needs per_second > 0 and burst >= 1")
         self.path, self.rate, self.clock = path, rate, clock
         self._lock = threading.Lock()  # threads of one process share the file's lock
         self._pid, self._fd, self._map = None, None, None

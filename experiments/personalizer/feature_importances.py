@@ -98,8 +98,7 @@ class PersonalizerFeatureImportances:
             return  # deleted before it started: nothing to compute, nowhere to keep a result
         while not REPLAY_SLOT.acquire(timeout=HEARTBEAT_SECONDS):
             if background.stopping():
-                return self._update(key, feature_importance_id, status="failed", error=background.INTERRUPTED,
-                                    updated_at=self.clock.now())
+                return self._interrupted(key, feature_importance_id)
             self._update(key, feature_importance_id, updated_at=self.clock.now())
         try:
             window = Window(key, row["start_time"], row["end_time"], 3600)
@@ -107,8 +106,7 @@ class PersonalizerFeatureImportances:
             self._update(key, feature_importance_id, status="done", scores=dumps(result["features"]),
                          updated_at=self.clock.now())
         except background.Stopped:
-            self._update(key, feature_importance_id, status="failed", error=background.INTERRUPTED,
-                         updated_at=self.clock.now())
+            self._interrupted(key, feature_importance_id)
         except Exception as exc:  # a failed job is reported on its row, never lost silently
             log.exception("feature importance %s of %s failed", feature_importance_id, key)
             self._update(key, feature_importance_id, status="failed", error=str(exc) or type(exc).__name__,
@@ -126,6 +124,10 @@ class PersonalizerFeatureImportances:
                 last[0] = now
                 self._update(key, feature_importance_id, done=done, total=total, updated_at=now)
         return progress
+
+    def _interrupted(self, key: str, feature_importance_id: str) -> None:
+        self._update(key, feature_importance_id, status="failed", error=background.INTERRUPTED,
+                     updated_at=self.clock.now())
 
     def _update(self, key: str, feature_importance_id: str, **values) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)

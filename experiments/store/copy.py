@@ -52,18 +52,19 @@ def _make_days(source, target) -> None:
 
 def _copy_table(source, target, table: str, progress) -> int:
     order = ORDER_BY.get(table, "rowid")
+    keyset = order in ("seq", "id")  # numeric keys page by key; the rest by offset
     where = " WHERE name NOT LIKE 'lease:%'" if table == "meta" else ""  # leases belong to running processes
-    copied, after = 0, None
+    copied, after = 0, -1
     while True:
-        if order == "rowid" or order == "hash":
-            rows = source.query(f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", (BATCH, copied))
+        if keyset:
+            rows = source.query(f"SELECT * FROM {table} WHERE {order} > ? ORDER BY {order} LIMIT ?", (after, BATCH))
         else:
-            rows = source.query(f"SELECT * FROM {table} WHERE {order} > ? ORDER BY {order} LIMIT ?",
-                                (after if after is not None else -1, BATCH))
+            rows = source.query(f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", (BATCH, copied))
         if not rows:
             return copied
         target.copy_rows(table, rows)
         copied += len(rows)
-        after = rows[-1][order] if order not in ("rowid", "hash") else None
+        if keyset:
+            after = rows[-1][order]
         if progress:
             progress(table, len(rows))

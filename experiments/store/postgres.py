@@ -18,8 +18,8 @@ here unchanged through ``_Connection``, which speaks PostgreSQL's dialect
 from __future__ import annotations
 
 import contextlib
-import random
 import functools
+import random
 import threading
 
 import psycopg
@@ -30,14 +30,13 @@ from psycopg_pool import ConnectionPool
 from experiments.errors import Unavailable
 from experiments.store.interface import DuplicateKey, describe as _safe
 from experiments.store.postgres_archive import COUNT_DELETION, PostgresArchive
+from experiments.store.postgres_cursor import pack, unpack
 from experiments.store.postgres_dialect import translate
 from experiments.store.postgres_leases import PostgresLeases
 from experiments.store.postgres_partitions import PostgresPartitions
 from experiments.store.postgres_schema import MIGRATIONS, SERIAL_ID, VERSION
 from experiments.store.sqlite import INSERT_SET, Store, dumps, insert
-from experiments.store.sqlite import loads  # noqa: F401  (postgres_leases takes it from here)
 
-SHIFT = 64  # a cursor packs (xid, seq) as xid << 64 | seq: seq < 2**63, so ints compare as the pairs do
 # The oldest transaction that may still commit a decision: every row older than it is in, for good. That is
 # the oldest transaction open in this statement's snapshot, leaving out those still running in another database
 # (they cannot write here, and a server shared with other databases must not hold learning back); one that has
@@ -48,15 +47,6 @@ HORIZON = ("snap AS (SELECT pg_current_snapshot() AS s), horizon AS (SELECT coal
            " AND a.datname IS DISTINCT FROM current_database()))")
 MIGRATION_LOCK = 7_346_112_001  # the advisory lock that serialises processes migrating at once
 XID8_OID = 5069
-
-
-def pack(xid: int, seq: int) -> int:
-    """One int that orders like (xid, seq)."""
-    return (int(xid) << SHIFT) | int(seq)
-
-
-def unpack(cursor: int) -> tuple[int, int]:
-    return int(cursor) >> SHIFT, int(cursor) & ((1 << SHIFT) - 1)
 
 
 class _NumericLoader(FloatLoader):
@@ -141,8 +131,7 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
         self._url_sets_commit = "synchronous_commit" in url
         try:
             self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
-                                       configure=functools.partial(_configure,
-                                                                   fast_log="synchronous_commit" not in url),
+                                       configure=functools.partial(_configure, fast_log=not self._url_sets_commit),
                                        open=True, timeout=30)
             self.pool.wait(timeout=10)
         except (psycopg.Error, Exception) as exc:  # noqa: BLE001 - a wrong URL raises several kinds
@@ -209,7 +198,7 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
     def take_token(self, address: int, per_second: float, burst: float) -> tuple[bool, float]:
         """Take a token from an address's bucket, shared by every host, on the database's clock.
 
-        Returns whether the call may go on and the tokens the bucket held (refilled) before it.
+        Returns whether the call may go on and the tokens the bucket holds after it.
         Buckets idle long enough to be full again are dropped now and then, so the table holds
         only the addresses calling lately.
         """
@@ -223,7 +212,7 @@ class PostgresStore(PostgresArchive, PostgresLeases, PostgresPartitions, Store):
             (address, burst, burst, per_second, burst, per_second, burst, per_second)).fetchone()
         if random.random() < 1 / 1024:  # about one call in a thousand sweeps the full buckets away
             self.drop_full_buckets(burst / per_second)
-        return allowed, tokens + 1 if allowed else tokens
+        return allowed, tokens
 
     def drop_full_buckets(self, refill_seconds: float) -> int:
         """Delete the buckets idle long enough to be full again (the same as no bucket); return how many."""

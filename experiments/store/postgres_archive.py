@@ -9,6 +9,7 @@ decisions past the position, in the same order, from the live tables.
 """
 from __future__ import annotations
 
+from experiments.store.postgres_cursor import pack, unpack
 from experiments.store.sqlite_archive import DECISION_COLUMNS
 
 ARCHIVE_LOCK = 2  # hashtextextended(key, 2) is publish_model's lock: one writer of a key's models and archive
@@ -16,43 +17,31 @@ COUNT_DELETION = ("INSERT INTO meta (name, value) VALUES ('log:deletions', '1') 
                   " DO UPDATE SET value = (CAST(meta.value AS INTEGER) + 1)::text")  # see SqliteUpkeep.log_deletions
 
 
-def _pack(xid: int, seq: int) -> int:
-    from experiments.store.postgres import pack
-
-    return pack(xid, seq)
-
-
-def _unpack(position: int) -> tuple[int, int]:
-    from experiments.store.postgres import unpack
-
-    return unpack(position)
-
-
 class PostgresArchive:
     """Position handling of the archive on PostgreSQL (a mixin of ``PostgresStore``, before ``Store``)."""
 
     @staticmethod
     def _position_after(alias: str, position: int) -> tuple[str, list]:
-        xid, seq = _unpack(position)
+        xid, seq = unpack(position)
         return f"({alias}xid, {alias}seq) > (?::text::xid8, ?)", [str(xid), seq]
 
     @staticmethod
     def _position_upto(alias: str, position: int) -> tuple[str, list]:
-        xid, seq = _unpack(position)
+        xid, seq = unpack(position)
         return f"({alias}xid, {alias}seq) <= (?::text::xid8, ?)", [str(xid), seq]
 
     def position_of(self, seq: int) -> int:
         row = self.conn.execute("SELECT xid FROM decisions WHERE seq = ?", (seq,)).fetchone()
-        return _pack(row[0], seq) if row else 0
+        return pack(row[0], seq) if row else 0
 
     @staticmethod
     def _archive_position_in(conn, experiment: str) -> int:
         row = conn.execute("SELECT xid, seq FROM archive_positions WHERE experiment = ?", (experiment,)).fetchone()
-        return _pack(row[0], row[1]) if row else 0
+        return pack(row[0], row[1]) if row else 0
 
     @staticmethod
     def _set_archive_position(conn, experiment: str, position: int, at: float) -> None:
-        xid, seq = _unpack(position)
+        xid, seq = unpack(position)
         conn.execute("INSERT INTO archive_positions (experiment, xid, seq, updated_at) VALUES (?, ?, ?, ?)"
                      " ON CONFLICT (experiment) DO UPDATE SET xid = EXCLUDED.xid, seq = EXCLUDED.seq,"
                      " updated_at = EXCLUDED.updated_at", (experiment, xid, seq, at))
@@ -61,7 +50,7 @@ class PostgresArchive:
     def _published_cursor(conn, experiment: str) -> int | None:
         row = conn.execute("SELECT cursor_xid, cursor_seq FROM models WHERE experiment = ?"
                            " ORDER BY version DESC LIMIT 1", (experiment,)).fetchone()
-        return _pack(row[0], row[1]) if row else None
+        return pack(row[0], row[1]) if row else None
 
     def _on_time_between(self, conn, experiment: str, after: int, upto: int) -> int:
         (low, low_params), (high, high_params) = self._position_after("d.", after), self._position_upto("d.", upto)
@@ -83,7 +72,7 @@ class PostgresArchive:
             f"SELECT {', '.join(DECISION_COLUMNS)}, xid FROM decisions WHERE experiment = ? AND {low} AND {high}"
             " ORDER BY xid, seq LIMIT ?", (experiment, *low_params, *high_params, limit))
         for i, row in enumerate(rows):
-            row["position"] = _pack(row.pop("xid"), row["seq"])
+            row["position"] = pack(row.pop("xid"), row["seq"])
             if row["window_closes_at"] > closed_by:
                 return rows[:i]
         return rows

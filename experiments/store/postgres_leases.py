@@ -14,6 +14,10 @@ import threading
 
 import psycopg
 
+from experiments.store.holders import this_process
+from experiments.store.interface import PublishRefused
+from experiments.store.sqlite import dumps, loads
+
 LOCK_SPACE = 3  # hashtextextended seed: lease locks never collide with the store's other advisory locks
 
 
@@ -46,9 +50,6 @@ class PostgresLeases:
 
         ``now`` and ``ttl`` are the SQLite engine's: here a lease lasts exactly as long as its connection.
         """
-        from experiments.store.postgres import dumps
-        from experiments.store.holders import this_process
-
         with self._lease_state():
             try:
                 conn = self._lease_connection()
@@ -89,8 +90,6 @@ class PostgresLeases:
 
     def live_lease(self, name: str, now: float) -> dict | None:
         """Return the holder (owner, token, process) while some session holds the lease, else None."""
-        from experiments.store.postgres import loads
-
         row = self.conn.execute(
             "SELECT owner, token, process FROM leases WHERE name = ? AND EXISTS (SELECT 1 FROM pg_locks p"
             " WHERE p.locktype = 'advisory' AND p.granted AND p.objsubid = 1"
@@ -101,8 +100,6 @@ class PostgresLeases:
 
     def _check_lease(self, conn, lease) -> None:
         """Inside a publish: refuse unless ``lease`` = (name, owner, token) is still the lease's newest grant."""
-        from experiments.store.interface import PublishRefused
-
         name, owner, token = lease
         row = conn.execute("SELECT owner, token FROM leases WHERE name = ? FOR UPDATE", (name,)).fetchone()
         if row is None or row[0] != owner or row[1] != token:

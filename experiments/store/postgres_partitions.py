@@ -14,6 +14,7 @@ import time
 import psycopg.errors
 
 from experiments.store.postgres_archive import COUNT_DELETION
+from experiments.store.postgres_cursor import unpack
 
 DAY = 86400
 AHEAD_DAYS = 3
@@ -72,8 +73,6 @@ class PostgresPartitions:
         Whole day partitions go at once when all their rows qualify; the rest goes
         in batches. ``learned_through`` is the newest model's packed cursor.
         """
-        from experiments.store.postgres import unpack
-
         xid, seq = unpack(learned_through)
         cond = ("created_at < ? AND (xid, seq) <= (?::text::xid8, ?) AND window_closes_at < ?")
         params = (before, str(xid), seq, settled_before)
