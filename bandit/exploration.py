@@ -42,6 +42,11 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
     return int(value) if integer else float(value)
 
 
+ELIM_REFUSED = ("is not supported: Vowpal Wabbit 9's elimination variant returns negative probabilities when "
+                "candidates tie, so the logged probabilities would be false; normalize: true sends exploration to "
+                "close contenders instead")
+
+
 def _check_bool(name, value):
     if not isinstance(value, bool):
         raise SettingError(name, "must be true or false")
@@ -62,20 +67,30 @@ class Epsilon:
 
 @dataclass(frozen=True)
 class SquareCB:
-    """SquareCB (Foster & Rakhlin): exploration shrinks as the regression improves."""
+    """SquareCB (Foster & Rakhlin): exploration shrinks as the regression improves.
 
-    gamma_scale: float = 50.0  # tuned on the simulated shop (benchmarks/learning.py) for 5-50 candidates
+    ``normalize`` keeps VW's model and solves the probability scale instead of fixing
+    it at the number of candidates (``bandit.igw``), so exploration goes to close
+    contenders rather than spreading thin over every candidate. ``elim`` is still read
+    (specs stored it false) but only false is allowed: VW 9's elimination variant
+    returns negative probabilities when candidates tie.
+    """
+
+    gamma_scale: float = 50.0
     gamma_exponent: float = 0.5
-    elim: bool = False
+    normalize: bool = False
+    elim: bool = dataclasses.field(default=False, metadata={"retired": True})  # read, never written
 
     def validate(self):
         check_number("gamma_scale", self.gamma_scale, 0, low_open=True)
         check_number("gamma_exponent", self.gamma_exponent, 0)
         _check_bool("elim", self.elim)
+        _check_bool("normalize", self.normalize)
+        if self.elim:
+            raise SettingError("elim", ELIM_REFUSED)
 
     def vw_args(self) -> str:
-        args = f"--squarecb --gamma_scale {self.gamma_scale!r} --gamma_exponent {self.gamma_exponent!r}"
-        return args + (" --elim" if self.elim else "")
+        return f"--squarecb --gamma_scale {self.gamma_scale!r} --gamma_exponent {self.gamma_exponent!r}"
 
 
 @dataclass(frozen=True)
@@ -175,5 +190,6 @@ def exploration_to_dict(setting) -> dict:
     reverse = {v: k for k, v in _FIELD_ALIASES.items()}
     out = {"algorithm": name}
     for f in dataclasses.fields(setting):
-        out[reverse.get(f.name, f.name)] = getattr(setting, f.name)
+        if not f.metadata.get("retired"):
+            out[reverse.get(f.name, f.name)] = getattr(setting, f.name)
     return out

@@ -3,7 +3,9 @@
 The policy gets already encoded text (see ``bandit.encoding``) and returns, per
 slot, the chosen candidate index and the probability it had; those probabilities
 are what gets logged and later learned with. VW minimises cost, so a reward r is
-learned as cost -r. A workspace is not thread-safe: every call holds the lock.
+learned as cost -r. With SquareCB's ``normalize`` the probabilities VW gives are
+re-weighted (``bandit.igw``) before they are sampled and logged; the model is VW's
+either way. A workspace is not thread-safe: every call holds the lock.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pylibvw  # the compiled core that vowpalwabbit.pyvw wraps
 from bandit.allocator import pin_mmap_threshold
 from bandit.encoding import cb_lines, ccb_lines
 from bandit.exploration import Epsilon, SettingError, check_number
+from bandit.igw import normalized
 from bandit.sampling import sample_index, uniform_draws
 from bandit.scaling import Scaler, Scaling, Statistics
 from bandit.vw_args import parse_vw_args
@@ -144,6 +147,7 @@ class Policy:
         self._table_bytes = self._ws.num_weights() * self._ws.get_stride() * 4
         self._scaler = Scaler(settings.scaling, Statistics.from_dict(statistics) if statistics else None)
         self._waiting: list[tuple] = []
+        self._normalize = getattr(settings.exploration, "normalize", False)
 
     @staticmethod
     def _load(model: bytes):
@@ -219,12 +223,16 @@ class Policy:
         shared, actions = self._scaler.text(shared), self._scaler.texts(actions)
         with self._lock:
             if not self.settings.is_slate:
-                return np.asarray(self._predict(cb_lines(shared, actions)), dtype=float)
+                return np.asarray(self._explore(self._predict(cb_lines(shared, actions))), dtype=float)
             scores = self._predict(ccb_lines(shared, actions, 1))[0]
         pmf = np.zeros(len(actions))
-        for index, prob in scores:
+        for (index, _), prob in zip(scores, self._explore([p for _, p in scores])):
             pmf[index] = prob
         return pmf
+
+    def _explore(self, pmf):
+        """Return the probabilities to sample and log: VW's, or normalized inverse-gap weights from them."""
+        return normalized(pmf) if self._normalize else pmf
 
     def choose(self, shared: str, actions: list[str], slots: int, event_id: str,
                slot_texts: list[str] | None = None, slot_excluded: list | None = None) -> list[tuple[int, float]]:
@@ -243,6 +251,7 @@ class Policy:
                 raise ValueError("slots: this policy chooses one action")
             with self._lock:
                 pmf = self._predict(cb_lines(with_slot(shared, slot_texts), actions))
+            pmf = self._explore(pmf)
             index = sample_index(pmf, draws[0])
             return [(index, float(pmf[index]))]
         chosen: list[tuple[int, float]] = []
@@ -256,8 +265,9 @@ class Policy:
             lines = ccb_lines(shared, actions, k + 1, forced=forced, include=include, slot_texts=slot_texts)
             with self._lock:
                 scores = sorted(self._predict(lines)[k])
-            pick = sample_index([p for _, p in scores], draws[k])
-            index, prob = scores[pick]
+            probs = self._explore([p for _, p in scores])
+            pick = sample_index(probs, draws[k])
+            index, prob = scores[pick][0], probs[pick]
             chosen.append((int(index), float(prob)))
             remaining.remove(index)
         return chosen

@@ -109,7 +109,7 @@ ALLOWED = {option.name: option for option in [
     Option("cover", number(1, 100, integer=True)), Option("psi", number(0, 1e3)), Option("nounif"),
     Option("softmax"), Option("lambda", number(-1e3, 1e3)),
     Option("squarecb"), Option("gamma_scale", number(0, 1e6)), Option("gamma_exponent", number(0, 10)),
-    Option("elim"), Option("mellowness", number(0, 1e3)),
+    Option("mellowness", number(0, 1e3)),
     Option("cb_min_cost", number(-1e6, 1e6)), Option("cb_max_cost", number(-1e6, 1e6)),
     Option("regcb"), Option("regcbopt"),
 ]}
@@ -138,6 +138,7 @@ _REFUSED = {
     "cb_adf": (False, "the service chooses the reduction from the experiment's slots", None),
     "quiet": (False, "the service sets it", None),
     "testonly": (False, "it stops learning", "t"),
+    "elim": (False, "Vowpal Wabbit 9's elimination variant returns negative probabilities when candidates tie", None),
     "save_resume": (False, "the service saves models its own way", None),
     "preserve_performance_counters": (False, "the service saves models its own way", None),
     "id": (True, "the service names models its own way", None),

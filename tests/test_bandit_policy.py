@@ -20,6 +20,8 @@ SHARED = context_text({"user": {"segment": "a"}})
         ({"algorithm": "epsilon", "gamma_scale": 1}, "gamma_scale"),
         ({"algorithm": "squarecb", "gamma_scale": 0}, "gamma_scale"),
         ({"algorithm": "squarecb", "elim": "yes"}, "elim"),
+        ({"algorithm": "squarecb", "elim": True}, "elim"),
+        ({"algorithm": "squarecb", "normalize": 1}, "normalize"),
         ({"algorithm": "bag", "bag": 0}, "bag"),
         ({"algorithm": "bag", "bag": 2.5}, "bag"),
         ({"algorithm": "softmax", "lambda": -1}, "lambda"),
@@ -33,11 +35,12 @@ def test_invalid_exploration_names_the_field(setting, field):
     assert info.value.field == field
 
 
-@pytest.mark.parametrize("algorithm", sorted(EXPLORATIONS))
+@pytest.mark.parametrize("exploration", [{"algorithm": name} for name in sorted(EXPLORATIONS)]
+                         + [{"algorithm": "squarecb", "normalize": True}])
 @pytest.mark.parametrize("slots", [1, 3])
-def test_every_exploration_gives_a_valid_slate(algorithm, slots):
+def test_every_exploration_gives_a_valid_slate(exploration, slots):
     """Contract over the registry: distinct items, per-slot probabilities in (0, 1], pmf sums to 1."""
-    policy = Policy(PolicySettings(slots=slots, exploration=parse_exploration({"algorithm": algorithm})))
+    policy = Policy(PolicySettings(slots=slots, exploration=parse_exploration(exploration)))
     for t in range(30):
         chosen = policy.choose(SHARED, ACTIONS, slots, f"e{t}")
         policy.learn(SHARED, ACTIONS, chosen, [float(i == 0) for i, _ in chosen])
@@ -72,6 +75,39 @@ def test_save_and_load_give_the_same_probabilities(slots):
     clone = Policy(policy.settings, policy.save())
     assert np.allclose(policy.pmf(SHARED, ACTIONS), clone.pmf(SHARED, ACTIONS))
     assert policy.choose(SHARED, ACTIONS, slots, "x") == clone.choose(SHARED, ACTIONS, slots, "x")
+
+
+def test_vw_elimination_gives_negative_probabilities_so_it_is_refused():
+    """Why ``elim`` is refused: on tied candidates VW 9 gives the best a negative probability."""
+    import vowpalwabbit
+
+    ws = vowpalwabbit.Workspace("--cb_explore_adf --squarecb --elim --quiet")
+    assert min(ws.predict(["shared |User a"] + [f"|Action id={i}" for i in range(5)])) < 0
+    ws.finish()
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_normalized_exploration_reweights_the_same_model(slots):
+    """Normalize changes the probabilities sampled and logged, never the model: the same saved model gives
+    normalized inverse-gap weights of SquareCB's probabilities, and a close contender gets more than 1/K."""
+    from bandit.igw import normalized
+
+    squarecb = Policy(PolicySettings(slots=slots, exploration=parse_exploration(
+        {"algorithm": "squarecb", "gamma_scale": 1000.0})))
+    for t in range(100):  # every action tried; i2 and i5 are clicked half the time, the rest never
+        for i in range(len(ACTIONS)):
+            squarecb.learn(SHARED, ACTIONS, [(i, 1 / len(ACTIONS))], [float(i in (2, 5) and t % 2 == 0)])
+    settings = PolicySettings(slots=slots, exploration=parse_exploration(
+        {"algorithm": "squarecb", "gamma_scale": 1000.0, "normalize": True}))
+    assert settings.args() == squarecb.settings.args()
+    focused = Policy(settings, squarecb.save())
+    before, after = squarecb.pmf(SHARED, ACTIONS), focused.pmf(SHARED, ACTIONS)
+    assert np.allclose(after, normalized(before)) and after.sum() == pytest.approx(1.0)
+    contender = sorted(range(len(ACTIONS)), key=lambda i: -before[i])[1]
+    assert before[contender] < 1 / len(ACTIONS) < after[contender]
+    for t in range(20):
+        (index, p), *_ = focused.choose(SHARED, ACTIONS, slots, f"x{t}")
+        assert p == pytest.approx(after[index])
 
 
 def test_reward_is_learned_as_negative_cost():

@@ -351,7 +351,7 @@ def test_bad_durations(text):
 @pytest.mark.parametrize("arguments, exploration, learning", [
     ("--cb_explore_adf -q ::", {"algorithm": "epsilon", "epsilon": 0.05}, {"interactions": ["::"]}),
     ("--cb_explore_adf --squarecb --gamma_scale 20 -qUA -l 0.1",
-     {"algorithm": "squarecb", "gamma_scale": 20.0, "gamma_exponent": 0.5, "elim": False},
+     {"algorithm": "squarecb", "gamma_scale": 20.0, "gamma_exponent": 0.5, "normalize": False},
      {"interactions": ["UA"], "learning_rate": 0.1}),
     ("--cb_explore_adf --bag 4 --epsilon 0.05 --learning_rate=0.2",
      {"algorithm": "bag", "bag": 4, "epsilon": 0.05, "greedify": False}, {"learning_rate": 0.2}),

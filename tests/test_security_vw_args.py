@@ -126,7 +126,7 @@ def test_every_allowed_option_is_accepted_by_vowpal_wabbit():
 
     samples = {"loss_function": "squared", "hash": "all", "cb_type": "mtr", "quadratic": "UA", "cubic": "UAP",
                "interactions": "UA", "ignore": "X", "ignore_linear": "X", "keep": "UAP"}
-    exclusive = {"bag", "cover", "softmax", "squarecb", "first", "regcb", "regcbopt", "elim", "greedify", "nounif",
+    exclusive = {"bag", "cover", "softmax", "squarecb", "first", "regcb", "regcbopt", "greedify", "nounif",
                  "psi", "lambda", "gamma_scale", "gamma_exponent", "mellowness", "first_only", "keep", "quantile_tau"}
     for name, option in ALLOWED.items():
         value = None if option.check is None else samples.get(name, "1")
@@ -134,7 +134,7 @@ def test_every_allowed_option_is_accepted_by_vowpal_wabbit():
         args = parse_vw_args(text).text
         if name in exclusive:  # these need their algorithm or conflict with others; VW knows each name
             args = {"psi": "--cover 2 ", "nounif": "--cover 2 ", "lambda": "--softmax ", "greedify": "--bag 2 ",
-                    "gamma_scale": "--squarecb ", "gamma_exponent": "--squarecb ", "elim": "--squarecb ",
+                    "gamma_scale": "--squarecb ", "gamma_exponent": "--squarecb ",
                     "mellowness": "--squarecb ", "quantile_tau": "--loss_function quantile "}.get(name, "") + args
         ws = vowpalwabbit.Workspace(f"--cb_explore_adf --quiet {args}")
         ws.finish()
@@ -258,6 +258,42 @@ def test_an_old_database_loses_refused_vw_args_on_upgrade_and_says_so(db_path, c
     assert row["spec"]["learning"]["vw_args"] == "" and row["version"] == 2
     last = client.get("/v1/experiments/base/history").get_json()["history"][-1]
     assert last["change"] == {"learning": {"vw_args": ""}} and "-p (--predictions)" in last["actor"]
+
+
+def test_elim_is_refused_as_a_field_and_as_a_vw_argument(client, base):
+    """VW 9's elimination variant returns negative probabilities when candidates tie (see test_bandit_policy)."""
+    answer = client.post("/v1/experiments", json={"key": "x", "exploration": {"algorithm": "squarecb", "elim": True}})
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "exploration.elim"
+    assert "negative probabilities" in answer.get_json()["error"]["message"]
+    answer = client.patch(f"/v1/experiments/{base}", json={"learning": {"vw_args": "--elim"}})
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"] == "learning.vw_args"
+    assert "option --elim is not allowed: Vowpal Wabbit 9's elimination" in answer.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("db_path", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("exploration, vw_args, change, why", [
+    ({"elim": True}, "", {"exploration": {"elim": False}}, "exploration.elim is off"),
+    ({}, "--power_t 0 --elim", {"learning": {"vw_args": ""}}, "option --elim is not allowed"),
+])
+def test_an_experiment_that_had_elim_loses_it_on_upgrade_and_says_so(db_path, client, base, exploration, vw_args,
+                                                                      change, why):
+    from experiments.store import open_store
+
+    store = open_store(db_path)
+    spec = store.existing_experiment(base)["spec"]
+    spec["exploration"].update(exploration)
+    spec["learning"]["vw_args"] = vw_args
+    store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), base))
+    store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
+                                                           "name = 'm014_no_elim'"))
+    store.close()
+    open_store(db_path).close()
+    row = client.get(f"/v1/experiments/{base}").get_json()
+    assert row["spec"]["exploration"].get("elim", False) is False and row["spec"]["learning"]["vw_args"] == ""
+    assert row["version"] == 2
+    last = client.get(f"/v1/experiments/{base}/history").get_json()["history"][-1]
+    assert last["change"] == change and last["actor"].startswith("upgrade:") and why in last["actor"]
+    assert client.post(f"/v1/experiments/{base}/slate", json={"candidates": [{"id": "a"}, {"id": "b"}]}).status_code == 200
 
 
 def test_docs_list_exactly_the_allowed_options_and_their_example_holds(client):

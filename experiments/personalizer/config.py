@@ -246,7 +246,7 @@ _ALGORITHM_FLAGS = {"squarecb": "squarecb", "bag": "bag", "softmax": "softmax", 
 EXPLORATION_OPTIONS = {  # per algorithm: VW option -> (field, type); a type of None is a switch
     "epsilon": {"epsilon": ("epsilon", float)},
     "squarecb": {"squarecb": (None, None), "gamma_scale": ("gamma_scale", float),
-                 "gamma_exponent": ("gamma_exponent", float), "elim": ("elim", None)},
+                 "gamma_exponent": ("gamma_exponent", float)},
     "bag": {"bag": ("bag", int), "epsilon": ("epsilon", float), "greedify": ("greedify", None)},
     "softmax": {"softmax": (None, None), "lambda": ("lambda", float)},
     "cover": {"cover": ("cover", int), "psi": ("psi", float), "nounif": ("nounif", None)},

@@ -198,10 +198,15 @@ def m011_vw_args_allowlist(db: sqlite_utils.Database) -> None:
     The change is a new version of the experiment with a history row that says why,
     so nothing disappears unexplained; arguments the allowlist accepts stay as they are.
     """
+    _each_experiment(db, _drop_refused_vw_args)
+
+
+def _each_experiment(db: sqlite_utils.Database, change) -> None:
+    """Call ``change(db, key)`` for every experiment, each in its own write transaction."""
     for (key,) in db.execute("SELECT key FROM experiments").fetchall():
         db.execute("BEGIN IMMEDIATE")  # two processes starting at once change each experiment once
         try:
-            _drop_refused_vw_args(db, key)
+            change(db, key)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -209,22 +214,26 @@ def m011_vw_args_allowlist(db: sqlite_utils.Database) -> None:
 
 
 def _drop_refused_vw_args(db: sqlite_utils.Database, key: str) -> None:
-    version, status, spec_text = db.execute("SELECT version, status, spec FROM experiments WHERE key = ?",
-                                            [key]).fetchone()
-    spec = json.loads(spec_text)
+    spec = json.loads(db.execute("SELECT spec FROM experiments WHERE key = ?", [key]).fetchone()[0])
     try:
         parse_vw_args(spec.get("learning", {}).get("vw_args", ""))
         return
     except SettingError as exc:
         refused = exc.message
     spec["learning"]["vw_args"] = ""
+    _upgrade(db, key, spec, {"learning": {"vw_args": ""}},
+             f"upgrade: the VW allowlist refused the old vw_args ({refused[:160]})")
+
+
+def _upgrade(db: sqlite_utils.Database, key: str, spec: dict, change: dict, why: str) -> None:
+    """Save an upgraded spec as a new version of the experiment, with a history row that says why."""
+    version, status = db.execute("SELECT version, status FROM experiments WHERE key = ?", [key]).fetchone()
     now, text = time.time(), json.dumps(spec, separators=(",", ":"))
     db.execute("UPDATE experiments SET spec = ?, version = ?, updated_at = ? WHERE key = ?",
                [text, version + 1, now, key])
     db.execute("INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)"
                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-               [key, version + 1, status, text, json.dumps({"learning": {"vw_args": ""}}),
-                f"upgrade: the VW allowlist refused the old vw_args ({refused[:160]})", now])
+               [key, version + 1, status, text, json.dumps(change), why, now])
 
 
 def m012_sign_in(db: sqlite_utils.Database) -> None:
@@ -243,9 +252,30 @@ def m013_public_keys(db: sqlite_utils.Database) -> None:
             db["api_keys"].add_column(column, str)
 
 
+ELIM_UPGRADE = ("upgrade: exploration.elim is off; Vowpal Wabbit 9's elimination variant returns negative "
+                "probabilities when candidates tie, so the probabilities it logged were false")
+
+
+def m014_no_elim(db: sqlite_utils.Database) -> None:
+    """Turn off SquareCB's elimination variant, as ``exploration.elim`` or ``--elim`` in vw_args (see ELIM_UPGRADE).
+
+    Each change is a new version with a history row, as in m011; the PostgreSQL twin is V6_NO_ELIM.
+    """
+    _each_experiment(db, _no_elim)
+
+
+def _no_elim(db: sqlite_utils.Database, key: str) -> None:
+    spec = json.loads(db.execute("SELECT spec FROM experiments WHERE key = ?", [key]).fetchone()[0])
+    if spec.get("exploration", {}).get("elim") is True:
+        spec["exploration"]["elim"] = False
+        _upgrade(db, key, spec, {"exploration": {"elim": False}}, ELIM_UPGRADE)
+    _drop_refused_vw_args(db, key)  # --elim is refused there now
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
               m007_feature_importances, m008_archive, m009_model_scaling,
-              m010_operations, m011_vw_args_allowlist, m012_sign_in, m013_public_keys]
+              m010_operations, m011_vw_args_allowlist, m012_sign_in, m013_public_keys,
+              m014_no_elim]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

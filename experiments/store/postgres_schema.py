@@ -100,6 +100,26 @@ V5_RATE_BUCKETS = ("CREATE UNLOGGED TABLE rate_buckets (address bigint PRIMARY K
                    " allowed boolean NOT NULL, at double precision NOT NULL);"
                    " CREATE INDEX rate_buckets_at ON rate_buckets (at);")
 
+# SquareCB's elimination variant is refused (VW 9 logs negative probabilities with it when candidates tie): turn
+# it off, as exploration.elim or --elim in vw_args, as a new version with a history row (SQLite: m014_no_elim).
+_UPGRADED = """
+INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)
+SELECT key, version, status, spec, '{change}', '{why}', updated_at FROM changed;"""
+V6_NO_ELIM = (
+    "WITH changed AS (UPDATE experiments SET spec = jsonb_set(spec::jsonb, '{exploration,elim}', 'false')::text,"
+    " version = version + 1, updated_at = extract(epoch FROM now())"
+    " WHERE (spec::jsonb) #>> '{exploration,elim}' = 'true' RETURNING key, version, status, spec, updated_at)"
+    + _UPGRADED.format(change='{"exploration": {"elim": false}}',
+                       why="upgrade: exploration.elim is off; Vowpal Wabbit 9''s elimination variant returns negative"
+                           " probabilities when candidates tie, so the probabilities it logged were false")
+    + " WITH changed AS (UPDATE experiments SET spec = jsonb_set(spec::jsonb, '{learning,vw_args}', '\"\"')::text,"
+    " version = version + 1, updated_at = extract(epoch FROM now())"
+    r" WHERE (spec::jsonb) #>> '{learning,vw_args}' ~ '(^|\s)--elim(\s|=|$)' RETURNING key, version, status, spec,"
+    " updated_at)"
+    + _UPGRADED.format(change='{"learning": {"vw_args": ""}}',
+                       why="upgrade: the VW allowlist refused the old vw_args (option --elim is not allowed)")
+)
+
 # (version, name, SQL): applied in order, each in its own transaction. A SQLite migration that adds
 # or changes a table needs its twin here (tests/test_store_postgres.py compares the two schemas).
 MIGRATIONS = [
@@ -108,6 +128,7 @@ MIGRATIONS = [
     (3, "leases", V3_LEASES),
     (4, "archive_position_xid", V4_ARCHIVE_POSITION_XID),
     (5, "rate_buckets", V5_RATE_BUCKETS),
+    (6, "no_elim", V6_NO_ELIM),
 ]
 VERSION = MIGRATIONS[-1][0]
 # Tables whose primary key is a serial ``id`` (an INSERT into them reports the new id).

@@ -74,12 +74,15 @@ _INTERVAL = {"type": "object", "description": "An estimate with its 95% interval
 
 _EXPLORATION = {
     "type": "object", "required": ["algorithm"],
-    "description": "epsilon (epsilon), squarecb (gamma_scale, gamma_exponent, elim), bag (bag, epsilon, greedify), "
-                   "softmax (lambda), cover (cover, psi, nounif).",
+    "description": "epsilon (epsilon), squarecb (gamma_scale, gamma_exponent, normalize; elim only false), "
+                   "bag (bag, epsilon, greedify), softmax (lambda), cover (cover, psi, nounif). normalize: "
+                   "exploration goes to close contenders (normalized inverse-gap weighting) instead of SquareCB's "
+                   "fixed share per candidate.",
     "properties": {"algorithm": {"enum": list(EXPLORATIONS)},
                    "epsilon": {"type": "number", "minimum": 0, "maximum": 1},
                    "gamma_scale": {"type": "number", "exclusiveMinimum": 0},
-                   "gamma_exponent": {"type": "number", "minimum": 0}, "elim": {"type": "boolean"},
+                   "gamma_exponent": {"type": "number", "minimum": 0}, "elim": {"const": False},
+                   "normalize": {"type": "boolean"},
                    "bag": {"type": "integer", "minimum": 1, "maximum": 100}, "greedify": {"type": "boolean"},
                    "lambda": {"type": "number", "exclusiveMinimum": 0},
                    "cover": {"type": "integer", "minimum": 1, "maximum": 100},
