@@ -151,6 +151,26 @@ def _normal_interval(value: float, se: float, n: int, alpha: float) -> Estimate:
 # --- off-policy estimators ---------------------------------------------------------------------
 
 
+def effective_decisions(p_logged, p_target) -> float:
+    """Return how many decisions an importance-weighted estimate effectively rests on (Kish's sample size).
+
+    (sum w)^2 / sum w^2 with w = p_target / p_logged: all of them when the target acts like the logging
+    policy, a handful when the target mostly takes actions the log rarely explored. A small figure warns
+    that the normal intervals understate the uncertainty: the rare decisions that carry the estimate may
+    simply not have happened yet.
+
+    >>> effective_decisions(np.full(100, 0.5), np.full(100, 0.5))
+    100.0
+    >>> round(effective_decisions(np.r_[np.full(99, 0.99), 0.001], np.full(100, 0.5)), 1)  # one rare one carries it
+    1.2
+    """
+    p_logged, p_target = _vectors(p_logged=p_logged, p_target=p_target)
+    _check_probabilities(p_logged, p_target)
+    weights = p_target / p_logged
+    squares = float(weights @ weights)
+    return float(weights.sum() ** 2 / squares) if squares > 0 else 0.0
+
+
 def ips(rewards, p_logged, p_target, alpha: float = 0.05) -> Estimate:
     """Estimate a target policy's reward per decision from logs by inverse propensity scoring.
 

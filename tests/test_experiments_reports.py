@@ -257,6 +257,9 @@ def test_off_policy_estimates_cover_known_values(store, rng):
         assert covers(estimates["uniform"][name], (0.8 + 3 * 0.1) / 4), name
         assert covers(estimates["learned-greedy"][name], 0.8), name
     assert 0.6 < estimates["learned"]["dr"]["value"] < 0.85  # epsilon 0.1 around the best candidate
+    # The log is uniform over 4: uniform rests on every sampled decision, always-candidate-0 on about a quarter.
+    assert estimates["uniform"]["effective_decisions"] == result["off_policy_sample"]["decisions"]
+    assert 0.2 < estimates["first-candidate"]["effective_decisions"] / result["off_policy_sample"]["decisions"] < 0.3
     sample = result["off_policy_sample"]
     assert sample["of"] == 4000 and 1700 < sample["decisions"] < 2300 and sample["model_version"] == 1
     assert estimates["learned"]["label"].startswith("learned policy (model v1")

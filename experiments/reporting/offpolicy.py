@@ -154,13 +154,15 @@ def target_arrays(sample: LoggedSample, model: RewardModel, policy) -> tuple[np.
 
 
 def estimates(reward, p_logged, p_target, q_logged, q_target) -> dict:
-    """Return the three estimators' JSON for arrays of equal length (``None`` values when empty)."""
+    """Return the three estimators' JSON for arrays of equal length (``None`` values when empty), and how many
+    decisions they effectively rest on (``bandit.estimators.effective_decisions``)."""
     if len(reward) == 0:
         empty = {"value": None, "low": None, "high": None, "n": 0, "alpha": 0.05}
-        return {"ips": empty, "snips": empty, "dr": empty}
+        return {"ips": empty, "snips": empty, "dr": empty, "effective_decisions": 0.0}
     return {"ips": estimators.ips(reward, p_logged, p_target).to_dict(),
             "snips": estimators.snips(reward, p_logged, p_target).to_dict(),
-            "dr": estimators.dr(reward, p_logged, p_target, q_logged, q_target).to_dict()}
+            "dr": estimators.dr(reward, p_logged, p_target, q_logged, q_target).to_dict(),
+            "effective_decisions": round(estimators.effective_decisions(p_logged, p_target), 1)}
 
 
 class OnlineRewardModel:

@@ -36,7 +36,8 @@ numbers that cannot be computed are ``null``; times are ISO 8601 UTC)::
                       "expected": [...], "variants": ["bandit", "holdout"], "expected_shares": [...],
                       "threshold": 0.001, "counted": "units"} | null,
      "off_policy": [{"policy": "learned" | "learned-greedy" | "uniform" | "first-candidate" | "arm:<id>",
-                     "label": "...", "ips": E, "snips": E, "dr": E}],
+                     "label": "...", "ips": E, "snips": E, "dr": E,
+                     "effective_decisions": float}],               # Kish's sample size of the weights
      "off_policy_sample": {"decisions", "of", "slot": 0, "model_version", "note"},
      "time_series": {"interval", "buckets": [iso, ...],
                      "variants": {"bandit": {"decisions": [...], "rewarded": [...],
@@ -267,9 +268,8 @@ def off_policy(store, view: LogView, spec, total: int, ope_sample: int) -> dict:
             closer.close()
     note = ("first-slot reward per decision; the learned policy has learned from these decisions, "
             "so its estimate leans optimistic")
-    return {"off_policy": [{"policy": r["policy"], "label": labels[r["policy"]], **{k: r[k] for k in
-                                                                                    ("ips", "snips", "dr")}}
-                           for r in results],
+    return {"off_policy": [{"policy": r["policy"], "label": labels[r["policy"]],
+                            **{k: r[k] for k in ("ips", "snips", "dr", "effective_decisions")}} for r in results],
             "off_policy_sample": {"decisions": sample.size, "of": total, "slot": 0,
                                   "model_version": model_row["version"] if model_row else None, "note": note}}
 

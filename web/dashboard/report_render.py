@@ -100,10 +100,17 @@ def _checks_text(report: dict) -> list[str]:
 
 def _off_policy_text(report: dict) -> list[str]:
     sample = report["off_policy_sample"]
-    rows = [[p["label"], estimate(p["ips"]), estimate(p["snips"]), estimate(p["dr"])] for p in report["off_policy"]]
+    rows = [[p["label"], estimate(p["ips"]), estimate(p["snips"]), estimate(p["dr"]), effective(p)]
+            for p in report["off_policy"]]
     title = (f"Off-policy estimates of first-slot reward per decision ({sample['decisions']:,} of "
              f"{sample['of']:,} decisions):")
-    return [title, *_table(["policy", "IPS", "SNIPS", "DR"], rows)] if rows else [title, "none"]
+    return [title, *_table(["policy", "IPS", "SNIPS", "DR", "effective decisions"], rows)] if rows else [title, "none"]
+
+
+def effective(policy: dict) -> str:
+    """How many decisions a policy's estimates rest on; reports written before it was counted have none."""
+    found = policy.get("effective_decisions")
+    return "" if found is None else f"{found:,.0f}"
 
 
 # -- html ------------------------------------------------------------------------------------------
@@ -126,6 +133,7 @@ def charts(report: dict) -> dict[str, str]:
 
 _env = Environment(loader=PackageLoader("web.dashboard", "templates"), autoescape=select_autoescape(["html"]))
 _env.filters["estimate"] = estimate
+_env.filters["effective"] = effective
 _env.filters["p_value"] = _p_value
 _env.globals["isfinite"] = math.isfinite
 
