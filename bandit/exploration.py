@@ -76,9 +76,9 @@ class SquareCB:
     returns negative probabilities when candidates tie.
     """
 
-    gamma_scale: float = 50.0
+    gamma_scale: float = 1000.0  # with normalize; chosen on the simulated shop (docs/learning.md)
     gamma_exponent: float = 0.5
-    normalize: bool = False
+    normalize: bool = True  # specs stored before it existed say false (store migration m014 / v6)
     elim: bool = dataclasses.field(default=False, metadata={"retired": True})  # read, never written
 
     def validate(self):

@@ -1,7 +1,8 @@
 """Measure how close the bandit gets to the oracle, with and without auto-tuning, and that nothing is lost.
 
 Usage: python benchmarks/learning.py [--events 20000] [--seeds 0 1 ... 9] [--scenarios items slate strategies drift]
-                                     [--autotune off on] [--jobs 2] [--learning JSON] [--output FILE]
+                                     [--autotune off on] [--jobs 2] [--learning JSON] [--exploration JSON]
+                                     [--output FILE]
                                      [--runs FILE [--recorded-only]] [--table]
        python benchmarks/learning.py --compare FILE [FILE ...]
 
@@ -23,8 +24,8 @@ stopped and a grid can be run in pieces (each run is reproducible bit for bit
 for its seed); the report covers every run of the file that the options select.
 Runs go seed by seed (every scenario with auto-tuning off, then on), so a grid
 stopped part way has the same seeds for every scenario and setting.
-``--compare`` runs nothing: it prints one Markdown row per learning setting
-(``--learning``) that the run files hold, auto-tuning off: each scenario's
+``--compare`` runs nothing: it prints one Markdown row per setting
+(``--learning``, ``--exploration``) that the run files hold, auto-tuning off: each scenario's
 mean and worst seed, and the mean's difference from the defaults on the same
 seeds: how defaults such as ``decay`` were chosen.
 """
@@ -153,7 +154,7 @@ def run_case(case: dict) -> dict:
     """One scenario, seed and auto-tuning setting; returns the run's figures."""
     learning = {**case["learning"], **({"autotune": AUTOTUNE} if case["autotune"] else {})}
     settings = SimulationSettings(scenario=case["scenario"], events=case["events"], seed=case["seed"],
-                                  learning=learning or None)
+                                  learning=learning or None, exploration=case.get("exploration") or None)
     with tempfile.TemporaryDirectory() as folder:
         clock = VirtualClock()
         target = RecordingTarget(os.path.join(folder, "run.db"), clock, settings.learn_seconds)
@@ -218,8 +219,13 @@ def scenario_summary(name: str, runs: list) -> dict:
 
 
 def _case_key(case: dict) -> tuple:
-    return (case["scenario"], case["seed"], case["autotune"], case["events"],
-            json.dumps(case["learning"], sort_keys=True))
+    return (case["scenario"], case["seed"], case["autotune"], case["events"], setting_label(case))
+
+
+def setting_label(case: dict) -> str:
+    """The settings a case runs over the defaults, as JSON: learning fields, and ``exploration`` when given."""
+    exploration = case.get("exploration") or {}
+    return json.dumps({**case["learning"], **({"exploration": exploration} if exploration else {})}, sort_keys=True)
 
 
 def run_cases(cases: list, jobs: int, runs_file: str | None, recorded_only: bool = False) -> list:
@@ -242,8 +248,10 @@ def run_cases(cases: list, jobs: int, runs_file: str | None, recorded_only: bool
             done[_case_key(case)] = run
             if runs_file:
                 with open(runs_file, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"case": {k: case[k] for k in ("scenario", "seed", "autotune", "events",
-                                                                      "learning")}, "run": run}) + "\n")
+                    kept = {k: case[k] for k in ("scenario", "seed", "autotune", "events", "learning")}
+                    if case.get("exploration"):
+                        kept["exploration"] = case["exploration"]
+                    fh.write(json.dumps({"case": kept, "run": run}) + "\n")
             bar.update()
     return [done[_case_key(case)] for case in cases]
 
@@ -284,10 +292,11 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def build_report(runs: list, events: int, seeds: list, scenarios: list, learning: dict) -> dict:
+def build_report(runs: list, events: int, seeds: list, scenarios: list, learning: dict,
+                 exploration: dict | None = None) -> dict:
     """The JSON report: the settings, a summary per scenario against the goals, and every run."""
     defaults = parse_spec({"key": "defaults"}).data
-    return {"events": events, "seeds": seeds, "learning_override": learning,
+    return {"events": events, "seeds": seeds, "learning_override": learning, "exploration_override": exploration or {},
             "defaults": {"exploration": defaults["exploration"], "learning": defaults["learning"]},
             "scenarios": {name: scenario_summary(name, [r for r in runs if r["scenario"] == name])
                           for name in scenarios},
@@ -295,7 +304,7 @@ def build_report(runs: list, events: int, seeds: list, scenarios: list, learning
 
 
 def comparison_table(rows: list) -> str:
-    """One Markdown row per learning setting (auto-tuning off): mean / worst seed per scenario it ran.
+    """One Markdown row per setting (auto-tuning off): mean / worst seed per scenario it ran.
 
     A row covers the seeds that all its scenarios ran; each cell adds, in brackets, the difference of
     its mean from the defaults' mean on those same seeds.
@@ -304,11 +313,11 @@ def comparison_table(rows: list) -> str:
     for row in rows:
         case = row["case"]
         if not case["autotune"]:
-            setting = json.dumps(case["learning"], sort_keys=True)
+            setting = setting_label(case)
             by_setting.setdefault(setting, {})[(case["scenario"], case["seed"])] = row["run"]
     defaults = by_setting.get("{}", {})
     names = [name for name in GOALS if any(scenario == name for runs in by_setting.values() for scenario, _ in runs)]
-    lines = ["| learning settings | seeds | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    lines = ["| settings | seeds | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     for setting, runs in by_setting.items():
         ran = [name for name in names if any(scenario == name for scenario, _ in runs)]
         seeds = sorted(set.intersection(*({seed for scenario, seed in runs if scenario == name} for name in ran)))
@@ -353,13 +362,15 @@ def main() -> None:
     parser.add_argument("--autotune", nargs="+", default=["off", "on"], choices=["off", "on"])
     parser.add_argument("--learning", type=json.loads, default={},
                         help='learning settings over the defaults, e.g. \'{"decay": 0.5}\' for a baseline')
+    parser.add_argument("--exploration", type=json.loads, default={},
+                        help='exploration instead of the default, e.g. \'{"algorithm": "squarecb", "gamma_scale": 50}\'')
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--output", default=None, help="also write the JSON here")
     parser.add_argument("--recorded-only", action="store_true",
                         help="run nothing: report the runs the --runs file holds (a grid in progress)")
     parser.add_argument("--table", action="store_true", help="print the per-seed Markdown table, not the JSON")
     parser.add_argument("--compare", nargs="+", default=None, metavar="FILE",
-                        help="run nothing: compare the learning settings the run files hold (mean / worst seed)")
+                        help="run nothing: compare the settings the run files hold (mean / worst seed)")
     parser.add_argument("--runs", default=None, help="append each finished run here (JSON lines); runs already "
                                                      "there with the same settings are reused, not run again")
     args = parser.parse_args()
@@ -367,12 +378,12 @@ def main() -> None:
         print(comparison_table([row for name in args.compare for row in recorded_rows(name)]))
         return
     cases = [{"scenario": name, "seed": seed, "autotune": autotune == "on", "events": args.events,
-              "learning": args.learning, "label": f"{name} seed {seed} autotune {autotune}",
+              "learning": args.learning, "exploration": args.exploration, "label": f"{name} seed {seed} autotune {autotune}",
               "quiet": args.jobs > 1} for seed in args.seeds for autotune in args.autotune for name in args.scenarios]
     if args.recorded_only and not args.runs:
         parser.error("--recorded-only needs --runs")
     runs = run_cases(cases, args.jobs, args.runs, args.recorded_only)
-    report = build_report(runs, args.events, args.seeds, args.scenarios, args.learning)
+    report = build_report(runs, args.events, args.seeds, args.scenarios, args.learning, args.exploration)
     text = json.dumps(report, indent=2)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

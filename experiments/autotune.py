@@ -11,7 +11,8 @@ warm-up, so the estimates are of trained learners, not of guesses), then each
 decision of the second half is scored before it is learned. When the round ends, the alternative
 whose doubly robust gain over the live settings is largest among those whose
 confidence interval lies above zero (Bonferroni-corrected for the alternatives
-tried) becomes a candidate. It is switched to only if the next round, on a later
+tried) and whose estimates rest on at least ``MIN_EFFECTIVE`` effective
+decisions becomes a candidate. It is switched to only if the next round, on a later
 window of the log, finds it better again (a replay of a few thousand decisions
 through fresh learners is noisy, and one lucky window must not steer a model
 that learned from all of them): a history entry by ``autotune`` with every
@@ -43,6 +44,7 @@ ACTOR = "autotune"
 ALPHA = 0.05  # family-wise: each of a round's k alternatives is tested at ALPHA / k
 PER_ROUND = 4  # alternatives replayed per round; rounds go round the list
 MIN_DECISIONS = 200  # a round over fewer scored decisions never switches
+MIN_EFFECTIVE = 100  # nor one whose estimates rest on fewer effective decisions (normal intervals need them)
 STEP = 500  # decisions read from the log at a time
 
 
@@ -84,8 +86,8 @@ def alternatives(spec: dict) -> list[tuple[str, dict]]:
 
     >>> from experiments.spec import parse_spec
     >>> [label for label, _ in alternatives(parse_spec({"key": "k"}, check_vw=False).data)]
-    ['add UPA', 'forget faster (decay 0.3)', 'less exploration (gamma_scale 100)', \
-'learning rate 1', 'scaling raw', 'learning rate 0.25', 'more exploration (gamma_scale 25)']
+    ['add UPA', 'forget faster (decay 0.3)', 'less exploration (gamma_scale 2000)', \
+'learning rate 1', 'scaling raw', 'learning rate 0.25', 'more exploration (gamma_scale 500)']
     """
     learning, exploration = spec["learning"], spec["exploration"]
     decay, rate = learning["decay"], learning["learning_rate"]
@@ -258,9 +260,10 @@ class Tuner:
         summary = {"round": current.number,
                    "window": {"after_seq": current.after_seq, "scored_after_seq": current.scored_after,
                               "until_seq": current.until_seq, "scored": len(current.replay.logged["reward"])},
-                   "alpha": alpha, "live": {"dr": live["dr"]},
+                   "alpha": alpha, "live": {"dr": live["dr"], "effective_decisions": live["effective_decisions"]},
                    "alternatives": [{"label": c["policy"], "patch": dict(current.tried)[c["policy"]], "dr": c["dr"],
-                                     "gain": c["difference"]["dr"]} for c in compared]}
+                                     "gain": c["difference"]["dr"], "effective_decisions": c["effective_decisions"]}
+                                    for c in compared]}
         winner = _winner(summary)
         candidate, state.candidate = state.candidate, None
         confirmed = candidate is not None and _confirmed(summary, candidate["label"])
@@ -299,10 +302,16 @@ class Tuner:
 
 
 def _better(summary: dict) -> list[dict]:
-    """The alternatives whose DR gain interval excludes a loss, from enough decisions."""
-    if summary["window"]["scored"] < MIN_DECISIONS:
+    """The alternatives whose DR gain interval excludes a loss, from enough decisions.
+
+    Enough counts effectively (``bandit.estimators.effective_decisions``), for the alternative and the live
+    settings alike: where they would choose what the log rarely explored, a handful of decisions carry the
+    estimate, its normal interval understates the uncertainty, and a lucky handful must not switch a model.
+    """
+    if summary["window"]["scored"] < MIN_DECISIONS or summary["live"].get("effective_decisions", 0) < MIN_EFFECTIVE:
         return []
-    return [a for a in summary["alternatives"] if a["gain"]["low"] is not None and a["gain"]["low"] > 0]
+    return [a for a in summary["alternatives"] if a["gain"]["low"] is not None and a["gain"]["low"] > 0
+            and a.get("effective_decisions", 0) >= MIN_EFFECTIVE]
 
 
 def _winner(summary: dict) -> dict | None:

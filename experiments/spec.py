@@ -39,9 +39,9 @@ DEFAULTS = {
     "kind": "items",
     "arms": [],
     "slots": 1,
-    # SquareCB explores where the model is unsure and less as it improves; gamma_scale 50 suits 5-50
-    # candidates (benchmarks/learning.py: normalized lift ~0.8 where epsilon 0.1 stays near 0.45).
-    "exploration": {"algorithm": "squarecb", "gamma_scale": 50.0},
+    # SquareCB, normalized: exploration goes to close contenders, so it can be greedier elsewhere (the
+    # dataclass's defaults; benchmarks/learning.py, docs/learning.md "How the defaults were chosen").
+    "exploration": {"algorithm": "squarecb"},
     "learning": {"interactions": ["UA", "PA"], "learning_rate": None, "update_seconds": 5.0, "vw_args": "",
                  "mode": "online", "decay": 0.5, "scaling": {"default": "log", "features": {}},
                  "autotune": {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0},

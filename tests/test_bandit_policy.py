@@ -93,7 +93,7 @@ def test_normalized_exploration_reweights_the_same_model(slots):
     from bandit.igw import normalized
 
     squarecb = Policy(PolicySettings(slots=slots, exploration=parse_exploration(
-        {"algorithm": "squarecb", "gamma_scale": 1000.0})))
+        {"algorithm": "squarecb", "gamma_scale": 1000.0, "normalize": False})))
     for t in range(100):  # every action tried; i2 and i5 are clicked half the time, the rest never
         for i in range(len(ACTIONS)):
             squarecb.learn(SHARED, ACTIONS, [(i, 1 / len(ACTIONS))], [float(i in (2, 5) and t % 2 == 0)])
@@ -147,8 +147,9 @@ def test_fast_path_gives_the_plain_api_probabilities(slots):
     """The direct pylibvw calls must agree with ``Workspace.predict``/``learn`` exactly."""
     from bandit.encoding import cb_lines, ccb_lines
 
-    fast = Policy(PolicySettings(slots=slots, exploration=parse_exploration({"algorithm": "squarecb"})))
-    plain = Policy(PolicySettings(slots=slots, exploration=parse_exploration({"algorithm": "squarecb"})))
+    vw_squarecb = parse_exploration({"algorithm": "squarecb", "normalize": False})  # VW's own probabilities
+    fast = Policy(PolicySettings(slots=slots, exploration=vw_squarecb))
+    plain = Policy(PolicySettings(slots=slots, exploration=vw_squarecb))
     rng = np.random.default_rng(3)
     for t in range(200):
         shared = context_text({"user": {"segment": f"s{t % 3}"}})

@@ -14,7 +14,8 @@ from experiments.spec import parse_spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "learning-runs.jsonl"
-SETTINGS_RUNS = ROOT / "benchmarks" / "learning-settings-runs.jsonl"  # other learning settings, auto-tuning off
+SETTINGS_RUNS = ROOT / "benchmarks" / "learning-settings-runs.jsonl"  # other settings, auto-tuning off
+HELDOUT_RUNS = ROOT / "benchmarks" / "learning-heldout-runs.jsonl"  # seeds 10-19: defaults not chosen on them
 PUBLISHED = ("README.md", "docs/learning.md", "benchmarks/README.md")
 
 
@@ -34,11 +35,18 @@ def test_the_published_comparison_of_learning_settings_is_the_recorded_runs():
         assert table in (ROOT / name).read_text(), f"{name}: comparison differs from the run files (--compare)"
 
 
-def current_defaults(scenario: str, learning: dict | None = None) -> dict:
-    """The spec defaults a run of ``scenario`` gets (some are by kind), with ``learning`` over them."""
+def test_the_published_check_on_held_out_seeds_is_the_recorded_runs():
+    table = comparison_table(recorded_rows(str(HELDOUT_RUNS)))
+    assert "| defaults | 10–19 |" in table
+    for name in ("docs/learning.md", "benchmarks/README.md"):
+        assert table in (ROOT / name).read_text(), f"{name}: held-out comparison differs from {HELDOUT_RUNS.name}"
+
+
+def current_defaults(scenario: str, learning: dict | None = None, exploration: dict | None = None) -> dict:
+    """The spec defaults a run of ``scenario`` gets (some are by kind), with ``learning`` and ``exploration`` over them."""
     kind = SCENARIOS[scenario]["kind"]
     return parse_spec({"key": "d", "kind": kind, "arms": [{"id": "a"}, {"id": "b"}] if kind == "strategies" else [],
-                       "learning": learning or {}}).data
+                       "learning": learning or {}, **({"exploration": exploration} if exploration else {})}).data
 
 
 def same_exploration(a: dict, b: dict) -> bool:
@@ -61,9 +69,9 @@ def test_recorded_runs_used_the_current_defaults_and_replayed_identically():
 
 
 def test_runs_of_other_settings_differ_from_the_current_defaults_only_in_those_settings():
-    for row in recorded_rows(str(SETTINGS_RUNS)):
+    for row in recorded_rows(str(SETTINGS_RUNS)) + recorded_rows(str(HELDOUT_RUNS)):
         case, settings = row["case"], row["run"]["final_settings"]
-        expected = current_defaults(case["scenario"], case["learning"])
+        expected = current_defaults(case["scenario"], case["learning"], case.get("exploration"))
         learning = {k: v for k, v in settings["learning"].items() if k != "hash_bits"}
         assert not case["autotune"] and same_exploration(settings, expected), case
         assert learning == {k: v for k, v in expected["learning"].items() if k != "hash_bits"}, (

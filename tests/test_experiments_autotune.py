@@ -25,7 +25,7 @@ def test_alternatives_stay_near_the_live_settings():
         "pairs only", "forget faster (decay 0)", "less exploration (epsilon 0.4)", "learning rate 4", "scaling log",
         "learning rate 1", "forget slower (decay 0.3)"]  # epsilon 1.6 is no epsilon: not tried
     assert labels({"key": "k", "learning": {"interactions": ["UA"], "decay": 0.0}})[:2] == [
-        "less exploration (gamma_scale 100)", "learning rate 1"]  # one context namespace: no cubic; no faster decay
+        "less exploration (gamma_scale 2000)", "learning rate 1"]  # one context namespace: no cubic; no faster decay
 
 
 def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_undone(shop, rng, app, client):
@@ -40,6 +40,7 @@ def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_un
     assert summary["window"]["scored"] == 300 and summary["alpha"] == pytest.approx(0.05 / 4)
     chosen = next(a for a in summary["alternatives"] if a["label"] == summary["chosen"])
     assert chosen["gain"]["low"] > 0 and len(summary["alternatives"]) == 4
+    assert chosen["effective_decisions"] >= 100 and summary["live"]["effective_decisions"] >= 100
     assert summary["round"] == 2 and summary["confirms"]["round"] == 1 and summary["confirms"]["gain"]["low"] > 0
 
     shop.learn(seconds=2)  # the switch rebuilds the model from the log with the new settings
@@ -64,6 +65,20 @@ def test_a_clearly_better_setting_is_switched_to_with_its_evidence_and_can_be_un
     assert undone["spec"]["learning"]["autotune"] == {**TUNED, "enabled": False, "budget": 50.0}
     last = client.get("/v1/experiments/tuned/history").get_json()["history"][-1]
     assert last["change"]["undo"] == {"version": switch["version"]} and last["actor"] != ACTOR
+
+
+def test_an_estimate_resting_on_few_effective_decisions_never_wins():
+    """A gain whose interval excludes a loss is not enough when a handful of rarely explored decisions carry it."""
+    from experiments.autotune import MIN_EFFECTIVE, _winner
+
+    def summary(alternative_effective, live_effective=1000.0):
+        gain = {"value": 0.1, "low": 0.05, "high": 0.15, "n": 1500, "alpha": 0.0125}
+        return {"window": {"scored": 1500}, "live": {"effective_decisions": live_effective},
+                "alternatives": [{"label": "x", "patch": {}, "gain": gain, "effective_decisions": alternative_effective}]}
+
+    assert _winner(summary(MIN_EFFECTIVE))["label"] == "x"
+    assert _winner(summary(MIN_EFFECTIVE - 1)) is None
+    assert _winner(summary(1000.0, live_effective=MIN_EFFECTIVE - 1)) is None
 
 
 def test_each_setting_is_switched_once_until_tuning_is_turned_on_again():

@@ -285,7 +285,7 @@ def test_an_experiment_that_had_elim_loses_it_on_upgrade_and_says_so(db_path, cl
     spec["learning"]["vw_args"] = vw_args
     store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), base))
     store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
-                                                           "name = 'm014_no_elim'"))
+                                                           "name = 'm014_squarecb'"))
     store.close()
     open_store(db_path).close()
     row = client.get(f"/v1/experiments/{base}").get_json()
@@ -294,6 +294,25 @@ def test_an_experiment_that_had_elim_loses_it_on_upgrade_and_says_so(db_path, cl
     last = client.get(f"/v1/experiments/{base}/history").get_json()["history"][-1]
     assert last["change"] == change and last["actor"].startswith("upgrade:") and why in last["actor"]
     assert client.post(f"/v1/experiments/{base}/slate", json={"candidates": [{"id": "a"}, {"id": "b"}]}).status_code == 200
+
+
+@pytest.mark.parametrize("db_path", ["sqlite", "postgresql"], indirect=True)
+def test_a_squarecb_experiment_from_before_normalize_keeps_vw_probabilities_on_upgrade(db_path, client, base):
+    """``normalize`` is on by default now; a spec stored without it ran VW's probabilities and goes on doing so."""
+    from experiments.store import open_store
+
+    store = open_store(db_path)
+    spec = store.existing_experiment(base)["spec"]
+    spec["exploration"] = {"algorithm": "squarecb", "gamma_scale": 50.0, "gamma_exponent": 0.5, "elim": False}
+    store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), base))
+    store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
+                                                           "name = 'm014_squarecb'"))
+    store.close()
+    open_store(db_path).close()
+    row = client.get(f"/v1/experiments/{base}").get_json()
+    assert row["spec"]["exploration"] == {"algorithm": "squarecb", "gamma_scale": 50.0, "gamma_exponent": 0.5,
+                                          "elim": False, "normalize": False}
+    assert row["version"] == 1  # the experiment does what it did: no new version
 
 
 def test_docs_list_exactly_the_allowed_options_and_their_example_holds(client):

@@ -334,7 +334,7 @@ def test_counterfactual_evaluation_runs_and_shows_both_policies(admin, experimen
         time.sleep(0.2)
     assert "Verdict" in page, page[:3000]
     assert "Alternative settings" in page and "Live settings" in page and "squarecb (gamma_scale 20" in page
-    assert "squarecb (gamma_scale 50" in page and "Difference" in page and "Earlier runs" in page
+    assert "squarecb (gamma_scale 1000" in page and "Difference" in page and "Earlier runs" in page
     assert 'http-equiv="refresh"' not in page
 
 

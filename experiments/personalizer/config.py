@@ -32,6 +32,9 @@ READ_ONLY = {"lastConfigurationEditDate", "latestApprenticeModeMetrics"}
 SERVICE_FIELDS = {"rewardWaitTime", "defaultReward", "rewardAggregation", "explorationPercentage",
                   "modelExportFrequency", "learningMode", *STORED_TYPES, *READ_ONLY}
 VW_EPSILON_DEFAULT = 0.05  # what --cb_explore_adf explores with when no --epsilon is given
+# What VW does when a policy names an algorithm without these options (SquareCB: VW's gamma, VW's probabilities).
+VW_EXPLORATION_DEFAULTS = {"epsilon": {"epsilon": VW_EPSILON_DEFAULT},
+                           "squarecb": {"gamma_scale": 10.0, "normalize": False}}
 
 # A new resource's experiment: Personalizer's defaults (10 minute wait, earliest reward,
 # 20% exploration, all namespace pairs crossed) on a model that learns at VW's own rate.
@@ -274,7 +277,7 @@ def policy_patch(arguments) -> dict:
     options = _options(arguments)
     algorithm = next((_ALGORITHM_FLAGS[name] for name, _ in options if name in _ALGORITHM_FLAGS), "epsilon")
     table = EXPLORATION_OPTIONS[algorithm]
-    exploration = {"epsilon": VW_EPSILON_DEFAULT} if algorithm == "epsilon" else {}
+    exploration = dict(VW_EXPLORATION_DEFAULTS.get(algorithm, {}))
     interactions, learning_rate, rest = [], 0.5, []
     for name, value in options:
         if name in table:

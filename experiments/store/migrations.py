@@ -256,11 +256,15 @@ ELIM_UPGRADE = ("upgrade: exploration.elim is off; Vowpal Wabbit 9's elimination
                 "probabilities when candidates tie, so the probabilities it logged were false")
 
 
-def m014_no_elim(db: sqlite_utils.Database) -> None:
-    """Turn off SquareCB's elimination variant, as ``exploration.elim`` or ``--elim`` in vw_args (see ELIM_UPGRADE).
+def m014_squarecb(db: sqlite_utils.Database) -> None:
+    """SquareCB specs stored before ``normalize`` existed ran VW's probabilities: they say so, and keep them.
 
-    Each change is a new version with a history row, as in m011; the PostgreSQL twin is V6_NO_ELIM.
+    Then SquareCB's elimination variant is turned off, as ``exploration.elim`` or ``--elim`` in vw_args
+    (see ELIM_UPGRADE), each change a new version with a history row as in m011. PostgreSQL: V6_SQUARECB.
     """
+    db.execute("UPDATE experiments SET spec = json_set(spec, '$.exploration.normalize', json('false'))"
+               " WHERE json_extract(spec, '$.exploration.algorithm') = 'squarecb'"
+               " AND json_type(spec, '$.exploration.normalize') IS NULL")
     _each_experiment(db, _no_elim)
 
 
@@ -275,7 +279,7 @@ def _no_elim(db: sqlite_utils.Database, key: str) -> None:
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
               m007_feature_importances, m008_archive, m009_model_scaling,
               m010_operations, m011_vw_args_allowlist, m012_sign_in, m013_public_keys,
-              m014_no_elim]
+              m014_squarecb]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -100,13 +100,17 @@ V5_RATE_BUCKETS = ("CREATE UNLOGGED TABLE rate_buckets (address bigint PRIMARY K
                    " allowed boolean NOT NULL, at double precision NOT NULL);"
                    " CREATE INDEX rate_buckets_at ON rate_buckets (at);")
 
+# SquareCB specs stored before exploration.normalize existed ran VW's probabilities: they say so and keep them.
 # SquareCB's elimination variant is refused (VW 9 logs negative probabilities with it when candidates tie): turn
-# it off, as exploration.elim or --elim in vw_args, as a new version with a history row (SQLite: m014_no_elim).
+# it off, as exploration.elim or --elim in vw_args, as a new version with a history row (SQLite: m014_squarecb).
 _UPGRADED = """
 INSERT INTO experiment_history (experiment, version, status, spec, change, actor, at)
 SELECT key, version, status, spec, '{change}', '{why}', updated_at FROM changed;"""
-V6_NO_ELIM = (
-    "WITH changed AS (UPDATE experiments SET spec = jsonb_set(spec::jsonb, '{exploration,elim}', 'false')::text,"
+V6_SQUARECB = (
+    "UPDATE experiments SET spec = jsonb_set(spec::jsonb, '{exploration,normalize}', 'false')::text"
+    " WHERE (spec::jsonb) #>> '{exploration,algorithm}' = 'squarecb' AND (spec::jsonb) #> '{exploration,normalize}'"
+    " IS NULL;"
+    " WITH changed AS (UPDATE experiments SET spec = jsonb_set(spec::jsonb, '{exploration,elim}', 'false')::text,"
     " version = version + 1, updated_at = extract(epoch FROM now())"
     " WHERE (spec::jsonb) #>> '{exploration,elim}' = 'true' RETURNING key, version, status, spec, updated_at)"
     + _UPGRADED.format(change='{"exploration": {"elim": false}}',
@@ -128,7 +132,7 @@ MIGRATIONS = [
     (3, "leases", V3_LEASES),
     (4, "archive_position_xid", V4_ARCHIVE_POSITION_XID),
     (5, "rate_buckets", V5_RATE_BUCKETS),
-    (6, "no_elim", V6_NO_ELIM),
+    (6, "squarecb", V6_SQUARECB),
 ]
 VERSION = MIGRATIONS[-1][0]
 # Tables whose primary key is a serial ``id`` (an INSERT into them reports the new id).
