@@ -270,6 +270,20 @@ def test_elim_is_refused_as_a_field_and_as_a_vw_argument(client, base):
     assert "option --elim is not allowed: Vowpal Wabbit 9's elimination" in answer.get_json()["error"]["message"]
 
 
+def upgrade_stored_spec(db_path: str, key: str, edit) -> None:
+    """Store ``edit(spec)`` as an older version of the code could have, then open the store: migration 14 / v6 runs."""
+    from experiments.store import open_store
+
+    store = open_store(db_path)
+    spec = store.existing_experiment(key)["spec"]
+    edit(spec)
+    store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), key))
+    store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
+                                                           "name = 'm014_squarecb'"))
+    store.close()
+    open_store(db_path).close()
+
+
 @pytest.mark.parametrize("db_path", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("exploration, vw_args, change, why", [
     ({"elim": True}, "", {"exploration": {"elim": False}}, "exploration.elim is off"),
@@ -277,17 +291,11 @@ def test_elim_is_refused_as_a_field_and_as_a_vw_argument(client, base):
 ])
 def test_an_experiment_that_had_elim_loses_it_on_upgrade_and_says_so(db_path, client, base, exploration, vw_args,
                                                                       change, why):
-    from experiments.store import open_store
+    def edit(spec):
+        spec["exploration"].update(exploration)
+        spec["learning"]["vw_args"] = vw_args
 
-    store = open_store(db_path)
-    spec = store.existing_experiment(base)["spec"]
-    spec["exploration"].update(exploration)
-    spec["learning"]["vw_args"] = vw_args
-    store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), base))
-    store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
-                                                           "name = 'm014_squarecb'"))
-    store.close()
-    open_store(db_path).close()
+    upgrade_stored_spec(db_path, base, edit)
     row = client.get(f"/v1/experiments/{base}").get_json()
     assert row["spec"]["exploration"].get("elim", False) is False and row["spec"]["learning"]["vw_args"] == ""
     assert row["version"] == 2
@@ -299,16 +307,10 @@ def test_an_experiment_that_had_elim_loses_it_on_upgrade_and_says_so(db_path, cl
 @pytest.mark.parametrize("db_path", ["sqlite", "postgresql"], indirect=True)
 def test_a_squarecb_experiment_from_before_normalize_keeps_vw_probabilities_on_upgrade(db_path, client, base):
     """``normalize`` is on by default now; a spec stored without it ran VW's probabilities and goes on doing so."""
-    from experiments.store import open_store
+    def edit(spec):
+        spec["exploration"] = {"algorithm": "squarecb", "gamma_scale": 50.0, "gamma_exponent": 0.5, "elim": False}
 
-    store = open_store(db_path)
-    spec = store.existing_experiment(base)["spec"]
-    spec["exploration"] = {"algorithm": "squarecb", "gamma_scale": 50.0, "gamma_exponent": 0.5, "elim": False}
-    store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), base))
-    store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
-                                                           "name = 'm014_squarecb'"))
-    store.close()
-    open_store(db_path).close()
+    upgrade_stored_spec(db_path, base, edit)
     row = client.get(f"/v1/experiments/{base}").get_json()
     assert row["spec"]["exploration"] == {"algorithm": "squarecb", "gamma_scale": 50.0, "gamma_exponent": 0.5,
                                           "elim": False, "normalize": False}
