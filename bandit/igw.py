@@ -44,10 +44,10 @@ def normalized(pmf) -> np.ndarray:
     # by Jensen the root is at least K - mean(gaps), where ties start it close.
     lam = max(1.0, k - float(gaps.mean()))
     for _ in range(MAX_STEPS):
-        inverse = 1.0 / (lam + gaps)
-        excess = inverse.sum() - 1.0
-        if excess <= TOLERANCE:
-            break
-        lam = min(lam + excess / (inverse @ inverse), float(k))
+        weights = 1.0 / (lam + gaps)
+        total = weights.sum()
+        if total - 1.0 <= TOLERANCE:
+            return weights / total  # the weights at the root: computed once, not again after the loop
+        lam = min(lam + (total - 1.0) / (weights @ weights), float(k))
     weights = 1.0 / (lam + gaps)
     return weights / weights.sum()
