@@ -8,8 +8,9 @@ it died, on any POSIX system. Either way the child stops gracefully, so a
 
 ``DrainingArbiter`` and ``DrainingWorker``: on a graceful stop the gunicorn master
 first makes the listening socket refuse new connections (a socket filter dropping
-every new handshake, which then ends in "connection refused", never in a reset),
-and each sync worker, before it exits, answers every connection the kernel had
+every SYN that opens a handshake, which then ends in "connection refused", never in
+a reset; a handshake already under way still completes into the queue), and each
+sync worker, before it exits, answers every connection the kernel had
 already accepted into the socket's queue. Plain gunicorn closes the socket with
 that queue still full, and each queued client gets a reset.
 """
@@ -28,7 +29,17 @@ from gunicorn.workers.sync import SyncWorker
 
 PR_SET_PDEATHSIG = 1
 SO_ATTACH_FILTER = 26
-BPF_RET_K = 0x06  # "return k": with k = 0, drop the packet
+# Classic BPF opcodes; a TCP socket's filter sees the packet from its TCP header on.
+BPF_LDB_ABS, BPF_AND_K, BPF_JEQ_K, BPF_RET_K = 0x30, 0x54, 0x15, 0x06
+TCP_FLAGS_OFFSET, TCP_SYN, TCP_ACK = 13, 0x02, 0x10
+# Drop a packet whose SYN and ACK bits read "SYN alone" (a handshake's opening); keep the rest.
+OPENING_SYN_DROPPED = (
+    (BPF_LDB_ABS, 0, 0, TCP_FLAGS_OFFSET),
+    (BPF_AND_K, 0, 0, TCP_SYN | TCP_ACK),
+    (BPF_JEQ_K, 0, 1, TCP_SYN),
+    (BPF_RET_K, 0, 0, 0),
+    (BPF_RET_K, 0, 0, 0xFFFFFFFF),
+)
 
 
 def die_with_parent(parent_pid: int, watch_fd: int | None = None, signum: int = signal.SIGTERM) -> None:
@@ -68,11 +79,14 @@ def refuse_new_connections(listener) -> bool:
     """Drop every new handshake on a listening TCP socket; queued connections stay acceptable.
 
     A client whose SYN is dropped retries it and, once the socket is closed, gets
-    "connection refused" (or reaches the next server on that port). Returns False
-    where the system has no socket filters.
+    "connection refused" (or reaches the next server on that port). Only the opening
+    SYN is dropped: a client whose SYN arrived before the filter believes itself
+    connected and sends its request, so its final ACK must still reach the queue
+    (dropping it too left that client to a reset when the socket closed, now and then
+    under load). Returns False where the system has no socket filters.
     """
-    rule = _SockFilter(BPF_RET_K, 0, 0, 0)
-    program = _SockFprog(1, ctypes.pointer(rule))
+    rules = (_SockFilter * len(OPENING_SYN_DROPPED))(*(_SockFilter(*r) for r in OPENING_SYN_DROPPED))
+    program = _SockFprog(len(rules), ctypes.cast(rules, ctypes.POINTER(_SockFilter)))
     try:
         listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(program))
     except OSError:
