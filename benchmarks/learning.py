@@ -47,6 +47,7 @@ from bandit.encoding import action_text, cb_lines, ccb_lines, context_text
 from bandit.scaling import Scaler
 from experiments import models
 from experiments.clock import VirtualClock
+from experiments.forgetting import forgotten
 from experiments.labels import slot_rewards
 from experiments.simulation.runner import InProcessTarget, SimulationSettings, play, summarize
 from experiments.spec import parse_spec
@@ -81,18 +82,21 @@ class RecordingTarget(InProcessTarget):
             self.checkpoints.append(self.store.latest_model(self.key))
 
 
-def replay_bare_vw(spec: dict, sc: dict, log: list, args: str, scaling, until: int) -> bytes:
+def replay_bare_vw(spec: dict, sc: dict, log: list, args: str, scaling, until: int, rules: tuple = ()) -> bytes:
     """Learn the first ``until`` logged decisions in log order with a bare VW workspace; return its model.
 
     Numeric features are scaled as the service's policy does: a standardising
-    scaling observes the first examples, then they are learned in order.
+    scaling observes the first examples, then they are learned in order. Decisions
+    the forgetting ``rules`` leave out (sequence number = log position + 1) are skipped.
     """
     reward = spec["reward"]
     slate_experiment = spec["slots"] > 1
     lines_of = {c["id"]: action_text(c) for c in (spec["arms"] or sc["shop"].catalog)}
     scaler, examples = Scaler(scaling), []
     ws = vowpalwabbit.Workspace(args)
-    for context, ids, slate, outcomes in log[:until]:
+    for seq, (context, ids, slate, outcomes) in enumerate(log[:until], start=1):
+        if forgotten(rules, seq, context):
+            continue
         values = slot_rewards([(slot, reward["events"].get(kind, 0.0)) for slot, kind in outcomes], len(slate),
                               reward["aggregation"], reward["default"])
         labels = [(index, -value, max(p, 1e-6)) for (index, p), value in zip(slate, values)]
@@ -132,7 +136,7 @@ def replay_checks(target: RecordingTarget, spec: dict, sc: dict, log: list) -> l
     checks = []
     for row in rows:
         until = _logged_until(target.store, row["cursor_seq"])
-        replayed = replay_bare_vw(spec, sc, log, row["args"], models.scaling(row), until)
+        replayed = replay_bare_vw(spec, sc, log, row["args"], models.scaling(row), until, models.forgetting(row))
         checks.append({"model_version": row["version"], "decisions": until, "args": row["args"],
                        "identical": replayed == row["model"]})
     return checks

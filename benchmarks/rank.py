@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/rank.py [--decisions 2000]
 Each case runs against a fresh SQLite file (decision committed, as in serving)
-with a model trained on a few hundred events, so VW does real work.
+with a model trained on a few hundred events, so VW does real work. The learner is
+timed twice over the same kind of log, with the drift watch off and on.
 """
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ def run_case(n: int, slots: int, decisions: int, folder: str) -> dict:
             "p99_us": round(float(np.percentile(micros, 99)), 1)}
 
 
-def learner_throughput(events: int, folder: str) -> dict:
+def learner_throughput(events: int, folder: str, drift_watch: bool = False) -> dict:
     clock = VirtualClock()
-    store = Store(os.path.join(folder, "learner.db"))
+    store = Store(os.path.join(folder, f"learner-{drift_watch}.db"))
     service = Service(store, clock)
-    service.create_experiment({"key": "learn", "status": "running", "reward": {"wait_seconds": 0}})
+    service.create_experiment({"key": "learn", "status": "running", "reward": {"wait_seconds": 0},
+                               "learning": {"drift_watch": {"enabled": drift_watch}}})
     cands = candidates(50)
     for i in tqdm(range(events), desc="log decisions", leave=False):
         answer = service.decide("learn", {"unit": f"u{i}", "context": context(i), "candidates": cands})
@@ -81,7 +83,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         cases = [run_case(n, slots, args.decisions, folder) for n in (10, 50, 200) for slots in (1, 3)]
-        result = {"decide": cases, "learner": learner_throughput(args.learner_events, folder)}
+        plain, watched = (learner_throughput(args.learner_events, folder, watch) for watch in (False, True))
+        result = {"decide": cases, "learner": plain, "learner_with_drift_watch": watched,
+                  "drift_watch_cost_ratio": round(plain["events_per_second"] / watched["events_per_second"], 3)}
     print(json.dumps(result, indent=2))
 
 

@@ -23,6 +23,7 @@ from bandit.policy import Policy
 from experiments import models
 from experiments.autotune import Tuner
 from experiments.clock import SystemClock
+from experiments.forgetting import forget, forgotten, rules_of, watch_for
 from experiments.labels import learnable, slot_texts, training_labels
 from experiments.model_memory import DEFAULT_BUDGET_BYTES, DEFAULT_IDLE_SECONDS, to_evict
 from experiments.retention import RETENTION_EVERY_SECONDS, apply_retention
@@ -43,7 +44,7 @@ class _Track:
     """
 
     policy: Policy | None
-    identity: tuple  # VW command line and scaling: a model is a function of the log and these
+    identity: tuple  # VW command line, scaling and forgetting rules: a model is a function of the log and these
     version: int
     cursor: int  # the store's log position: seq on SQLite, (xid, seq) packed into one int on PostgreSQL
     learned: int
@@ -52,6 +53,10 @@ class _Track:
     reset_id: int = 0
     from_snapshot: bool = False  # the newest snapshot (``version``) holds this track's state
     used_at: float = 0.0
+
+    @property
+    def rules(self) -> tuple:
+        return self.identity[2]
 
 
 class _Stale(Exception):
@@ -92,13 +97,15 @@ class Learner:
         self._tokens: dict[str, int] = {}  # per-experiment lease tokens (PostgreSQL)
         self._retention_at = float("-inf")
         self.tuner = Tuner(store, self.clock)  # acts only on experiments whose spec asks for auto-tuning
+        self._watches: dict = {}  # drift watches (experiments.forgetting), for experiments that ask for one
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def _track(self, key: str, spec) -> _Track:
         settings = spec.policy_settings()
-        identity = settings.identity()
+        rules = rules_of(spec.learning)
+        identity = (*settings.identity(), rules)
         reset_id, floor = self.store.model_reset(key)  # a reset model never learns what came before it
         track = self._tracks.get(key)
         if track and track.identity == identity and track.reset_id == reset_id:
@@ -107,7 +114,7 @@ class Learner:
         version = row["version"] if row else 0
         fresh = track is None or track.reset_id != reset_id
         now = self.clock.now()
-        if fresh and models.matches(row, settings) and row["cursor_seq"] >= floor:
+        if fresh and models.matches(row, settings, rules) and row["cursor_seq"] >= floor:
             track = _Track(None, identity, version, row["cursor_seq"], row["learned"], now, reset_id=reset_id,
                            from_snapshot=True, used_at=now)
         else:  # first model, or settings changed: rebuild from the start of the log (or the last reset)
@@ -151,7 +158,11 @@ class Learner:
         spec = parse_spec(row["spec"], check_vw=False)
         track = self._track(row["key"], spec)
         try:
-            learned[row["key"]] = self._learn_closed(row["key"], spec, track)
+            learned[row["key"]], change = self._learn_closed(row["key"], spec, track)
+            if change is not None:  # the next pass rebuilds the model without what the group did before
+                self._watches[row["key"]].watch.clear()
+                forget(self.store, self.clock, row["key"], spec.learning, change)
+                return
             if not self._maybe_publish(row, spec, track, force_publish) and not track.dirty:
                 self._archive_alone(row["key"], spec, track)
         except _Stale:
@@ -194,39 +205,48 @@ class Learner:
             self._token = token
         return token is not None
 
-    def _learn_closed(self, key: str, spec, track: _Track) -> int:
+    def _learn_closed(self, key: str, spec, track: _Track):
+        """Learn what has closed; return how many decisions passed and the drift the watch saw, if any.
+
+        A drift stops the pass at once: the model is rebuilt from the log next pass.
+        """
         reward = spec.reward
+        rules, watch = track.rules, watch_for(self._watches, key, spec.learning)
         total = 0
         while True:
             closed_by = self.clock.now() - self.grace_seconds
             rows = self.store.closed_decisions(key, track.cursor, closed_by, self.batch_size)
             if not rows:
-                return total
+                return total, None
             policy = self._policy(key, track, spec.policy_settings())
             by_seq = defaultdict(list)
             for r in self.store.rewards_for([row["seq"] for row in rows]):
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
-            learned = 0
+            learned, change, passed = 0, None, 0
             for row in rows:
-                actions = self.store.actions(row["candidate_set"])
-                learned += self._learn_one(policy, row, actions, by_seq.get(row["seq"], []), reward)
-            track.cursor = rows[-1]["cursor"]
+                passed += 1
+                if not learnable(row):
+                    continue  # skipped for good: never activated, or logged only
+                context = loads(row["context"])
+                values, chosen, labels = training_labels(row, by_seq.get(row["seq"], []), reward,
+                                                         policy.settings.slots)
+                if not forgotten(rules, row["seq"], context):
+                    policy.learn(context_text(context), self.store.actions(row["candidate_set"]), chosen, labels,
+                                 slot_texts=slot_texts(row))
+                    learned += 1
+                if watch is not None:
+                    change = watch.observe(row["cursor"], row["seq"], context, sum(values))
+                    if change is not None:
+                        break
+            track.cursor = rows[-1]["cursor"] if change is None else row["cursor"]
             track.learned += learned
             track.dirty = True
             track.used_at = self.clock.now()
-            total += len(rows)
-            if len(rows) < self.batch_size:
-                return total
+            total += passed
+            if change is not None or len(rows) < self.batch_size:
+                return total, change
             if self.checkpoints:
                 self.store.checkpoint()  # more to come: a long catch-up must not grow the WAL
-
-    @staticmethod
-    def _learn_one(policy: Policy, row: dict, actions: list[str], rewards, reward_spec) -> bool:
-        if not learnable(row):
-            return False  # skipped for good: never activated, or logged only
-        _, chosen, learned = training_labels(row, rewards, reward_spec, policy.settings.slots)
-        policy.learn(context_text(loads(row["context"])), actions, chosen, learned, slot_texts=slot_texts(row))
-        return True
 
     def _maybe_publish(self, experiment: dict, spec, track: _Track, force: bool) -> bool:
         now = self.clock.now()
@@ -241,7 +261,7 @@ class Learner:
         try:
             archived = self.store.publish_model({
                 "experiment": key, "version": track.version + 1, "args": track.identity[0],
-                "features": models.features_column(policy.settings, policy.statistics()),
+                "features": models.features_column(policy.settings, policy.statistics(), track.rules),
                 "spec_version": experiment["version"],
                 "cursor_seq": track.cursor, "learned": track.learned, "created_at": now,
                 "learner": self.lease_owner or "in-process", "model": policy.save(),

@@ -26,9 +26,19 @@ def identity(row: dict) -> tuple[str, dict]:
     return row["args"], _features(row)["scaling"]
 
 
-def matches(row: dict | None, settings: PolicySettings) -> bool:
-    """True when a stored model was made with these settings."""
-    return row is not None and identity(row) == settings.identity()
+def matches(row: dict | None, settings: PolicySettings, rules: tuple | None = None) -> bool:
+    """True when a stored model was made with these settings (and, given ``rules``, these forgetting rules).
+
+    Serving asks without rules: a snapshot made before a rule changed still serves until the rebuilt one comes.
+    """
+    if row is None or identity(row) != settings.identity():
+        return False
+    return rules is None or forgetting(row) == rules
+
+
+def forgetting(row: dict) -> tuple:
+    """Return the forgetting rules a stored model was made with (``experiments.forgetting``)."""
+    return tuple(tuple(rule) for rule in _features(row).get("forget", ()))
 
 
 def load(row: dict, settings: PolicySettings) -> Policy:
@@ -46,6 +56,10 @@ def scaling(row: dict) -> Scaling:
     return parse_scaling(_features(row)["scaling"])
 
 
-def features_column(settings: PolicySettings, statistics: dict | None = None) -> str:
-    """Return the ``features`` column of a snapshot: the settings' scaling and the statistics observed."""
-    return dumps({"scaling": settings.scaling.to_dict(), "statistics": statistics})
+def features_column(settings: PolicySettings, statistics: dict | None = None, rules: tuple = ()) -> str:
+    """Return the ``features`` column of a snapshot: the settings' scaling, the statistics observed and
+    the forgetting rules (only when there are some, so older snapshots read the same)."""
+    column = {"scaling": settings.scaling.to_dict(), "statistics": statistics}
+    if rules:
+        column["forget"] = [list(rule) for rule in rules]
+    return dumps(column)

@@ -45,6 +45,9 @@ DEFAULTS = {
     "learning": {"interactions": ["UA", "PA"], "learning_rate": None, "update_seconds": 5.0, "vw_args": "",
                  "mode": "online", "decay": 0.5, "scaling": {"default": "log", "features": {}},
                  "autotune": {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0},
+                 "drift_watch": {"enabled": False, "threshold": 3.5, "recent": 1500, "reference": 4500,
+                                 "min_drop": 0.25},  # measured on the simulated shop (docs/learning.md)
+                 "forget": [],
                  "hash_bits": None},  # learning_rate and hash_bits: by kind, see LEARNING_RATE and HASH_BITS
     "reward": {
         "wait_seconds": 600.0,
@@ -216,6 +219,8 @@ def _learning(value, kind: str) -> dict:
                                              "learning.vw_args, not both")
     out["scaling"] = _scaling(out["scaling"])
     out["autotune"] = _autotune(out["autotune"])
+    out["drift_watch"] = _drift_watch(out["drift_watch"])
+    out["forget"] = _forget(out["forget"])
     if out["mode"] not in LEARNING_MODES:
         raise InvalidField("learning.mode", f"must be one of {', '.join(LEARNING_MODES)}")
     return out
@@ -239,6 +244,46 @@ def _autotune(value) -> dict:
     out["every"] = _number(out["every"], "learning.autotune.every", 100, 10_000_000, integer=True)
     out["budget"] = _number(out["budget"], "learning.autotune.budget", 0.5, 100)
     return out
+
+
+def _drift_watch(value) -> dict:
+    defaults = DEFAULTS["learning"]["drift_watch"]
+    out = {**defaults, **check_object(value, "learning.drift_watch", defaults)}
+    if not isinstance(out["enabled"], bool):
+        raise InvalidField("learning.drift_watch.enabled", "must be true or false")
+    out["threshold"] = _number(out["threshold"], "learning.drift_watch.threshold", 3, 20)
+    out["recent"] = _number(out["recent"], "learning.drift_watch.recent", 100, 100_000, integer=True)
+    out["reference"] = _number(out["reference"], "learning.drift_watch.reference", 100, 1_000_000, integer=True)
+    out["min_drop"] = _number(out["min_drop"], "learning.drift_watch.min_drop", 0, 1)
+    return out
+
+
+FORGET_FIELDS = {"feature": None, "value": None, "before": None}
+MAX_FORGET = 32
+FEATURE_PATH = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})?$")
+
+
+def _forget(value) -> list:
+    """What the model leaves out of the log: each group's decisions before a log position.
+
+    A later rule for the same group replaces an earlier one.
+    """
+    if not isinstance(value, list) or len(value) > MAX_FORGET:
+        raise InvalidField("learning.forget", f"must be a list of at most {MAX_FORGET} rules")
+    rules = {}
+    for i, rule in enumerate(value):
+        field = f"learning.forget[{i}]"
+        rule = check_object(rule, field, FORGET_FIELDS)
+        if set(rule) != set(FORGET_FIELDS):
+            raise InvalidField(field, "must have feature, value and before")
+        if not isinstance(rule["feature"], str) or not FEATURE_PATH.match(rule["feature"]):
+            raise InvalidField(f"{field}.feature", "must be a context feature path like \"user.segment\"")
+        if not isinstance(rule["value"], str) or not 0 < len(rule["value"]) <= MAX_ID_LENGTH:
+            raise InvalidField(f"{field}.value", f"must be a string of 1-{MAX_ID_LENGTH} characters")
+        before = _number(rule["before"], f"{field}.before", 1, 2 ** 62, integer=True)
+        key = (rule["feature"], rule["value"])
+        rules[key] = before
+    return [{"feature": f, "value": v, "before": b} for (f, v), b in rules.items()]
 
 
 def _reward(value) -> dict:

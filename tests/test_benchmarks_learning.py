@@ -10,7 +10,7 @@ import pathlib
 from benchmarks.learning import GOALS, build_report, comparison_table, markdown_table, recorded_rows, recorded_runs
 from bandit.exploration import parse_exploration
 from bandit.simulation import SCENARIOS
-from experiments.spec import parse_spec
+from experiments.spec import DEFAULTS, parse_spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "learning-runs.jsonl"
@@ -54,6 +54,16 @@ def same_exploration(a: dict, b: dict) -> bool:
     return parse_exploration(a["exploration"]) == parse_exploration(b["exploration"])
 
 
+def same_learning(recorded: dict, expected: dict) -> bool:
+    """Compare as settings: a field added later, absent from an older record, means its default (and the
+    expected run has the default there). ``hash_bits`` is sized per experiment; ``forget`` is written by
+    the run itself where the drift watch is on."""
+    fields = set(recorded) - {"hash_bits", "forget"}
+    later = set(expected) - set(recorded) - {"hash_bits", "forget"}
+    return ({k: recorded[k] for k in fields} == {k: expected.get(k) for k in fields}
+            and all(expected[k] == DEFAULTS["learning"][k] for k in later))
+
+
 def test_recorded_runs_used_the_current_defaults_and_replayed_identically():
     runs = recorded_runs(str(RUNS))
     assert runs
@@ -62,9 +72,7 @@ def test_recorded_runs_used_the_current_defaults_and_replayed_identically():
         assert run["replay"] and all(check["identical"] for check in run["replay"]), run["seed"]
         if not run["autotune"]:  # an auto-tuned run ends on settings it chose
             defaults = current_defaults(run["scenario"])
-            learning = {k: v for k, v in settings["learning"].items() if k != "hash_bits"}  # sized per experiment
-            expected = {k: v for k, v in defaults["learning"].items() if k != "hash_bits"}
-            assert same_exploration(settings, defaults) and learning == expected, (
+            assert same_exploration(settings, defaults) and same_learning(settings["learning"], defaults["learning"]), (
                 f"{run['scenario']} seed {run['seed']} ran other defaults: re-run the grid")
 
 
@@ -72,7 +80,6 @@ def test_runs_of_other_settings_differ_from_the_current_defaults_only_in_those_s
     for row in recorded_rows(str(SETTINGS_RUNS)) + recorded_rows(str(HELDOUT_RUNS)):
         case, settings = row["case"], row["run"]["final_settings"]
         expected = current_defaults(case["scenario"], case["learning"], case.get("exploration"))
-        learning = {k: v for k, v in settings["learning"].items() if k != "hash_bits"}
         assert not case["autotune"] and same_exploration(settings, expected), case
-        assert learning == {k: v for k, v in expected["learning"].items() if k != "hash_bits"}, (
+        assert same_learning(settings["learning"], expected["learning"]), (
             f"{case}: ran other settings than these over the current defaults: re-run it")

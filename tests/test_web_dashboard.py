@@ -204,6 +204,20 @@ def test_edit_records_only_what_changed_with_the_user_as_actor(admin, experiment
     assert "must be > 0" in Form(bad.text).errors["learning-learning_rate"]
 
 
+def test_the_drift_watch_is_switched_on_in_the_form_keeping_the_rules(admin, experiment, client):
+    rule = {"feature": "user.segment", "value": "s2", "before": 9}
+    client.patch(f"/v1/experiments/{experiment}", json={"learning": {"forget": [rule]}})
+    admin.submit(f"/experiments/{experiment}/edit", {"learning.drift_watch.enabled": "on",
+                                                     "learning.drift_watch.threshold": "4"})
+    learning = client.get(f"/v1/experiments/{experiment}").get_json()["spec"]["learning"]
+    assert learning["drift_watch"] == {"enabled": True, "threshold": 4.0, "recent": 1500, "reference": 4500,
+                                       "min_drop": 0.25}
+    assert learning["forget"] == [rule]
+    assert Form(admin.get(f"/experiments/{experiment}/edit").text).values["learning.drift_watch.threshold"] == "4"
+    bad = admin.submit(f"/experiments/{experiment}/edit", {"learning.drift_watch.threshold": "1"}, expect=400)
+    assert "must be >= 3" in Form(bad.text).errors["learning-drift_watch-threshold"]
+
+
 def test_edit_refuses_a_stale_form(admin, experiment, client):
     stale = Form(admin.get(f"/experiments/{experiment}/edit").text).values
     admin.submit(f"/experiments/{experiment}/edit", {"name": "Changed first"})

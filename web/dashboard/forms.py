@@ -21,6 +21,9 @@ TEXT_FIELDS = PLAIN_FIELDS + ["arms", "exploration.algorithm", "learning.interac
                               "traffic.control", "learning.scaling.default", "learning.scaling.features"]
 AUTOTUNE_NUMBERS = ["learning.autotune.window", "learning.autotune.every", "learning.autotune.budget"]
 AUTOTUNE_FIELDS = ["learning.autotune.enabled", *AUTOTUNE_NUMBERS]
+DRIFT_NUMBERS = ["learning.drift_watch.threshold", "learning.drift_watch.recent", "learning.drift_watch.reference",
+                 "learning.drift_watch.min_drop"]
+DRIFT_FIELDS = ["learning.drift_watch.enabled", *DRIFT_NUMBERS]
 SCALING_MODES = ("log", "raw", "standard")
 INTEGER = re.compile(r"^[+-]?\d+$")
 
@@ -40,7 +43,7 @@ def exploration_fields() -> list[str]:
 
 
 def all_fields() -> set[str]:
-    return set(NUMBER_FIELDS) | set(TEXT_FIELDS) | set(exploration_fields()) | set(AUTOTUNE_FIELDS)
+    return set(NUMBER_FIELDS) | set(TEXT_FIELDS) | set(exploration_fields()) | set(AUTOTUNE_FIELDS) | set(DRIFT_FIELDS)
 
 
 def parse_number(text: str):
@@ -112,15 +115,22 @@ def _features_text(features: dict) -> str:
                      else f"{path} = {mode}" for path, mode in features.items())
 
 
+def _switched(form, enabled: str, numbers: list[str]) -> dict:
+    """Return an opt-in object (auto-tuning, the drift watch): its checkbox and the numbers given."""
+    out = {"enabled": form.get(enabled) in ("on", "true", "1")}
+    for field in numbers:
+        if form.get(field, "").strip():
+            out[field.rsplit(".", 1)[1]] = parse_number(form[field])
+    return out
+
+
 def learning_extras(form) -> dict:
-    """Return the scaling and auto-tuning objects of the learning settings from the form."""
+    """Return the scaling, auto-tuning and drift-watch objects of the learning settings from the form."""
     scaling = {"default": form.get("learning.scaling.default", "").strip(),
                "features": _scaled_features(form.get("learning.scaling.features", ""))}
-    autotune = {"enabled": form.get("learning.autotune.enabled") in ("on", "true", "1")}
-    for field in AUTOTUNE_NUMBERS:
-        if form.get(field, "").strip():
-            autotune[field.rsplit(".", 1)[1]] = parse_number(form[field])
-    return {"scaling": scaling, "autotune": autotune}
+    return {"scaling": scaling,
+            "autotune": _switched(form, "learning.autotune.enabled", AUTOTUNE_NUMBERS),
+            "drift_watch": _switched(form, "learning.drift_watch.enabled", DRIFT_NUMBERS)}
 
 
 def exploration_from_form(form) -> dict:
@@ -176,10 +186,11 @@ def form_from_spec(spec: dict) -> dict:
     values["learning.interactions"] = " ".join(learning["interactions"])
     values["learning.scaling.default"] = learning["scaling"]["default"]
     values["learning.scaling.features"] = _features_text(learning["scaling"].get("features", {}))
-    autotune = {**DEFAULTS["learning"]["autotune"], **learning["autotune"]}
-    values["learning.autotune.enabled"] = autotune["enabled"]
-    for field in AUTOTUNE_NUMBERS:
-        values[field] = f"{autotune[field.rsplit('.', 1)[1]]:g}"
+    for name, numbers in (("autotune", AUTOTUNE_NUMBERS), ("drift_watch", DRIFT_NUMBERS)):
+        switched = {**DEFAULTS["learning"][name], **learning[name]}
+        values[f"learning.{name}.enabled"] = switched["enabled"]
+        for field in numbers:
+            values[field] = f"{switched[field.rsplit('.', 1)[1]]:g}"
     values["reward.events"] = "\n".join(f"{name} = {value:g}" for name, value in
                                         spec.get("reward", DEFAULTS["reward"])["events"].items())
     control = spec.get("traffic", DEFAULTS["traffic"])["control"]

@@ -16,7 +16,7 @@ from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.sign_in import Busy, TooManyAttempts
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
 from web import auth
-from web.dashboard import autotune_views
+from web.dashboard import autotune_views, forgetting_views
 from web.dashboard import evaluation_views
 from web.dashboard import forms
 from web.dashboard import report_views
@@ -193,8 +193,10 @@ def history(key):
 def experiment(key):
     row = service().get_experiment(key)
     actions = [name for name, (status, _, _) in ACTIONS.items() if status in TRANSITIONS[row["status"]]]
-    tuning = autotune_views.section(row, service().history(key))
-    return render_template("experiment.html", row=row, actions=actions, autotune=tuning,
+    history = service().history(key)
+    return render_template("experiment.html", row=row, actions=actions,
+                           autotune=autotune_views.section(row, history),
+                           forgetting=forgetting_views.section(row, history),
                            **report_views.report_page(row, request.args))
 
 
@@ -207,6 +209,20 @@ def undo_autotune(key):
         raise InvalidField("version", "must be the version of an auto-tuning switch")
     autotune.undo(service(), key, int(version), actor())
     flash(f"Undid the auto-tuning switch of version {version}; auto-tuning is off until you turn it on again.")
+    return redirect(url_for("dashboard.experiment", key=key))
+
+
+@bp.post("/experiments/<key>/forget/remove")
+@auth.login_required
+def remember(key):
+    """Drop one forgetting rule: the model is rebuilt with that group's earlier decisions again."""
+    rules = service().get_experiment(key)["spec"]["learning"]["forget"]
+    feature, value = request.form.get("feature", ""), request.form.get("value", "")
+    kept = [r for r in rules if (r["feature"], r["value"]) != (feature, value)]
+    if len(kept) == len(rules):
+        raise InvalidField("feature", f"no forgetting rule for {feature} = {value}")
+    service().update_experiment(key, {"learning": {"forget": kept}}, actor=actor())
+    flash(f"The model learns what {feature} = {value} did before again; it is rebuilt from the log.")
     return redirect(url_for("dashboard.experiment", key=key))
 
 

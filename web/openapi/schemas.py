@@ -8,8 +8,8 @@ from __future__ import annotations
 from bandit.exploration import EXPLORATIONS
 from bandit.scaling import MAX_BUCKETS, MAX_FEATURES as MAX_SCALED, MODES as SCALING_MODES
 from bandit.vw_args import MAX_LENGTH as MAX_VW_ARGS
-from experiments.spec import (AGGREGATIONS, HASH_BITS_RANGE, KINDS, LEARNING_MODES, MAX_ARMS, MAX_ID_LENGTH, MAX_SLOTS,
-                              STATUSES)
+from experiments.spec import (AGGREGATIONS, FEATURE_PATH, HASH_BITS_RANGE, KINDS, LEARNING_MODES, MAX_ARMS, MAX_FORGET,
+                              MAX_ID_LENGTH, MAX_SLOTS, STATUSES)
 
 
 def ref(name: str) -> dict:
@@ -112,6 +112,23 @@ _LEARNING = {
                                     "every": {"type": "integer", "minimum": 100, "maximum": 10_000_000},
                                     "budget": {"type": "number", "minimum": 0.5, "maximum": 100}},
                      "description": "Settings tuned by counterfactual replays of the recent log (opt-in)."},
+        "drift_watch": {"type": "object", "additionalProperties": False,
+                        "properties": {"enabled": {"type": "boolean"},
+                                       "threshold": {"type": "number", "minimum": 3, "maximum": 20},
+                                       "recent": {"type": "integer", "minimum": 100, "maximum": 100_000},
+                                       "reference": {"type": "integer", "minimum": 100, "maximum": 1_000_000},
+                                       "min_drop": {"type": "number", "minimum": 0, "maximum": 1}},
+                        "description": "Forget a group's earlier decisions when its reward falls (opt-in; "
+                                       "docs/learning.md)."},
+        "forget": {"type": "array", "maxItems": MAX_FORGET,
+                   "items": {"type": "object", "additionalProperties": False,
+                             "required": ["feature", "value", "before"],
+                             "properties": {"feature": {"type": "string", "pattern": FEATURE_PATH.pattern},
+                                            "value": {"type": "string", "minLength": 1,
+                                                      "maxLength": MAX_ID_LENGTH},
+                                            "before": {"type": "integer", "minimum": 1}}},
+                   "description": "Decisions the model leaves out: those of a context feature's value "
+                                  "logged before a sequence number."},
         "hash_bits": {"type": ["integer", "null"], "minimum": HASH_BITS_RANGE[0], "maximum": HASH_BITS_RANGE[1],
                       "description": "2^bits weights; omitted or null: 18 for `items`, 16 for `strategies`."},
         "update_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
