@@ -81,8 +81,15 @@ def watch_for(watches: dict, key: str, learning: dict) -> Watch | None:
 
 
 def forget(store, clock, key: str, learning: dict, change: Change) -> dict | None:
-    """Add the change's rule to the experiment's spec; the learner then rebuilds the model without it."""
-    rules = [r for r in learning["forget"] if (r["feature"], r["value"]) != (change.feature, change.value)]
+    """Add the change's rule to the experiment's spec; the learner then rebuilds the model without it.
+
+    Nothing changes when the group is already forgotten up to that point (a learner that restarted
+    and rebuilds from the log shows the watch the old change again).
+    """
+    group = (change.feature, change.value)
+    if any((r["feature"], r["value"]) == group and r["before"] >= change.before for r in learning["forget"]):
+        return None
+    rules = [r for r in learning["forget"] if (r["feature"], r["value"]) != group]
     rules.append({"feature": change.feature, "value": change.value, "before": change.before})
     try:
         view = Service(store, clock).update_experiment(key, {"learning": {"forget": rules}}, actor=ACTOR,

@@ -156,3 +156,18 @@ def test_the_dashboard_shows_a_rule_with_its_evidence_and_remembers_again(app, c
     assert response.status_code == 302
     assert service.get_experiment("shown")["spec"]["learning"]["forget"] == []
     assert "Remember again" not in board.get("/experiments/shown").text
+
+
+def test_a_change_already_forgotten_is_not_written_again(app):
+    from bandit.drift import Change
+    from experiments.forgetting import forget
+
+    service = app.extensions["silent"]["service"]
+    service.create_experiment({"key": "again", "learning": {"forget": [RULE]}})
+    store, clock = service.store, service.clock
+    learning = service.get_experiment("again")["spec"]["learning"]
+    seen_again = Change("user.segment", "loyal", 35, 0.5, 0.1, -6.0, 400)  # a rebuild shows an old change again
+    assert forget(store, clock, "again", learning, seen_again) is None
+    assert service.get_experiment("again")["version"] == 1
+    later = Change("user.segment", "loyal", 80, 0.5, 0.1, -6.0, 400)
+    assert forget(store, clock, "again", learning, later)["spec"]["learning"]["forget"] == [{**RULE, "before": 80}]

@@ -193,10 +193,10 @@ def history(key):
 def experiment(key):
     row = service().get_experiment(key)
     actions = [name for name, (status, _, _) in ACTIONS.items() if status in TRANSITIONS[row["status"]]]
-    history = service().history(key)
+    entries = service().history(key)
     return render_template("experiment.html", row=row, actions=actions,
-                           autotune=autotune_views.section(row, history),
-                           forgetting=forgetting_views.section(row, history),
+                           autotune=autotune_views.section(row, entries),
+                           forgetting=forgetting_views.section(row, entries),
                            **report_views.report_page(row, request.args))
 
 
