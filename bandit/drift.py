@@ -196,7 +196,7 @@ class DriftWatch:
 
 
 def split(rewards: np.ndarray) -> int:
-    """Return the index where the later rewards begin, at the best least-squares split into two lower means.
+    """Return the index where the later rewards begin: the least-squares split of a fall in the mean.
 
     >>> split(np.array([1.0, 1, 1, 1, 0, 0, 1, 0, 0, 0]))
     4

@@ -89,7 +89,7 @@ def forget(store, clock, key: str, learning: dict, change: Change) -> dict | Non
     group = (change.feature, change.value)
     if any((r["feature"], r["value"]) == group and r["before"] >= change.before for r in learning["forget"]):
         return None
-    rules = [r for r in learning["forget"] if (r["feature"], r["value"]) != group]
+    rules = _without(learning["forget"], group)
     rules.append({"feature": change.feature, "value": change.value, "before": change.before})
     try:
         view = Service(store, clock).update_experiment(key, {"learning": {"forget": rules}}, actor=ACTOR,
@@ -100,3 +100,16 @@ def forget(store, clock, key: str, learning: dict, change: Change) -> dict | Non
     log.info("drift watch: %s = %s of %s fell (z %.1f); forgetting it before decision %d",
              change.feature, change.value, key, change.z, change.before)
     return view
+
+
+def remember(service, key: str, feature: str, value: str, actor: str) -> dict:
+    """Drop one group's rule: the model is rebuilt with that group's earlier decisions again."""
+    rules = service.get_experiment(key)["spec"]["learning"]["forget"]
+    kept = _without(rules, (feature, value))
+    if len(kept) == len(rules):
+        raise InvalidField("feature", f"no forgetting rule for {feature} = {value}")
+    return service.update_experiment(key, {"learning": {"forget": kept}}, actor=actor)
+
+
+def _without(rules: list[dict], group: tuple[str, str]) -> list[dict]:
+    return [r for r in rules if (r["feature"], r["value"]) != group]

@@ -228,9 +228,12 @@ class Learner:
                 if not learnable(row):
                     continue  # skipped for good: never activated, or logged only
                 context = loads(row["context"])
+                left_out = forgotten(rules, row["seq"], context)
+                if left_out and watch is None:
+                    continue
                 values, chosen, labels = training_labels(row, by_seq.get(row["seq"], []), reward,
                                                          policy.settings.slots)
-                if not forgotten(rules, row["seq"], context):
+                if not left_out:
                     policy.learn(context_text(context), self.store.actions(row["candidate_set"]), chosen, labels,
                                  slot_texts=slot_texts(row))
                     learned += 1

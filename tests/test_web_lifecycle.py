@@ -129,29 +129,16 @@ def test_a_stalled_learner_publishes_nothing_once_another_took_over(tmp_path):
     assert len({learner for _, _, learner in after}) == 1 and after[-1][1] == 25
 
 
-def _attach(listener, rules):
-    """Attach a classic BPF program given as (code, jt, jf, k) rows."""
-    import ctypes
-
-    from web.lifecycle import SO_ATTACH_FILTER, _SockFilter, _SockFprog
-
-    array = (_SockFilter * len(rules))(*(_SockFilter(*r) for r in rules))
-    program = _SockFprog(len(rules), ctypes.cast(array, ctypes.POINTER(_SockFilter)))
-    listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(program))
-
-
 def test_refusing_new_connections_lets_a_handshake_under_way_complete():
     """The race behind a rare reset at shutdown: SYN seen before the filter, the final ACK after it."""
-    from web.lifecycle import (BPF_AND_K, BPF_JEQ_K, BPF_LDB_ABS, BPF_RET_K, TCP_ACK, TCP_FLAGS_OFFSET, TCP_SYN,
-                               refuse_new_connections)
+    from web.lifecycle import TCP_ACK, attach_filter, dropping, refuse_new_connections
 
     with socket.socket() as listener, socket.socket() as shopper, socket.socket() as latecomer:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         port = listener.getsockname()[1]
         # Hold the handshake half-way: drop the shopper's ACKs (its request rides on one too).
-        _attach(listener, [(BPF_LDB_ABS, 0, 0, TCP_FLAGS_OFFSET), (BPF_AND_K, 0, 0, TCP_SYN | TCP_ACK),
-                           (BPF_JEQ_K, 0, 1, TCP_ACK), (BPF_RET_K, 0, 0, 0), (BPF_RET_K, 0, 0, 0xFFFFFFFF)])
+        attach_filter(listener, dropping(TCP_ACK))
         shopper.settimeout(5)
         shopper.connect(("127.0.0.1", port))  # the shopper thinks itself connected
         shopper.sendall(b"GET / HTTP/1.0\r\n\r\n")

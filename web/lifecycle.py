@@ -32,14 +32,15 @@ SO_ATTACH_FILTER = 26
 # Classic BPF opcodes; a TCP socket's filter sees the packet from its TCP header on.
 BPF_LDB_ABS, BPF_AND_K, BPF_JEQ_K, BPF_RET_K = 0x30, 0x54, 0x15, 0x06
 TCP_FLAGS_OFFSET, TCP_SYN, TCP_ACK = 13, 0x02, 0x10
-# Drop a packet whose SYN and ACK bits read "SYN alone" (a handshake's opening); keep the rest.
-OPENING_SYN_DROPPED = (
-    (BPF_LDB_ABS, 0, 0, TCP_FLAGS_OFFSET),
-    (BPF_AND_K, 0, 0, TCP_SYN | TCP_ACK),
-    (BPF_JEQ_K, 0, 1, TCP_SYN),
-    (BPF_RET_K, 0, 0, 0),
-    (BPF_RET_K, 0, 0, 0xFFFFFFFF),
-)
+
+
+def dropping(flags: int) -> tuple:
+    """A classic BPF program dropping the packets whose SYN and ACK bits read ``flags``; keeping the rest."""
+    return ((BPF_LDB_ABS, 0, 0, TCP_FLAGS_OFFSET), (BPF_AND_K, 0, 0, TCP_SYN | TCP_ACK), (BPF_JEQ_K, 0, 1, flags),
+            (BPF_RET_K, 0, 0, 0), (BPF_RET_K, 0, 0, 0xFFFFFFFF))
+
+
+OPENING_SYN_DROPPED = dropping(TCP_SYN)  # a handshake's opening
 
 
 def die_with_parent(parent_pid: int, watch_fd: int | None = None, signum: int = signal.SIGTERM) -> None:
@@ -85,13 +86,18 @@ def refuse_new_connections(listener) -> bool:
     (dropping it too left that client to a reset when the socket closed, now and then
     under load). Returns False where the system has no socket filters.
     """
-    rules = (_SockFilter * len(OPENING_SYN_DROPPED))(*(_SockFilter(*r) for r in OPENING_SYN_DROPPED))
-    program = _SockFprog(len(rules), ctypes.cast(rules, ctypes.POINTER(_SockFilter)))
     try:
-        listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(program))
+        attach_filter(listener, OPENING_SYN_DROPPED)
     except OSError:
         return False
     return True
+
+
+def attach_filter(sock, rules) -> None:
+    """Attach a classic BPF program given as (code, jt, jf, k) rows to a socket."""
+    array = (_SockFilter * len(rules))(*(_SockFilter(*r) for r in rules))
+    program = _SockFprog(len(rules), ctypes.cast(array, ctypes.POINTER(_SockFilter)))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(program))
 
 
 class DrainingArbiter(Arbiter):

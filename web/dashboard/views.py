@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from experiments import autotune
+from experiments import autotune, forgetting
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
 from experiments.sign_in import Busy, TooManyAttempts
 from experiments.spec import MUTABLE_FIELDS, TRANSITIONS
@@ -216,12 +216,8 @@ def undo_autotune(key):
 @auth.login_required
 def remember(key):
     """Drop one forgetting rule: the model is rebuilt with that group's earlier decisions again."""
-    rules = service().get_experiment(key)["spec"]["learning"]["forget"]
     feature, value = request.form.get("feature", ""), request.form.get("value", "")
-    kept = [r for r in rules if (r["feature"], r["value"]) != (feature, value)]
-    if len(kept) == len(rules):
-        raise InvalidField("feature", f"no forgetting rule for {feature} = {value}")
-    service().update_experiment(key, {"learning": {"forget": kept}}, actor=actor())
+    forgetting.remember(service(), key, feature, value, actor())
     flash(f"The model learns what {feature} = {value} did before again; it is rebuilt from the log.")
     return redirect(url_for("dashboard.experiment", key=key))
 
