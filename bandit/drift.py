@@ -17,8 +17,9 @@ falling at least half as clearly the one is named without which the rest of the 
 falls least: a segment's fall also drags down every device and page its shoppers use,
 and the group that explains it is the one to forget. The change point is the split of
 that group's rewards in both spans that best separates two means (the least-squares
-split of a mean shift), so what is forgotten ends where the new tastes begin. Rises are
-never changes: a group the model serves better is learning, not drifting.
+split of a mean shift), so what is forgotten ends where the new tastes begin. The watch
+then forgets the same decisions, so the rest of the traffic stays watched without a
+pause. Rises are never changes: a group the model serves better is learning, not drifting.
 """
 from __future__ import annotations
 
@@ -121,27 +122,43 @@ class DriftWatch:
         self._all = _Group()  # every decision: what the rest of the traffic did is this minus a group
         self._values: dict[str, set] = {}
         self._ignored: set[str] = set()
-        self._seen = 0  # decisions observed since the watch started (or was cleared)
+        self._seen = 0  # decisions observed since the watch started
+        self._kept: deque = deque()  # (now, position, reward, group keys) of the decisions in the spans
 
-    def clear(self) -> None:
-        """Start every group afresh (after a forgetting, every group's reference mixes old and new)."""
-        self._groups.clear()
-        self._all = _Group()
-        self._seen = 0
+    def forget(self, change: Change) -> None:
+        """Leave out of every span what the model now leaves out: the group's decisions before the change.
+
+        The rest of the traffic keeps its spans, so the watch stays armed for the next change, and the
+        forgotten group is measured from its new tastes on.
+        """
+        group = (change.feature, change.value)
+        kept = [d for d in self._kept if not (d[1] < change.before and group in d[3])]
+        self._groups = {key: _Group() for key in self._groups}
+        self._all, self._kept = _Group(), deque()
+        for now, position, reward, keys in kept:
+            self._record(now, position, reward, keys)
 
     def observe(self, position: int, context: dict, reward: float) -> Change | None:
         """Add one learned decision; return the change it reveals, if any."""
         self._seen += 1
-        now, tripped = self._seen, False
-        self._add(self._all, now, position, reward)
-        for feature, value in groups_of(context):
-            group = self._group(feature, value)
-            if group is not None:
-                self._add(group, now, position, reward)
-                tripped = tripped or self._falls(group.fall(), self.threshold)
+        now = self._seen
+        keys = tuple(key for key in groups_of(context) if self._group(key) is not None)
+        tripped = any(self._falls(group.fall(), self.threshold) for group in self._record(now, position, reward, keys))
         if not tripped or now < self.recent + self.reference:
             return None
         return self._culprit(now)
+
+    def _record(self, now: int, position: int, reward: float, keys: tuple) -> list[_Group]:
+        """Add a decision to the spans of every traffic and of its groups; return its groups."""
+        self._kept.append((now, position, reward, keys))
+        while self._kept[0][0] <= now - self.recent - self.reference:
+            self._kept.popleft()
+        self._add(self._all, now, position, reward)
+        # A feature found to have too many values since is no longer watched.
+        groups = [self._groups[key] for key in keys if key in self._groups]
+        for group in groups:
+            self._add(group, now, position, reward)
+        return groups
 
     def _add(self, group: _Group, now: int, position: int, reward: float) -> None:
         group.recent.append((now, position, reward))
@@ -175,18 +192,18 @@ class DriftWatch:
     def _falls(self, fall, threshold: float) -> bool:
         return fall is not None and fall[1] > 0 and fall[2] <= fall[1] * (1 - self.min_drop) and fall[0] <= -threshold
 
-    def _group(self, feature: str, value: str) -> _Group | None:
+    def _group(self, key: tuple[str, str]) -> _Group | None:
+        feature, value = key
         if feature in self._ignored:
             return None
         seen = self._values.setdefault(feature, set())
         if value not in seen:
             if len(seen) >= MAX_VALUES:
                 self._ignored.add(feature)
-                for key in [k for k in self._groups if k[0] == feature]:
-                    del self._groups[key]
+                for dropped in [k for k in self._groups if k[0] == feature]:
+                    del self._groups[dropped]
                 return None
             seen.add(value)
-        key = (feature, value)
         group = self._groups.get(key)
         if group is None:
             if len(self._groups) >= MAX_GROUPS:

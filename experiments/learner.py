@@ -160,7 +160,7 @@ class Learner:
         try:
             learned[row["key"]], change = self._learn_closed(row["key"], spec, track)
             if change is not None:  # the next pass rebuilds the model without what the group did before
-                self._watches[row["key"]].watch.clear()
+                self._watches[row["key"]].watch.forget(change)
                 forget(self.store, self.clock, row["key"], spec.learning, change)
                 return
             if not self._maybe_publish(row, spec, track, force_publish) and not track.dirty:

@@ -135,6 +135,23 @@ def test_the_drift_watch_stays_quiet_on_steady_traffic_and_on_rises():
     assert "user.id" in watch._ignored and len(watch._values["user.id"]) == MAX_VALUES  # a user id is no group
 
 
+
+def test_after_a_forgetting_the_watch_stays_armed_for_the_next_group():
+    """s1 stops clicking at 3,000 and s2 at 3,400: once s1 is forgotten, s2's fall is seen without waiting
+    for new spans to fill (800 decisions here), and s1, measured from its new tastes on, stays quiet."""
+    rng, falls_at = np.random.default_rng(3), {"s1": 3_000, "s2": 3_400}
+    watch, changes = DriftWatch(recent=200, reference=600), []
+    for seq in range(4_500):
+        segment = f"s{seq % 3}"
+        rate = .1 if seq >= falls_at.get(segment, 10**9) else .5
+        change = watch.observe(seq, {"user": {"segment": segment}}, float(rng.random() < rate))
+        if change is not None:
+            changes.append((seq, change))
+            watch.forget(change)
+    assert [c.value for _, c in changes] == ["s1", "s2"]
+    assert all(abs(c.before - falls_at[c.value]) <= 100 for _, c in changes)
+    assert changes[1][0] - falls_at["s2"] < 400  # within a recent span of the change: no cool-down (800 here)
+
 def test_the_dashboard_shows_a_rule_with_its_evidence_and_remembers_again(app, client, shop):
     shop.create("shown", learning={"drift_watch": {"enabled": True}})
     evidence = {"feature": "user.segment", "value": "loyal", "before": 40, "before_mean": 0.31,
