@@ -102,6 +102,14 @@ def forget(store, clock, key: str, learning: dict, change: Change) -> dict | Non
     return view
 
 
+def forget_before(service, key: str, feature: str, value: str, moment, actor: str) -> dict:
+    """Add (or move) one group's rule at a time the caller names: the model is rebuilt without what it did before."""
+    rules = service.get_experiment(key)["spec"]["learning"]["forget"]
+    rule = {"feature": feature, "value": value, "before_time": moment}
+    return service.update_experiment(key, {"learning": {"forget": [*_without(rules, (feature, value)), rule]}},
+                                     actor=actor)
+
+
 def remember(service, key: str, feature: str, value: str, actor: str) -> dict:
     """Drop one group's rule: the model is rebuilt with that group's earlier decisions again."""
     rules = service.get_experiment(key)["spec"]["learning"]["forget"]

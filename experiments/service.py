@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
 
 from bandit.policy import empty_model
 from bandit.sampling import uniform_slate
@@ -26,17 +25,11 @@ from experiments.request_options import record_fields, serve, slate_entries
 from experiments.reward_request import parse_reward_request
 from experiments.serving_models import ServingModels
 from experiments.slate_request import parse_slate_request
-from experiments.spec import check_transition, parse_patch, parse_spec
+from experiments.spec import check_transition, parse_patch, parse_spec, with_rule_positions
 from experiments.store import DuplicateKey, dumps, loads
+from experiments.times import iso
 
 log = logging.getLogger(__name__)
-
-
-def iso(ts: float | None) -> str | None:
-    """Format epoch seconds as an ISO 8601 UTC timestamp."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Service:
@@ -103,7 +96,7 @@ class Service:
             status = body.pop("status")
             if status not in ("draft", "running"):
                 raise InvalidField("status", "a new experiment starts as draft or running")
-        spec = parse_spec(body)
+        spec = parse_spec(with_rule_positions(body, lambda moment: 1, self.clock.now()))  # nothing logged yet
         if self.store.get_experiment(spec.key):
             raise Conflict(f"experiment {spec.key!r} already exists", field="key")
         now = self.clock.now()
@@ -132,7 +125,8 @@ class Service:
         ``note`` joins the change in the history (auto-tuning keeps the estimates that justified a switch there).
         """
         row = self.store.existing_experiment(key)
-        patch = parse_patch(body)
+        patch = parse_patch(with_rule_positions(
+            body, lambda moment: self.store.first_seq_since(key, moment), self.clock.now()))
         spec = patch.apply(row["spec"])
         status = patch.status or row["status"]
         check_transition(row["status"], status)

@@ -16,6 +16,7 @@ from bandit.policy import VW_POWER_T, PolicySettings, validate_settings
 from bandit.scaling import parse_scaling
 from bandit.vw_args import parse_vw_args
 from experiments.errors import Conflict, InvalidField
+from experiments.times import TIME_HELP, parse_time
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MAX_ARMS = 1000
@@ -261,6 +262,33 @@ def _drift_watch(value) -> dict:
 FORGET_FIELDS = {"feature": None, "value": None, "before": None}
 MAX_FORGET = 32
 FEATURE_PATH = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64})?$")
+
+
+def with_rule_positions(body, first_seq_since, now: float):
+    """Turn each forgetting rule's ``before_time`` into ``before``: the first decision logged at or after it.
+
+    A shop knows when a group changed, not where the log was then; the stored rule keeps the position,
+    so what the model leaves out (and its bare-VW replay) never depends on clocks again.
+    ``first_seq_since(t)`` looks the position up; a body with more rules than allowed is left for
+    the spec to refuse before any lookup.
+    """
+    learning = body.get("learning") if isinstance(body, dict) else None
+    rules = learning.get("forget") if isinstance(learning, dict) else None
+    if not isinstance(rules, list) or len(rules) > MAX_FORGET:
+        return body
+    resolved = []
+    for i, rule in enumerate(rules):
+        if isinstance(rule, dict) and "before_time" in rule:
+            field = f"learning.forget[{i}]"
+            rule = dict(rule)
+            moment = parse_time(rule.pop("before_time"), f"{field}.before_time")
+            if "before" in rule:
+                raise InvalidField(field, "give before (a sequence number) or before_time, not both")
+            if moment is None or moment > now:
+                raise InvalidField(f"{field}.before_time", f"{TIME_HELP}, not in the future")
+            rule["before"] = first_seq_since(moment)
+        resolved.append(rule)
+    return {**body, "learning": {**learning, "forget": resolved}}
 
 
 def _forget(value) -> list:

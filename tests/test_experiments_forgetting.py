@@ -9,6 +9,7 @@ from bandit.drift import MAX_VALUES, DriftWatch
 from bandit.scaling import parse_scaling
 from experiments import models
 from experiments.store import loads
+from experiments.times import iso
 from tests.conftest import BEST_ITEM, ITEMS, SEGMENTS, click_probability
 from tests.test_experiments_learning import bare_replay
 from tests.test_web_dashboard import PASSWORD, Dashboard
@@ -66,6 +67,38 @@ def test_a_later_rule_for_the_same_group_replaces_the_earlier(shop):
     rules = [{**RULE, "before": 90}, {**RULE, "value": "new"}, RULE]
     body = shop.client.patch("/v1/experiments/twice", json={"learning": {"forget": rules}}).get_json()
     assert body["spec"]["learning"]["forget"] == [RULE, {**RULE, "value": "new"}]
+
+
+def test_a_rule_may_name_the_time_the_group_changed_and_is_stored_as_a_position(shop, rng, app):
+    """A shop knows when a segment changed, not the log position: ``before_time`` becomes ``before``, the
+    first decision logged at or after that time; one past the newest when none is yet."""
+    shop.create("timed", traffic={"holdout": 0.0})
+    drive(shop, "timed", 40, rng)
+    store = app.extensions["silent"]["store"]
+    changed = store.get_decision("timed-30")
+    body = shop.client.patch("/v1/experiments/timed", json={"learning": {"forget": [
+        {"feature": "user.segment", "value": "loyal", "before_time": iso(changed["created_at"])},
+        {"feature": "user.segment", "value": "bargain", "before_time": shop.clock.now()}]}}).get_json()
+    newest = store.get_decision("timed-39")["seq"]
+    assert body["spec"]["learning"]["forget"] == [
+        {"feature": "user.segment", "value": "loyal", "before": changed["seq"]},
+        {"feature": "user.segment", "value": "bargain", "before": newest + 1}]
+    history = shop.client.get("/v1/experiments/timed/history").get_json()["history"]
+    assert history[-1]["change"]["learning"]["forget"][0]["before"] == changed["seq"]
+
+
+@pytest.mark.parametrize("rule, field", [
+    ({"before": 3, "before_time": "2026-01-01T00:00:00Z"}, "learning.forget[0]"),
+    ({"before_time": "last tuesday"}, "learning.forget[0].before_time"),
+    ({"before_time": [2026]}, "learning.forget[0].before_time"),
+    ({"before_time": "9999-01-01T00:00:00Z"}, "learning.forget[0].before_time"),  # the future
+])
+def test_a_bad_rule_time_is_refused_naming_the_field(shop, rule, field):
+    shop.create("timed")
+    body = {"learning": {"forget": [{"feature": "user.segment", "value": "loyal", **rule}]}}
+    response = shop.client.patch("/v1/experiments/timed", json=body)
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == field, response.get_json()
+    assert shop.client.get("/v1/experiments/timed").get_json()["version"] == 1
 
 
 def test_forgetting_a_group_rebuilds_the_model_without_its_earlier_decisions(shop, rng, app):
@@ -152,6 +185,7 @@ def test_after_a_forgetting_the_watch_stays_armed_for_the_next_group():
     assert all(abs(c.before - falls_at[c.value]) <= 100 for _, c in changes)
     assert changes[1][0] - falls_at["s2"] < 400  # within a recent span of the change: no cool-down (800 here)
 
+
 def test_the_dashboard_shows_a_rule_with_its_evidence_and_remembers_again(app, client, shop):
     shop.create("shown", learning={"drift_watch": {"enabled": True}})
     evidence = {"feature": "user.segment", "value": "loyal", "before": 40, "before_mean": 0.31,
@@ -173,6 +207,28 @@ def test_the_dashboard_shows_a_rule_with_its_evidence_and_remembers_again(app, c
     assert response.status_code == 302
     assert service.get_experiment("shown")["spec"]["learning"]["forget"] == []
     assert "Remember again" not in board.get("/experiments/shown").text
+
+
+def test_the_dashboard_forgets_a_group_before_a_time(app, client, shop, rng):
+    shop.create("by-hand", traffic={"holdout": 0.0})
+    drive(shop, "by-hand", 20, rng)
+    store = app.extensions["silent"]["store"]
+    changed = store.get_decision("by-hand-10")
+    app.extensions["silent"]["access"].create_user("alice", PASSWORD)
+    board = Dashboard(client)
+    board.sign_in()
+    page = board.get("/experiments/by-hand").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {"csrf_token": token, "feature": "user.segment", "value": "loyal"}
+    response = client.post("/experiments/by-hand/forget/add", data={**form, "before_time": "soon"})
+    assert response.status_code == 400 and "learning.forget[0].before_time" in response.text
+    when = iso(changed["created_at"])[:-1]  # what a datetime-local input sends: no zone, read as UTC
+    response = client.post("/experiments/by-hand/forget/add", data={**form, "before_time": when})
+    assert response.status_code == 302
+    rules = shop.client.get("/v1/experiments/by-hand").get_json()["spec"]["learning"]["forget"]
+    assert rules == [{"feature": "user.segment", "value": "loyal", "before": changed["seq"]}]
+    page = board.get("/experiments/by-hand").text
+    assert f"before decision #{changed['seq']:,}" in page and "set by hand" in page
 
 
 def test_a_change_already_forgotten_is_not_written_again(app):

@@ -151,7 +151,7 @@ def test_the_learning_docs_examples_are_valid_patches(shop, client):
     """Every JSON example of docs/learning.md is a PATCH body the API takes."""
     text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "learning.md").read_text()
     examples = re.findall(r"```json\n(.*?)```", text, re.S)
-    assert len(examples) == 6
+    assert len(examples) == 7
     shop.create("documented")
     for example in examples:
         response = client.patch("/v1/experiments/documented", json=json.loads(example))

@@ -15,7 +15,7 @@ import math
 from experiments.errors import InvalidField
 from experiments.personalizer.config import duration_text
 from experiments.personalizer.versions import V1_1
-from experiments.service import iso
+from experiments.times import iso
 
 V1_STATUS = {"Running": "pending", "Succeeded": "completed", "Failed": "failed"}
 INTERVALS = (5, 60, 360, 720, 1440)  # minutes, as the 2022 spec allows

@@ -20,8 +20,8 @@ from experiments.personalizer.errors import PersonalizerError
 from experiments.reporting.evaluation import Evaluations, parse_request
 from experiments.personalizer.requests import check_body, check_name
 from experiments.personalizer.versions import V1_1, V2022, is_v1
-from experiments.reporting.reports import parse_time
-from experiments.service import iso
+from experiments.times import parse_time
+from experiments.times import iso
 from experiments.store import dumps, loads
 
 FIELDS = {"name", "startTime", "endTime", "policies", "enablePolicyOptimization", "enableOfflineExperimentation"}

@@ -24,7 +24,7 @@ from experiments.personalizer.evaluations import parse_job
 from experiments.reporting.evaluation import HEARTBEAT_SECONDS, REPLAY_SLOT, STALE_SECONDS, count_closed
 from experiments.reporting.feature_importance import feature_importance
 from experiments.reporting.logdata import Window
-from experiments.service import iso
+from experiments.times import iso
 from experiments.store import dumps, loads
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from experiments.personalizer.evaluations import PersonalizerEvaluations
 from experiments.personalizer.feature_importances import PersonalizerFeatureImportances
 from experiments.auth import Unauthorized, hash_key
 from experiments.errors import Conflict, InvalidField, NotFound, ServiceError
-from experiments.service import iso
+from experiments.times import iso
 from experiments.spec import check_id, parse_spec
 from experiments.store import dumps, loads
 

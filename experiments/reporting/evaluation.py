@@ -33,7 +33,7 @@ from experiments.errors import InvalidField, NotFound
 from experiments.labels import learnable, slot_texts, training_labels
 from experiments.reporting.logdata import Window
 from experiments.reporting.reports import parse_window
-from experiments.service import iso
+from experiments.times import iso
 from experiments.spec import apply_patch, parse_spec
 from experiments.store import dumps, loads
 

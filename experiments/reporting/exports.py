@@ -38,7 +38,7 @@ from experiments.labels import slot_rewards
 from experiments.reporting.analytics import ArchivedRows
 from experiments.reporting.archive import REWARD_TYPE, SCHEMA, joined_table
 from experiments.reporting.reports import parse_window
-from experiments.service import iso
+from experiments.times import iso
 from experiments.spec import parse_spec
 from experiments.store import dumps, loads
 

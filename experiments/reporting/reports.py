@@ -52,7 +52,6 @@ numbers that cannot be computed are ``null``; times are ISO 8601 UTC)::
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 
 import numpy as np
 
@@ -63,9 +62,9 @@ from experiments.errors import InvalidField
 from experiments.reporting import offpolicy
 from experiments.reporting.analytics import SAMPLE_MODULUS, SAMPLE_MULTIPLIER, LogView
 from experiments.reporting.logdata import VARIANTS, Window
-from experiments.service import iso
 from experiments.spec import parse_spec
 from experiments.store import loads
+from experiments.times import iso, parse_time
 
 INTERVALS = {"auto": None, "hour": 3600, "day": 86400}  # auto: the bucket is chosen from the decisions' range
 BUCKETS = {60: "minute", 300: "5 minutes", 900: "15 minutes", 3600: "hour", 21600: "6 hours", 86400: "day"}
@@ -74,38 +73,6 @@ OPE_SAMPLE = 10_000
 MAX_OPE_ARMS = 20
 TOP_ITEMS = 10
 SRM_THRESHOLD = 0.001
-TIME_HELP = "must be an ISO 8601 time such as 2026-01-01T00:00:00Z, or seconds since the epoch"
-
-
-LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z, the last moment an ISO 8601 date can name
-
-
-def parse_time(value, field: str) -> float | None:
-    """Read a range bound: ISO 8601 (UTC unless it names an offset) or epoch seconds; None is open."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = _iso_seconds(value, field)
-    else:
-        raise InvalidField(field, TIME_HELP)
-    if not math.isfinite(number) or not 0 <= number <= LATEST_TIME:
-        raise InvalidField(field, f"{TIME_HELP}, from 1970 to 9999")
-    return number
-
-
-def _iso_seconds(text: str, field: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidField(field, TIME_HELP) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def parse_window(key: str, start=None, end=None, interval="auto") -> Window:

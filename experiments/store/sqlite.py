@@ -566,6 +566,14 @@ class Store(SqliteArchive, SqliteUpkeep, SqliteAccess):
             "SELECT count(*) FROM unattributed_rewards WHERE experiment = ? AND kind = 'reward'"
             " AND received_at >= ? AND received_at < ?", (experiment, start, end)).fetchone()[0]
 
+    def first_seq_since(self, experiment: str, moment: float) -> int:
+        """The sequence number of the experiment's first decision logged at or after ``moment``
+        (one past its newest when there is none yet)."""
+        first, newest = self.conn.execute(
+            "SELECT (SELECT min(seq) FROM decisions WHERE experiment = ? AND created_at >= ?),"
+            " (SELECT max(seq) FROM decisions WHERE experiment = ?)", (experiment, moment, experiment)).fetchone()
+        return first if first is not None else (newest or 0) + 1
+
     def log_range(self, experiment: str) -> tuple[float | None, float | None]:
         """Return the times of an experiment's first and last logged decision."""
         return tuple(self.conn.execute(

@@ -26,9 +26,9 @@ def purge(key, before, db, archive_dir):
     Example: silent purge home-recs --before 2026-01-01T00:00:00Z --db shop.db
     """
     from experiments.clock import SystemClock
-    from experiments.reporting.reports import parse_time
+    from experiments.times import parse_time
     from experiments.retention import purge as run
-    from experiments.service import iso
+    from experiments.times import iso
 
     try:
         store = open_store(db)

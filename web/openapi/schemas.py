@@ -122,13 +122,19 @@ _LEARNING = {
                                        "docs/learning.md)."},
         "forget": {"type": "array", "maxItems": MAX_FORGET,
                    "items": {"type": "object", "additionalProperties": False,
-                             "required": ["feature", "value", "before"],
+                             "required": ["feature", "value"],
                              "properties": {"feature": {"type": "string", "pattern": FEATURE_PATH.pattern},
                                             "value": {"type": "string", "minLength": 1,
                                                       "maxLength": MAX_ID_LENGTH},
-                                            "before": {"type": "integer", "minimum": 1}}},
+                                            "before": {"type": "integer", "minimum": 1,
+                                                       "description": "A decision's sequence number."},
+                                            "before_time": {"type": ["string", "number"],
+                                                            "description": "Instead of `before` in a request: "
+                                                            "ISO 8601 or epoch seconds, not in the future; "
+                                                            "stored as `before`, the first decision logged "
+                                                            "at or after it."}}},
                    "description": "Decisions the model leaves out: those of a context feature's value "
-                                  "logged before a sequence number."},
+                                  "logged before a sequence number (or a time)."},
         "hash_bits": {"type": ["integer", "null"], "minimum": HASH_BITS_RANGE[0], "maximum": HASH_BITS_RANGE[1],
                       "description": "2^bits weights; omitted or null: 18 for `items`, 16 for `strategies`."},
         "update_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
