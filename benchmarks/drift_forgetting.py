@@ -3,7 +3,8 @@
 Usage: python benchmarks/drift_forgetting.py [--seeds 0 1 2 3 4] [--delay 1000] [--events 20000] [--jobs 2]
 
 Each seed plays the ``drift`` scenario twice through the real service and learner (in-process,
-virtual time, the spec defaults): once as is, and once with an oracle that knows when and whose
+virtual time, the spec defaults with the drift watch off, since the oracle is the forgetting measured
+here): once as is, and once with an oracle that knows when and whose
 tastes changed. ``--delay`` events after the change the oracle deletes every decision the changed
 segment's users got before the change, with their rewards, and drops the published models, so the
 learner rebuilds its model from what is left: everything about the other segments, nothing stale
@@ -72,7 +73,8 @@ class OracleForgetting(InProcessTarget):
 
 
 def run(seed: int, events: int, delay: int | None) -> dict:
-    settings = SimulationSettings(scenario="drift", events=events, seed=seed)
+    settings = SimulationSettings(scenario="drift", events=events, seed=seed,
+                                  learning={"drift_watch": {"enabled": False}})
     with tempfile.TemporaryDirectory() as folder:
         clock, path = VirtualClock(), os.path.join(folder, "run.db")
         if delay is None:

@@ -307,11 +307,27 @@ def build_report(runs: list, events: int, seeds: list, scenarios: list, learning
             "runs": runs}
 
 
+def _baseline(setting: str, settings) -> str:
+    """The row a setting extends: the one with most of its fields (same values) among the others; else the defaults.
+
+    A row measured before a default changed names the old value too (``{"decay": 0.3, "drift_watch":
+    {"enabled": false}}``) and is compared with the old defaults' row, not with the new defaults.
+    """
+    fields = json.loads(setting).items()
+    best, most = "{}", 0
+    for other in settings:
+        other_fields = json.loads(other).items()
+        if other != setting and len(other_fields) > most and all(f in fields for f in other_fields):
+            best, most = other, len(other_fields)
+    return best
+
+
 def comparison_table(rows: list) -> str:
     """One Markdown row per setting (auto-tuning off): mean / worst seed per scenario it ran.
 
     A row covers the seeds that all its scenarios ran; each cell adds, in brackets, the difference of
-    its mean from the defaults' mean on those same seeds.
+    its mean from the mean, on those same seeds, of the row it extends (``_baseline``: the defaults for
+    a row of one setting).
     """
     by_setting: dict[str, dict] = {}
     for row in rows:
@@ -319,21 +335,20 @@ def comparison_table(rows: list) -> str:
         if not case["autotune"]:
             setting = setting_label(case)
             by_setting.setdefault(setting, {})[(case["scenario"], case["seed"])] = row["run"]
-    defaults = by_setting.get("{}", {})
     names = [name for name in GOALS if any(scenario == name for runs in by_setting.values() for scenario, _ in runs)]
     lines = ["| settings | seeds | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     for setting, runs in by_setting.items():
         ran = [name for name in names if any(scenario == name for scenario, _ in runs)]
         seeds = sorted(set.intersection(*({seed for scenario, seed in runs if scenario == name} for name in ran)))
-        cells = []
+        baseline, cells = by_setting.get(_baseline(setting, by_setting), {}), []
         for name in names:
             if name not in ran:
                 cells.append("")
                 continue
             lifts = [runs[(name, seed)]["normalized_lift"] for seed in seeds]
             cell = f"{np.mean(lifts):.3f} / {min(lifts):.3f}"
-            if setting != "{}" and all((name, seed) in defaults for seed in seeds):
-                cell += f" ({np.mean(lifts) - np.mean([defaults[(name, seed)]['normalized_lift'] for seed in seeds]):+.3f})"
+            if setting != "{}" and all((name, seed) in baseline for seed in seeds):
+                cell += f" ({np.mean(lifts) - np.mean([baseline[(name, seed)]['normalized_lift'] for seed in seeds]):+.3f})"
             if name == "drift":
                 recovered = sum(_recovered(runs[(name, seed)]["drift"]["recovery_events"]) for seed in seeds)
                 cell += f", {recovered} recovered"

@@ -6,11 +6,12 @@ and whose sequence number is below ``N``. The rules are part of what a model is 
 function of (with its VW command line and scaling), so changing them rebuilds the
 model from the log, and a bare VW replay of the log without those decisions gives
 the same model. Serving keeps answering with the newest snapshot meanwhile: its
-command line is unchanged.
+command line is unchanged. A request may name a time instead (``before_time``), which
+is stored as the position it was then (``spec.with_rule_positions``).
 
-``learning.drift_watch`` (opt-in) writes the rules: the learner feeds every decision it learns
-for the first time to a ``bandit.drift.DriftWatch``; when a group's reward falls,
-it adds (or moves) that group's rule to the change point, as a new experiment
+``learning.drift_watch`` (on for new experiments) writes the rules: the learner feeds
+every decision it learns for the first time to a ``bandit.drift.DriftWatch``; when a
+group's reward falls, it adds (or moves) that group's rule to the change point, as a new experiment
 version with a history entry by ``drift-watch`` that carries the evidence. Undo is
 a patch of ``learning.forget``, like any setting.
 """

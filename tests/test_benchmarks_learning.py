@@ -11,6 +11,7 @@ from benchmarks.learning import GOALS, build_report, comparison_table, markdown_
 from bandit.exploration import parse_exploration
 from bandit.simulation import SCENARIOS
 from experiments.spec import DEFAULTS, parse_spec
+from experiments.store.migrations import WATCH_BEFORE_DEFAULT
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "learning-runs.jsonl"
@@ -54,14 +55,17 @@ def same_exploration(a: dict, b: dict) -> bool:
     return parse_exploration(a["exploration"]) == parse_exploration(b["exploration"])
 
 
+ABSENT = {"drift_watch": WATCH_BEFORE_DEFAULT}  # a record from before a field whose default changed since
+
+
 def same_learning(recorded: dict, expected: dict) -> bool:
-    """Compare as settings: a field added later, absent from an older record, means its default (and the
-    expected run has the default there). ``hash_bits`` is sized per experiment; ``forget`` is written by
-    the run itself where the drift watch is on."""
+    """Compare as settings: a field added later, absent from an older record, means what a spec stored
+    without it is upgraded to (its first default; the expected run must have that there). ``hash_bits`` is
+    sized per experiment; ``forget`` is written by the run itself where the drift watch is on."""
     fields = set(recorded) - {"hash_bits", "forget"}
     later = set(expected) - set(recorded) - {"hash_bits", "forget"}
     return ({k: recorded[k] for k in fields} == {k: expected.get(k) for k in fields}
-            and all(expected[k] == DEFAULTS["learning"][k] for k in later))
+            and all(expected[k] == ABSENT.get(k, DEFAULTS["learning"][k]) for k in later))
 
 
 def test_recorded_runs_used_the_current_defaults_and_replayed_identically():

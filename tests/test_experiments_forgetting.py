@@ -9,9 +9,11 @@ from bandit.drift import MAX_VALUES, DriftWatch
 from bandit.scaling import parse_scaling
 from experiments import models
 from experiments.store import loads
+from experiments.spec import DEFAULTS
 from experiments.times import iso
 from tests.conftest import BEST_ITEM, ITEMS, SEGMENTS, click_probability
 from tests.test_experiments_learning import bare_replay
+from tests.test_security_vw_args import upgrade_stored_spec
 from tests.test_web_dashboard import PASSWORD, Dashboard
 
 ENGINES = ("sqlite", "postgresql")  # each test that uses the database runs on both engines
@@ -229,6 +231,17 @@ def test_the_dashboard_forgets_a_group_before_a_time(app, client, shop, rng):
     assert rules == [{"feature": "user.segment", "value": "loyal", "before": changed["seq"]}]
     page = board.get("/experiments/by-hand").text
     assert f"before decision #{changed['seq']:,}" in page and "set by hand" in page
+
+
+def test_an_experiment_from_before_the_drift_watch_keeps_it_off_on_upgrade(db_path, client, shop):
+    """The watch is on for new experiments; one stored before it existed ran without it and still does."""
+    shop.create("older")
+    assert shop.client.get("/v1/experiments/older").get_json()["spec"]["learning"]["drift_watch"]["enabled"] is True
+    upgrade_stored_spec(db_path, "older", lambda spec: spec["learning"].pop("drift_watch"),
+                        migration=("m015_drift_watch", 7))
+    row = client.get("/v1/experiments/older").get_json()
+    assert row["spec"]["learning"]["drift_watch"] == {**DEFAULTS["learning"]["drift_watch"], "enabled": False}
+    assert row["version"] == 1  # the experiment does what it did: no new version
 
 
 def test_a_change_already_forgotten_is_not_written_again(app):

@@ -270,16 +270,19 @@ def test_elim_is_refused_as_a_field_and_as_a_vw_argument(client, base):
     assert "option --elim is not allowed: Vowpal Wabbit 9's elimination" in answer.get_json()["error"]["message"]
 
 
-def upgrade_stored_spec(db_path: str, key: str, edit) -> None:
-    """Store ``edit(spec)`` as an older version of the code could have, then open the store: migration 14 / v6 runs."""
+def upgrade_stored_spec(db_path: str, key: str, edit, migration=("m014_squarecb", 6)) -> None:
+    """Store ``edit(spec)`` as an older version of the code could have, then open the store: the migration
+    (SQLite name, PostgreSQL version: that one and those after it, as PostgreSQL applies what follows its
+    newest) runs again."""
     from experiments.store import open_store
 
     store = open_store(db_path)
     spec = store.existing_experiment(key)["spec"]
     edit(spec)
     store.conn.execute("UPDATE experiments SET spec = ? WHERE key = ?", (json.dumps(spec), key))
-    store.conn.execute("DELETE FROM _migrations WHERE " + ("version = 6" if "://" in db_path else
-                                                           "name = 'm014_squarecb'"))
+    name, version = migration
+    store.conn.execute("DELETE FROM _migrations WHERE " + (f"version >= {version}" if "://" in db_path else
+                                                           f"name = '{name}'"))
     store.close()
     open_store(db_path).close()
 

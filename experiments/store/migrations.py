@@ -276,10 +276,21 @@ def _no_elim(db: sqlite_utils.Database, key: str) -> None:
     _drop_refused_vw_args(db, key)  # --elim is refused there now
 
 
+WATCH_BEFORE_DEFAULT = {"enabled": False, "threshold": 3.5, "recent": 1500, "reference": 4500, "min_drop": 0.25}
+
+
+def m015_drift_watch(db: sqlite_utils.Database) -> None:
+    """The drift watch is on for new experiments; one stored before ``learning.drift_watch`` existed ran
+    without it and keeps doing so. PostgreSQL: V7_DRIFT_WATCH."""
+    db.execute("UPDATE experiments SET spec = json_set(spec, '$.learning.drift_watch', json(?))"
+               " WHERE json_type(spec, '$.learning') = 'object' AND json_type(spec, '$.learning.drift_watch') IS NULL",
+               [json.dumps(WATCH_BEFORE_DEFAULT)])
+
+
 MIGRATIONS = [m001_core, m002_catalog, m003_access, m005_reports, m004_personalizer, m006_unattributed_rewards,
               m007_feature_importances, m008_archive, m009_model_scaling,
               m010_operations, m011_vw_args_allowlist, m012_sign_in, m013_public_keys,
-              m014_squarecb]
+              m014_squarecb, m015_drift_watch]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

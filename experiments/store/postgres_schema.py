@@ -7,6 +7,10 @@ seconds); ``partitions.py`` creates the days ahead and drops expired ones.
 """
 from __future__ import annotations
 
+import json
+
+from experiments.store.migrations import WATCH_BEFORE_DEFAULT
+
 V1_CORE = """
 CREATE SEQUENCE decisions_seq;
 CREATE SEQUENCE rewards_id;
@@ -124,6 +128,14 @@ V6_SQUARECB = (
                        why="upgrade: the VW allowlist refused the old vw_args (option --elim is not allowed)")
 )
 
+# The drift watch is on for new experiments; one stored before learning.drift_watch existed keeps it off
+# (SQLite: m015_drift_watch).
+V7_DRIFT_WATCH = (
+    "UPDATE experiments SET spec = jsonb_set(spec::jsonb, '{learning,drift_watch}', '"
+    + json.dumps(WATCH_BEFORE_DEFAULT) + "')::text"
+    " WHERE jsonb_typeof((spec::jsonb) -> 'learning') = 'object' AND (spec::jsonb) #> '{learning,drift_watch}' IS NULL;"
+)
+
 # (version, name, SQL): applied in order, each in its own transaction. A SQLite migration that adds
 # or changes a table needs its twin here (tests/test_store_postgres.py compares the two schemas).
 MIGRATIONS = [
@@ -133,6 +145,7 @@ MIGRATIONS = [
     (4, "archive_position_xid", V4_ARCHIVE_POSITION_XID),
     (5, "rate_buckets", V5_RATE_BUCKETS),
     (6, "squarecb", V6_SQUARECB),
+    (7, "drift_watch", V7_DRIFT_WATCH),
 ]
 VERSION = MIGRATIONS[-1][0]
 # Tables whose primary key is a serial ``id`` (an INSERT into them reports the new id).

@@ -118,8 +118,8 @@ _LEARNING = {
                                        "recent": {"type": "integer", "minimum": 100, "maximum": 100_000},
                                        "reference": {"type": "integer", "minimum": 100, "maximum": 1_000_000},
                                        "min_drop": {"type": "number", "minimum": 0, "maximum": 1}},
-                        "description": "Forget a group's earlier decisions when its reward falls (opt-in; "
-                                       "docs/learning.md)."},
+                        "description": "Forget a group's earlier decisions when its reward falls (on by default "
+                                       "for new experiments; docs/learning.md)."},
         "forget": {"type": "array", "maxItems": MAX_FORGET,
                    "items": {"type": "object", "additionalProperties": False,
                              "required": ["feature", "value"],
