@@ -143,7 +143,8 @@ class DriftWatch:
         self._seen += 1
         now = self._seen
         keys = tuple(key for key in groups_of(context) if self._group(key) is not None)
-        tripped = any(self._falls(group.fall(), self.threshold) for group in self._record(now, position, reward, keys))
+        groups = self._record(now, position, reward, keys)
+        tripped = any(self._falls(group.fall(), self.threshold) for group in groups)
         if not tripped or now < self.recent + self.reference:
             return None
         return self._culprit(now)

@@ -348,7 +348,8 @@ def comparison_table(rows: list) -> str:
             lifts = [runs[(name, seed)]["normalized_lift"] for seed in seeds]
             cell = f"{np.mean(lifts):.3f} / {min(lifts):.3f}"
             if setting != "{}" and all((name, seed) in baseline for seed in seeds):
-                cell += f" ({np.mean(lifts) - np.mean([baseline[(name, seed)]['normalized_lift'] for seed in seeds]):+.3f})"
+                base = np.mean([baseline[(name, seed)]["normalized_lift"] for seed in seeds])
+                cell += f" ({np.mean(lifts) - base:+.3f})"
             if name == "drift":
                 recovered = sum(_recovered(runs[(name, seed)]["drift"]["recovery_events"]) for seed in seeds)
                 cell += f", {recovered} recovered"

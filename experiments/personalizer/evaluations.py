@@ -20,8 +20,7 @@ from experiments.personalizer.errors import PersonalizerError
 from experiments.reporting.evaluation import Evaluations, parse_request
 from experiments.personalizer.requests import check_body, check_name
 from experiments.personalizer.versions import V1_1, V2022, is_v1
-from experiments.times import parse_time
-from experiments.times import iso
+from experiments.times import iso, parse_time
 from experiments.store import dumps, loads
 
 FIELDS = {"name", "startTime", "endTime", "policies", "enablePolicyOptimization", "enableOfflineExperimentation"}

@@ -218,7 +218,8 @@ def forget(key):
     """Forget one group's decisions before a time (UTC): the model is rebuilt from the rest of the log."""
     feature, value = request.form.get("feature", "").strip(), request.form.get("value", "").strip()
     view = forgetting.forget_before(service(), key, feature, value, request.form.get("before_time", ""), actor())
-    before = next(r["before"] for r in view["spec"]["learning"]["forget"] if (r["feature"], r["value"]) == (feature, value))
+    rules = view["spec"]["learning"]["forget"]
+    before = next(r["before"] for r in rules if (r["feature"], r["value"]) == (feature, value))
     flash(f"The model forgets what {feature} = {value} did before decision #{before:,}; it is rebuilt from the log.")
     return redirect(url_for("dashboard.experiment", key=key))
 
