@@ -116,7 +116,7 @@ class DriftWatch:
     ('user.segment', 's2', True, True)
     """
 
-    def __init__(self, recent: int = 1500, reference: int = 4500, threshold: float = 3.5, min_drop: float = 0.25):
+    def __init__(self, recent: int = 1500, reference: int = 4500, threshold: float = 4.0, min_drop: float = 0.25):
         self.recent, self.reference, self.threshold, self.min_drop = recent, reference, threshold, min_drop
         self._groups: dict[tuple[str, str], _Group] = {}
         self._all = _Group()  # every decision: what the rest of the traffic did is this minus a group

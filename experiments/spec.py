@@ -46,7 +46,7 @@ DEFAULTS = {
     "learning": {"interactions": ["UA", "PA"], "learning_rate": None, "update_seconds": 5.0, "vw_args": "",
                  "mode": "online", "decay": 0.5, "scaling": {"default": "log", "features": {}},
                  "autotune": {"enabled": False, "window": 3000, "every": 3000, "budget": 4.0},
-                 "drift_watch": {"enabled": True, "threshold": 3.5, "recent": 1500, "reference": 4500,
+                 "drift_watch": {"enabled": True, "threshold": 4.0, "recent": 1500, "reference": 4500,
                                  "min_drop": 0.25},  # measured on the simulated shop (docs/learning.md)
                  "forget": [],
                  "hash_bits": None},  # learning_rate and hash_bits: by kind, see LEARNING_RATE and HASH_BITS

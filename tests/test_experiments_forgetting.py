@@ -149,7 +149,7 @@ def test_the_drift_watch_forgets_a_group_whose_reward_fell(shop, rng, app):
     changed = store.get_decision("drift-900")["seq"]  # the first decision after the change
     assert changed - 50 <= rule["before"] <= changed + 100
     evidence = entry["change"]["drift"]
-    assert evidence["after_mean"] < 0.3 < evidence["before_mean"] and evidence["z"] <= -3.5  # the default threshold
+    assert evidence["after_mean"] < 0.3 < evidence["before_mean"] and evidence["z"] <= -4.0  # the default threshold
     shop.learn(seconds=2)
     model = store.latest_model("drift")
     assert models.forgetting(model) == (("user.segment", "loyal", rule["before"]),)

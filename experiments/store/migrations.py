@@ -276,7 +276,7 @@ def _no_elim(db: sqlite_utils.Database, key: str) -> None:
     _drop_refused_vw_args(db, key)  # --elim is refused there now
 
 
-WATCH_BEFORE_DEFAULT = {"enabled": False, "threshold": 3.5, "recent": 1500, "reference": 4500, "min_drop": 0.25}
+WATCH_BEFORE_DEFAULT = {"enabled": False, "threshold": 4.0, "recent": 1500, "reference": 4500, "min_drop": 0.25}
 
 
 def m015_drift_watch(db: sqlite_utils.Database) -> None:
