@@ -222,9 +222,8 @@ class Learner:
             by_seq = defaultdict(list)
             for r in self.store.rewards_for([row["seq"] for row in rows]):
                 by_seq[r["decision_seq"]].append((r["slot"], r["value"]))
-            learned, change, passed = 0, None, 0
-            for row in rows:
-                passed += 1
+            learned, change = 0, None
+            for passed, row in enumerate(rows, start=1):
                 if not learnable(row):
                     continue  # skipped for good: never activated, or logged only
                 context = loads(row["context"])
@@ -241,7 +240,7 @@ class Learner:
                     change = watch.observe(row["cursor"], row["seq"], context, sum(values))
                     if change is not None:
                         break
-            track.cursor = rows[-1]["cursor"] if change is None else row["cursor"]
+            track.cursor = row["cursor"]  # the last one passed: the batch's end, or the drift
             track.learned += learned
             track.dirty = True
             track.used_at = self.clock.now()

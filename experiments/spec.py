@@ -219,8 +219,8 @@ def _learning(value, kind: str) -> dict:
         raise InvalidField("learning.decay", "give the learning-rate decay once: learning.decay or --power_t in "
                                              "learning.vw_args, not both")
     out["scaling"] = _scaling(out["scaling"])
-    out["autotune"] = _autotune(out["autotune"])
-    out["drift_watch"] = _drift_watch(out["drift_watch"])
+    out["autotune"] = _switched(out["autotune"], "autotune")
+    out["drift_watch"] = _switched(out["drift_watch"], "drift_watch")
     out["forget"] = _forget(out["forget"])
     if out["mode"] not in LEARNING_MODES:
         raise InvalidField("learning.mode", f"must be one of {', '.join(LEARNING_MODES)}")
@@ -236,26 +236,23 @@ def _scaling(value) -> dict:
         raise InvalidField(f"learning.scaling.{exc.field}".rstrip("."), exc.message) from None
 
 
-def _autotune(value) -> dict:
-    defaults = DEFAULTS["learning"]["autotune"]
-    out = {**defaults, **check_object(value, "learning.autotune", defaults)}
-    if not isinstance(out["enabled"], bool):
-        raise InvalidField("learning.autotune.enabled", "must be true or false")
-    out["window"] = _number(out["window"], "learning.autotune.window", 500, 100_000, integer=True)
-    out["every"] = _number(out["every"], "learning.autotune.every", 100, 10_000_000, integer=True)
-    out["budget"] = _number(out["budget"], "learning.autotune.budget", 0.5, 100)
-    return out
+# The learning aids switched by ``enabled``, and their numbers: (lowest, highest, whole number). The
+# OpenAPI schema and the dashboard's form are made from these too.
+SWITCHED_NUMBERS = {
+    "autotune": {"window": (500, 100_000, True), "every": (100, 10_000_000, True), "budget": (0.5, 100, False)},
+    "drift_watch": {"threshold": (3, 20, False), "recent": (100, 100_000, True),
+                    "reference": (100, 1_000_000, True), "min_drop": (0, 1, False)},
+}
 
 
-def _drift_watch(value) -> dict:
-    defaults = DEFAULTS["learning"]["drift_watch"]
-    out = {**defaults, **check_object(value, "learning.drift_watch", defaults)}
+def _switched(value, name: str) -> dict:
+    """Fill in and check one learning aid (``learning.autotune``, ``learning.drift_watch``)."""
+    field, defaults = f"learning.{name}", DEFAULTS["learning"][name]
+    out = {**defaults, **check_object(value, field, defaults)}
     if not isinstance(out["enabled"], bool):
-        raise InvalidField("learning.drift_watch.enabled", "must be true or false")
-    out["threshold"] = _number(out["threshold"], "learning.drift_watch.threshold", 3, 20)
-    out["recent"] = _number(out["recent"], "learning.drift_watch.recent", 100, 100_000, integer=True)
-    out["reference"] = _number(out["reference"], "learning.drift_watch.reference", 100, 1_000_000, integer=True)
-    out["min_drop"] = _number(out["min_drop"], "learning.drift_watch.min_drop", 0, 1)
+        raise InvalidField(f"{field}.enabled", "must be true or false")
+    for number, (low, high, integer) in SWITCHED_NUMBERS[name].items():
+        out[number] = _number(out[number], f"{field}.{number}", low, high, integer=integer)
     return out
 
 

@@ -12,17 +12,16 @@ import re
 
 from bandit.exploration import EXPLORATIONS, exploration_to_dict
 from experiments.errors import InvalidField
-from experiments.spec import AGGREGATIONS, DEFAULTS, KINDS, LEARNING_MODES
+from experiments.spec import AGGREGATIONS, DEFAULTS, KINDS, LEARNING_MODES, SWITCHED_NUMBERS
 
 NUMBER_FIELDS = ["slots", "learning.learning_rate", "learning.decay", "learning.update_seconds",
                  "reward.wait_seconds", "reward.default", "traffic.holdout"]
 PLAIN_FIELDS = ["key", "name", "kind", "learning.mode", "learning.vw_args", "reward.aggregation"]
 TEXT_FIELDS = PLAIN_FIELDS + ["arms", "exploration.algorithm", "learning.interactions", "reward.events",
                               "traffic.control", "learning.scaling.default", "learning.scaling.features"]
-AUTOTUNE_NUMBERS = ["learning.autotune.window", "learning.autotune.every", "learning.autotune.budget"]
+AUTOTUNE_NUMBERS = [f"learning.autotune.{number}" for number in SWITCHED_NUMBERS["autotune"]]
 AUTOTUNE_FIELDS = ["learning.autotune.enabled", *AUTOTUNE_NUMBERS]
-DRIFT_NUMBERS = ["learning.drift_watch.threshold", "learning.drift_watch.recent", "learning.drift_watch.reference",
-                 "learning.drift_watch.min_drop"]
+DRIFT_NUMBERS = [f"learning.drift_watch.{number}" for number in SWITCHED_NUMBERS["drift_watch"]]
 DRIFT_FIELDS = ["learning.drift_watch.enabled", *DRIFT_NUMBERS]
 SCALING_MODES = ("log", "raw", "standard")
 INTEGER = re.compile(r"^[+-]?\d+$")

@@ -9,7 +9,15 @@ from bandit.exploration import EXPLORATIONS
 from bandit.scaling import MAX_BUCKETS, MAX_FEATURES as MAX_SCALED, MODES as SCALING_MODES
 from bandit.vw_args import MAX_LENGTH as MAX_VW_ARGS
 from experiments.spec import (AGGREGATIONS, FEATURE_PATH, HASH_BITS_RANGE, KINDS, LEARNING_MODES, MAX_ARMS, MAX_FORGET,
-                              MAX_ID_LENGTH, MAX_SLOTS, STATUSES)
+                              MAX_ID_LENGTH, MAX_SLOTS, STATUSES, SWITCHED_NUMBERS)
+
+
+def _switched(name: str, description: str) -> dict:
+    """A learning aid's object: ``enabled`` and its numbers, with the bounds the spec checks."""
+    numbers = {number: {"type": "integer" if integer else "number", "minimum": low, "maximum": high}
+               for number, (low, high, integer) in SWITCHED_NUMBERS[name].items()}
+    return {"type": "object", "additionalProperties": False, "properties": {"enabled": {"type": "boolean"}, **numbers},
+            "description": description}
 
 
 def ref(name: str) -> dict:
@@ -106,20 +114,9 @@ _LEARNING = {
                                                                    "additionalProperties": _SCALE}},
                     "description": "How numbers are scaled: a `default` (`log` unless given) and modes per "
                                    "feature path such as `action.price` (docs/learning.md)."},
-        "autotune": {"type": "object", "additionalProperties": False,
-                     "properties": {"enabled": {"type": "boolean"},
-                                    "window": {"type": "integer", "minimum": 500, "maximum": 100_000},
-                                    "every": {"type": "integer", "minimum": 100, "maximum": 10_000_000},
-                                    "budget": {"type": "number", "minimum": 0.5, "maximum": 100}},
-                     "description": "Settings tuned by counterfactual replays of the recent log (opt-in)."},
-        "drift_watch": {"type": "object", "additionalProperties": False,
-                        "properties": {"enabled": {"type": "boolean"},
-                                       "threshold": {"type": "number", "minimum": 3, "maximum": 20},
-                                       "recent": {"type": "integer", "minimum": 100, "maximum": 100_000},
-                                       "reference": {"type": "integer", "minimum": 100, "maximum": 1_000_000},
-                                       "min_drop": {"type": "number", "minimum": 0, "maximum": 1}},
-                        "description": "Forget a group's earlier decisions when its reward falls (on by default "
-                                       "for new experiments; docs/learning.md)."},
+        "autotune": _switched("autotune", "Settings tuned by counterfactual replays of the recent log (opt-in)."),
+        "drift_watch": _switched("drift_watch", "Forget a group's earlier decisions when its reward falls (on by "
+                                                "default for new experiments; docs/learning.md)."),
         "forget": {"type": "array", "maxItems": MAX_FORGET,
                    "items": {"type": "object", "additionalProperties": False,
                              "required": ["feature", "value"],
